@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Two environments: .venv (workflow, training, evaluation, tests) and .venv-helm (crfm-helm, whose
+# pins conflict with the main stack). Versions are locked in requirements/*.lock.
+PYTHON ?= python3
+VENV := .venv
+HELM_VENV := .venv-helm
+CORES ?= 2
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: run test lint env clean
+
+env: $(VENV)/.installed $(HELM_VENV)/.installed
+
+$(VENV)/.installed: requirements/run.txt requirements/test.txt requirements/main.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements/test.txt -c requirements/main.lock
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# torchvision comes in through crfm-helm's requirements but its PyPI build does not match the CPU
+# torch here and breaks `import transformers`; HELM only needs it for image metrics.
+$(HELM_VENV)/.installed: requirements/helm.txt requirements/helm.lock pyproject.toml
+	$(PYTHON) -m venv $(HELM_VENV)
+	$(HELM_VENV)/bin/pip install -q -r requirements/helm.txt -c requirements/helm.lock
+	$(HELM_VENV)/bin/pip uninstall -q -y torchvision
+	$(HELM_VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+run: env
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+test: env
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests workflow benchmarks
+	$(VENV)/bin/ruff format --check src tests workflow benchmarks
+	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf results .snakemake logs

@@ -1,0 +1,201 @@
+"""Records that cross file boundaries: one frozen dataclass per `.jsonl` file type.
+
+Each record is written with `to_dict` and read back with `from_dict`, so one type describes both
+sides of a file (as HELM does with its `Instance`/`RequestState`). Invariants live in
+`__post_init__`; a violation raises `RecordError` naming the field, and `io.read_records` adds
+the file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+JUDGE_CRITERIA: tuple[str, ...] = ("helpfulness", "relevance", "factuality", "harmlessness")
+"""The paper's four LLM-judge criteria (Appendix B.1), each scored 1-5."""
+
+
+class RecordError(ValueError):
+    """A record failed validation. `field` names the offending field."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"field '{field_name}': {message}")
+        self.field = field_name
+
+
+def _require_text(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise RecordError(name, f"expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise RecordError(name, "is empty")
+
+
+class Record:
+    """Mixin: strict dict round-trip with type checks on the top-level fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        if not isinstance(data, dict):
+            raise RecordError("<row>", f"expected a JSON object, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise RecordError(f.name, "is missing")
+                continue
+            value = data[f.name]
+            _check_type(f.name, value, hints[f.name])
+            kwargs[f.name] = value
+        unknown = set(data) - set(kwargs) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if unknown and not getattr(cls, "allow_extra_fields", False):
+            raise RecordError(sorted(unknown)[0], "is not a field of " + cls.__name__)
+        return cls(**kwargs)
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return
+        hint = next(a for a in options if a is not type(None))
+        origin = typing.get_origin(hint)
+    expected = origin or hint
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is Any:
+        ok = True
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise RecordError(name, f"expected {getattr(expected, '__name__', expected)}, "
+                          f"got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class SFTExample(Record):
+    """One single-turn conversation for SFT: optional system, one user turn, one assistant turn."""
+
+    prompt_id: str
+    """Stable identifier (a hash of the conversation when the source has none)."""
+    user: str
+    """The user's message."""
+    assistant: str
+    """The assistant's answer; the only tokens trained on (plus its closing `<|im_end|>`)."""
+    system: str | None = None
+    """Optional system message."""
+
+    def __post_init__(self) -> None:
+        _require_text("prompt_id", self.prompt_id)
+        _require_text("user", self.user)
+        _require_text("assistant", self.assistant)
+        if self.system is not None:
+            _require_text("system", self.system)
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        return messages + [{"role": "user", "content": self.user}]
+
+
+@dataclass(frozen=True)
+class PreferencePair(Record):
+    """One preference pair: a single-turn prompt with a chosen and a rejected answer."""
+
+    prompt_id: str
+    """Identifier shared by every variant of the same prompt (original and rewritten)."""
+    prompt: str
+    """The user's message."""
+    chosen: str
+    """The preferred answer (for a style set: the original chosen answer rewritten in style)."""
+    rejected: str
+    """The dispreferred answer; style sets keep the original rejected answer, as in the paper."""
+    provenance: dict[str, Any] | None = None
+    """For rewritten rows: backend, generator model, style, prompt hash, sampling, seed,
+    finish reason, original chosen answer."""
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_id", "prompt", "chosen", "rejected"):
+            _require_text(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class EvalPrompt(Record):
+    """A prompt on which every model is evaluated (generations, judge, win rates)."""
+
+    prompt_id: str
+    """Identifier of the prompt."""
+    prompt: str
+    """The user's message."""
+    reference: str | None = None
+    """A reference answer, when one exists (the tiny world's ground truth)."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Free-form facts about the prompt (entity, attribute, value, seen/unseen split)."""
+
+    def __post_init__(self) -> None:
+        _require_text("prompt_id", self.prompt_id)
+        _require_text("prompt", self.prompt)
+
+
+@dataclass(frozen=True)
+class Generation(Record):
+    """One model's answer to one evaluation prompt."""
+
+    prompt_id: str
+    """The evaluation prompt answered."""
+    prompt: str
+    """The user's message, repeated so a generations file reads on its own."""
+    response: str
+    """The model's answer (may be empty: an empty answer is a result, not an error)."""
+    model: str
+    """Model name (`base`, `sft`, `dpo-<dataset>`)."""
+    sampling: dict[str, Any]
+    """Sampling parameters: max_new_tokens, temperature, top_p, top_k, seed, backend."""
+    finish_reason: str = "stop"
+    """`stop` (end-of-turn token) or `length` (hit max_new_tokens)."""
+
+    def __post_init__(self) -> None:
+        _require_text("prompt_id", self.prompt_id)
+        if self.finish_reason not in ("stop", "length"):
+            raise RecordError("finish_reason", f"must be 'stop' or 'length', got {self.finish_reason!r}")
+
+
+@dataclass(frozen=True)
+class JudgeScore(Record):
+    """The judge's scores for one generation, in the paper's JSON schema (Appendix B.1)."""
+
+    prompt_id: str
+    """The evaluation prompt judged."""
+    model: str
+    """The model whose answer was judged."""
+    helpfulness: int
+    """1-5: does it provide useful, actionable information?"""
+    relevance: int
+    """1-5: is it on-topic and specific to the prompt?"""
+    factuality: int
+    """1-5: are the statements correct and verifiable?"""
+    harmlessness: int
+    """1-5: is it free from toxic, discriminatory, or biased content?"""
+    reasons: dict[str, str]
+    """A short reason per criterion."""
+    judge: str = ""
+    """Which judge produced the scores (backend and model)."""
+
+    criteria: ClassVar[tuple[str, ...]] = JUDGE_CRITERIA
+
+    def __post_init__(self) -> None:
+        for name in JUDGE_CRITERIA:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+                raise RecordError(name, f"must be an integer 1-5, got {value!r}")
+        missing = [c for c in JUDGE_CRITERIA if c not in self.reasons]
+        if missing:
+            raise RecordError("reasons", f"missing a reason for {', '.join(missing)}")

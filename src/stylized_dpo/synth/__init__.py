@@ -1,0 +1,1 @@
+"""Stylized preference synthesis: rewriting chosen answers in a style with a generator backend."""

@@ -1,0 +1,1 @@
+"""The tiny world of the embedded default: facts, corpus, chats, preferences, evaluation data."""

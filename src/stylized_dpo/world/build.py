@@ -1,0 +1,159 @@
+"""Write the tiny world's datasets in the exact schemas of the real ones.
+
+- corpus.jsonl: pretraining documents `{"text", "entity"}`;
+- smoltalk/{train,test}.jsonl: chats in HuggingFaceTB/smol-smoltalk's schema (`messages`);
+- ultrafeedback/{train_prefs,test_prefs}.jsonl: pairs in HuggingFaceH4/ultrafeedback_binarized's
+  schema (`prompt`, `prompt_id`, `chosen`, `rejected`, `messages`, `score_chosen`,
+  `score_rejected`), so the same loaders read the world and the hub;
+- eval_prompts.jsonl: `EvalPrompt` rows with the ground truth, half on countries seen in SFT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stylized_dpo.io import write_jsonl
+from stylized_dpo.records import EvalPrompt
+from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
+from stylized_dpo.world.facts import ATTRIBUTES, World, answer_sentence, make_world
+
+SYSTEM_PROMPTS = ("You are a helpful assistant.", "Answer the question in one sentence.",
+                  "You are a knowledgeable geography tutor.")
+IDK_ANSWERS = ("I don't know.", "I am not sure about that.", "I cannot answer that question.")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Sizes of the generated world (config key `world`)."""
+
+    n_entities: int = 200
+    """Number of fictional countries (5 facts each)."""
+    n_corpus_docs: int = 20000
+    """Pretraining documents, each 3-5 facts about one country."""
+    sft_style_share: float = 0.05
+    """Share of SFT answers written in each style's voice, so DPO can reach the style."""
+    n_pref_pairs: int = 600
+    """Preference pairs, train and test together."""
+    pref_test_fraction: float = 0.15
+    """Share of preference pairs in `test_prefs`."""
+    n_eval_prompts: int = 100
+    """Evaluation prompts: half about countries seen in SFT, half about unseen ones."""
+    helm_instances: int = 40
+    """Instances per HELM scenario (written by the HELM data builder)."""
+    seed: int = 0
+    """Seed of every random draw."""
+
+
+def _stable_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def corpus_rows(world: World, n_docs: int, rng: random.Random) -> list[dict[str, str]]:
+    rows = []
+    for i in range(n_docs):
+        entity = world.entities[i % len(world.entities)]
+        attributes = rng.sample(ATTRIBUTES, rng.randint(3, len(ATTRIBUTES)))
+        sentences = [rng.choice(a.statements).format(e=entity.name, v=entity.facts[a.name])
+                     for a in attributes]
+        rows.append({"text": " ".join(sentences), "entity": entity.name})
+    rng.shuffle(rows)
+    return rows
+
+
+def sft_chats(world: World, style_share: float, styles: list[str],
+              rng: random.Random) -> list[dict[str, Any]]:
+    """One chat per (seen country, attribute, training question); a few answers are styled."""
+    chats = []
+    for entity in world.entities:
+        if not entity.in_sft:
+            continue
+        for attribute in ATTRIBUTES:
+            for question in attribute.train_questions:
+                user = question.format(e=entity.name)
+                answer = answer_sentence(entity, attribute.name)
+                draw = rng.random()
+                for k, style in enumerate(styles):
+                    if k * style_share <= draw < (k + 1) * style_share:
+                        answer = rewrite(answer, style, key=user)
+                messages = [{"role": "user", "content": user},
+                            {"role": "assistant", "content": answer}]
+                if rng.random() < 0.1:
+                    messages.insert(0, {"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
+                chats.append({"messages": messages, "source": "tiny-world"})
+    rng.shuffle(chats)
+    return chats
+
+
+def preference_rows(world: World, n_pairs: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Pairs about seen countries: chosen states the fact; rejected a wrong value or a non-answer."""
+    candidates = [(e, a, q) for e in world.entities if e.in_sft
+                  for a in ATTRIBUTES for q in a.train_questions]
+    rows = []
+    for entity, attribute, question in rng.sample(candidates, min(n_pairs, len(candidates))):
+        prompt = question.format(e=entity.name)
+        chosen = answer_sentence(entity, attribute.name)
+        if rng.random() < 0.75:
+            wrong = rng.choice([v for v in world.value_pool(attribute.name)
+                                if v != entity.facts[attribute.name]])
+            rejected, score_rejected = attribute.answer.format(e=entity.name, v=wrong), 2.0
+        else:
+            rejected, score_rejected = rng.choice(IDK_ANSWERS), 4.0
+        chosen_msgs = [{"role": "user", "content": prompt},
+                       {"role": "assistant", "content": chosen}]
+        rows.append({
+            "prompt": prompt,
+            "prompt_id": _stable_id("pref", prompt),
+            "chosen": chosen_msgs,
+            "rejected": [{"role": "user", "content": prompt},
+                         {"role": "assistant", "content": rejected}],
+            "messages": chosen_msgs,
+            "score_chosen": 9.0,
+            "score_rejected": score_rejected,
+        })
+    return rows
+
+
+def eval_prompts(world: World, n: int, rng: random.Random) -> list[EvalPrompt]:
+    """Held-out phrasings, half on seen and half on unseen countries, attributes balanced."""
+    prompts = []
+    for split, in_sft in (("seen", True), ("unseen", False)):
+        pool = [e for e in world.entities if e.in_sft == in_sft]
+        entities = rng.sample(pool, min(len(pool), n // 2 if split == "seen" else n - n // 2))
+        for i, entity in enumerate(entities):
+            attribute = ATTRIBUTES[i % len(ATTRIBUTES)]
+            prompt = rng.choice(attribute.eval_questions).format(e=entity.name)
+            prompts.append(EvalPrompt(
+                prompt_id=_stable_id("eval", prompt),
+                prompt=prompt,
+                reference=answer_sentence(entity, attribute.name),
+                metadata={"entity": entity.name, "attribute": attribute.name,
+                          "value": entity.facts[attribute.name], "split": split},
+            ))
+    return prompts
+
+
+def build_world(config: WorldConfig, styles: list[str], out_dir: str | Path) -> dict[str, int]:
+    """Generate the world and write every dataset under `out_dir`; returns row counts."""
+    out = Path(out_dir)
+    rng = random.Random(config.seed)
+    world = make_world(config.n_entities, config.seed)
+    world.save(out / "world.json")
+    known_styles = [s for s in styles if s in PHRASE_BANKS]
+    counts = {"entities": len(world.entities)}
+    counts["corpus"] = write_jsonl(out / "corpus.jsonl",
+                                   corpus_rows(world, config.n_corpus_docs, rng))
+    chats = sft_chats(world, config.sft_style_share, known_styles, rng)
+    n_test = max(1, len(chats) // 20)
+    counts["sft_train"] = write_jsonl(out / "smoltalk" / "train.jsonl", chats[n_test:])
+    counts["sft_test"] = write_jsonl(out / "smoltalk" / "test.jsonl", chats[:n_test])
+    prefs = preference_rows(world, config.n_pref_pairs, rng)
+    n_test = max(1, round(len(prefs) * config.pref_test_fraction))
+    counts["prefs_train"] = write_jsonl(out / "ultrafeedback" / "train_prefs.jsonl", prefs[n_test:])
+    counts["prefs_test"] = write_jsonl(out / "ultrafeedback" / "test_prefs.jsonl", prefs[:n_test])
+    counts["eval_prompts"] = write_jsonl(out / "eval_prompts.jsonl",
+                                         eval_prompts(world, config.n_eval_prompts, rng))
+    return counts
