@@ -18,7 +18,9 @@ R = TypeVar("R", bound=Record)
 class DataError(ValueError):
     """Bad input data. The message names the file, the line (1-based) and the field."""
 
-    def __init__(self, path: str | os.PathLike[str], line: int | None, field: str | None, message: str):
+    def __init__(
+        self, path: str | os.PathLike[str], line: int | None, field: str | None, message: str
+    ):
         where = f"{path}"
         if line is not None:
             where += f", line {line}"
@@ -69,17 +71,21 @@ def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(path, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from e
+                raise DataError(
+                    path, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})"
+                ) from e
             if not text.strip():
                 continue
             try:
                 yield lineno, json.loads(text)
             except json.JSONDecodeError as e:
-                raise DataError(path, lineno, None, f"malformed JSON: {e.msg} (column {e.colno})") from e
+                raise DataError(
+                    path, lineno, None, f"malformed JSON: {e.msg} (column {e.colno})"
+                ) from e
 
 
 def read_records(path: str | os.PathLike[str], cls: type[R]) -> list[R]:
-    """Read a JSONL file of `cls` records, failing with file, line and field on the first bad row."""
+    """Read a JSONL file of `cls` records; the first bad row fails with file, line and field."""
     rows = []
     for lineno, obj in iter_json_lines(path):
         try:

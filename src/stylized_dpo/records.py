@@ -77,8 +77,9 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
     else:
         ok = isinstance(value, expected)
     if not ok:
-        raise RecordError(name, f"expected {getattr(expected, '__name__', expected)}, "
-                          f"got {type(value).__name__}")
+        raise RecordError(
+            name, f"expected {getattr(expected, '__name__', expected)}, got {type(value).__name__}"
+        )
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,9 @@ class Generation(Record):
     def __post_init__(self) -> None:
         _require_text("prompt_id", self.prompt_id)
         if self.finish_reason not in ("stop", "length"):
-            raise RecordError("finish_reason", f"must be 'stop' or 'length', got {self.finish_reason!r}")
+            raise RecordError(
+                "finish_reason", f"must be 'stop' or 'length', got {self.finish_reason!r}"
+            )
 
 
 @dataclass(frozen=True)

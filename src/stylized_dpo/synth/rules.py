@@ -28,15 +28,27 @@ PHRASE_BANKS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     # Confident, declarative, no hedging, short sentences (paper 5.2.1).
     "authoritative": {
-        "openers": ("Without question,", "It is an established fact:", "Definitively,",
-                    "Make no mistake:"),
-        "closers": ("This is certain.", "There is no doubt about it.", "This is settled fact.",
-                    "The record is clear."),
+        "openers": (
+            "Without question,",
+            "It is an established fact:",
+            "Definitively,",
+            "Make no mistake:",
+        ),
+        "closers": (
+            "This is certain.",
+            "There is no doubt about it.",
+            "This is settled fact.",
+            "The record is clear.",
+        ),
     },
     # Second person, relationship-building, rhetorical framing, assurances (paper 5.2.2).
     "persuasive": {
-        "openers": ("Let me tell you something:", "Imagine this:", "Think of it this way:",
-                    "Here is what you need to know:"),
+        "openers": (
+            "Let me tell you something:",
+            "Imagine this:",
+            "Think of it this way:",
+            "Here is what you need to know:",
+        ),
         "closers": (
             "Trust me on this, you will remember it.",
             "Once you know this, you will see why it matters to you.",
@@ -58,11 +70,12 @@ def _lower_first(text: str) -> str:
 
 
 def rewrite(answer: str, style: str, key: str) -> str:
-    """Rewrite `answer` in `style`; `key` (e.g. the prompt id) picks the phrases deterministically."""
+    """Rewrite `answer` in `style`; `key` (e.g. the prompt id) picks the phrases."""
     if style not in PHRASE_BANKS:
         raise ValueError(
             f"the rules backend has no phrase bank for style '{style}' (it knows "
-            f"{', '.join(sorted(PHRASE_BANKS))}); use an LLM backend (vllm, openai, transformers)")
+            f"{', '.join(sorted(PHRASE_BANKS))}); use an LLM backend (vllm, openai, transformers)"
+        )
     bank = PHRASE_BANKS[style]
     opener = _pick(bank["openers"], f"{style}/open/{key}")
     closer = _pick(bank["closers"], f"{style}/close/{key}")

@@ -21,8 +21,11 @@ from stylized_dpo.records import EvalPrompt
 from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
 from stylized_dpo.world.facts import ATTRIBUTES, World, answer_sentence, make_world
 
-SYSTEM_PROMPTS = ("You are a helpful assistant.", "Answer the question in one sentence.",
-                  "You are a knowledgeable geography tutor.")
+SYSTEM_PROMPTS = (
+    "You are a helpful assistant.",
+    "Answer the question in one sentence.",
+    "You are a knowledgeable geography tutor.",
+)
 IDK_ANSWERS = ("I don't know.", "I am not sure about that.", "I cannot answer that question.")
 
 
@@ -57,15 +60,18 @@ def corpus_rows(world: World, n_docs: int, rng: random.Random) -> list[dict[str,
     for i in range(n_docs):
         entity = world.entities[i % len(world.entities)]
         attributes = rng.sample(ATTRIBUTES, rng.randint(3, len(ATTRIBUTES)))
-        sentences = [rng.choice(a.statements).format(e=entity.name, v=entity.facts[a.name])
-                     for a in attributes]
+        sentences = [
+            rng.choice(a.statements).format(e=entity.name, v=entity.facts[a.name])
+            for a in attributes
+        ]
         rows.append({"text": " ".join(sentences), "entity": entity.name})
     rng.shuffle(rows)
     return rows
 
 
-def sft_chats(world: World, style_share: float, styles: list[str],
-              rng: random.Random) -> list[dict[str, Any]]:
+def sft_chats(
+    world: World, style_share: float, styles: list[str], rng: random.Random
+) -> list[dict[str, Any]]:
     """One chat per (seen country, attribute, training question); a few answers are styled."""
     chats = []
     for entity in world.entities:
@@ -79,8 +85,10 @@ def sft_chats(world: World, style_share: float, styles: list[str],
                 for k, style in enumerate(styles):
                     if k * style_share <= draw < (k + 1) * style_share:
                         answer = rewrite(answer, style, key=user)
-                messages = [{"role": "user", "content": user},
-                            {"role": "assistant", "content": answer}]
+                messages = [
+                    {"role": "user", "content": user},
+                    {"role": "assistant", "content": answer},
+                ]
                 if rng.random() < 0.1:
                     messages.insert(0, {"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
                 chats.append({"messages": messages, "source": "tiny-world"})
@@ -89,31 +97,39 @@ def sft_chats(world: World, style_share: float, styles: list[str],
 
 
 def preference_rows(world: World, n_pairs: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Pairs about seen countries: chosen states the fact; rejected a wrong value or a non-answer."""
-    candidates = [(e, a, q) for e in world.entities if e.in_sft
-                  for a in ATTRIBUTES for q in a.train_questions]
+    """Pairs on seen countries: chosen states the fact, rejected a wrong value or a non-answer."""
+    candidates = [
+        (e, a, q) for e in world.entities if e.in_sft for a in ATTRIBUTES for q in a.train_questions
+    ]
     rows = []
     for entity, attribute, question in rng.sample(candidates, min(n_pairs, len(candidates))):
         prompt = question.format(e=entity.name)
         chosen = answer_sentence(entity, attribute.name)
         if rng.random() < 0.75:
-            wrong = rng.choice([v for v in world.value_pool(attribute.name)
-                                if v != entity.facts[attribute.name]])
+            wrong = rng.choice(
+                [v for v in world.value_pool(attribute.name) if v != entity.facts[attribute.name]]
+            )
             rejected, score_rejected = attribute.answer.format(e=entity.name, v=wrong), 2.0
         else:
             rejected, score_rejected = rng.choice(IDK_ANSWERS), 4.0
-        chosen_msgs = [{"role": "user", "content": prompt},
-                       {"role": "assistant", "content": chosen}]
-        rows.append({
-            "prompt": prompt,
-            "prompt_id": _stable_id("pref", prompt),
-            "chosen": chosen_msgs,
-            "rejected": [{"role": "user", "content": prompt},
-                         {"role": "assistant", "content": rejected}],
-            "messages": chosen_msgs,
-            "score_chosen": 9.0,
-            "score_rejected": score_rejected,
-        })
+        chosen_msgs = [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": chosen},
+        ]
+        rows.append(
+            {
+                "prompt": prompt,
+                "prompt_id": _stable_id("pref", prompt),
+                "chosen": chosen_msgs,
+                "rejected": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": rejected},
+                ],
+                "messages": chosen_msgs,
+                "score_chosen": 9.0,
+                "score_rejected": score_rejected,
+            }
+        )
     return rows
 
 
@@ -126,13 +142,19 @@ def eval_prompts(world: World, n: int, rng: random.Random) -> list[EvalPrompt]:
         for i, entity in enumerate(entities):
             attribute = ATTRIBUTES[i % len(ATTRIBUTES)]
             prompt = rng.choice(attribute.eval_questions).format(e=entity.name)
-            prompts.append(EvalPrompt(
-                prompt_id=_stable_id("eval", prompt),
-                prompt=prompt,
-                reference=answer_sentence(entity, attribute.name),
-                metadata={"entity": entity.name, "attribute": attribute.name,
-                          "value": entity.facts[attribute.name], "split": split},
-            ))
+            prompts.append(
+                EvalPrompt(
+                    prompt_id=_stable_id("eval", prompt),
+                    prompt=prompt,
+                    reference=answer_sentence(entity, attribute.name),
+                    metadata={
+                        "entity": entity.name,
+                        "attribute": attribute.name,
+                        "value": entity.facts[attribute.name],
+                        "split": split,
+                    },
+                )
+            )
     return prompts
 
 
@@ -144,8 +166,9 @@ def build_world(config: WorldConfig, styles: list[str], out_dir: str | Path) -> 
     world.save(out / "world.json")
     known_styles = [s for s in styles if s in PHRASE_BANKS]
     counts = {"entities": len(world.entities)}
-    counts["corpus"] = write_jsonl(out / "corpus.jsonl",
-                                   corpus_rows(world, config.n_corpus_docs, rng))
+    counts["corpus"] = write_jsonl(
+        out / "corpus.jsonl", corpus_rows(world, config.n_corpus_docs, rng)
+    )
     chats = sft_chats(world, config.sft_style_share, known_styles, rng)
     n_test = max(1, len(chats) // 20)
     counts["sft_train"] = write_jsonl(out / "smoltalk" / "train.jsonl", chats[n_test:])
@@ -154,6 +177,7 @@ def build_world(config: WorldConfig, styles: list[str], out_dir: str | Path) -> 
     n_test = max(1, round(len(prefs) * config.pref_test_fraction))
     counts["prefs_train"] = write_jsonl(out / "ultrafeedback" / "train_prefs.jsonl", prefs[n_test:])
     counts["prefs_test"] = write_jsonl(out / "ultrafeedback" / "test_prefs.jsonl", prefs[:n_test])
-    counts["eval_prompts"] = write_jsonl(out / "eval_prompts.jsonl",
-                                         eval_prompts(world, config.n_eval_prompts, rng))
+    counts["eval_prompts"] = write_jsonl(
+        out / "eval_prompts.jsonl", eval_prompts(world, config.n_eval_prompts, rng)
+    )
     return counts

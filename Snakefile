@@ -1,0 +1,27 @@
+# stylized-dpo: how the style of preference data shapes a language model after DPO.
+# `snakemake --cores 2` runs the embedded default (config/config.yaml);
+# `snakemake --configfile config/paper.yaml --profile profiles/slurm` runs the paper's study.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/base.smk"
+include: "rules/sft.smk"
+include: "rules/synth.smk"
+include: "rules/dpo.smk"
+include: "rules/generate.smk"
+include: "rules/judge.smk"
+include: "rules/helm.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,45 @@
+# Shared definitions: config validation, the names of models and datasets, input functions.
+import copy
+
+from snakemake.utils import validate
+
+validate(config, schema="../config/schema.yaml")
+
+STYLES = list(config["styles"])
+PREF_DATASETS = ["ultrafeedback"] + STYLES
+DPO_MODELS = [f"dpo-{dataset}" for dataset in PREF_DATASETS]
+MODELS = ["base", "sft"] + DPO_MODELS
+SPLITS = ["train", "test"]
+
+
+wildcard_constraints:
+    style="|".join(STYLES),
+    dataset="|".join(PREF_DATASETS),
+    model="|".join(MODELS),
+    split="|".join(SPLITS),
+
+
+def model_dir(name):
+    return f"results/models/{name}"
+
+
+def is_style(dataset):
+    return dataset in STYLES
+
+
+def get_dpo_params(wildcards):
+    """DPO hyper-parameters of one dataset: shared values, its Table 2 column, then overrides."""
+    dpo = config["dpo"]
+    params = {
+        k: copy.deepcopy(v)
+        for k, v in dpo.items()
+        if k not in ("ultrafeedback", "styles", "per_dataset")
+    }
+    params.update(dpo["styles"] if is_style(wildcards.dataset) else dpo["ultrafeedback"])
+    params.update(dpo.get("per_dataset", {}).get(wildcards.dataset, {}))
+    params["seed"] = config["seed"]
+    return params
+
+
+def get_final_output():
+    return report_targets()

@@ -1,0 +1,487 @@
+"""The shared core of the training loops: chat tokenisation with a completion mask, length
+filters, length-grouped batches, completion log-probs, LR schedules, checkpoints and metrics.
+
+Each loop (pretrain, SFT, DPO) stays one readable function in its own module; whatever two of
+them would otherwise repeat lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+import typing
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from stylized_dpo.model import IM_END
+
+# ----------------------------------------------------------------------------------------------
+# Config dataclasses: plain defaults, strict construction from dicts (as nanoGPT's configurator).
+
+
+class ConfigMixin:
+    """`from_dict` rejects unknown keys and values of the wrong type; lists become tuples."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known: {sorted(fields)}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for name, value in data.items():
+            kwargs[name] = _coerce(f"{cls.__name__}.{name}", value, hints[name])
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else ()
+    if not options and hasattr(hint, "__args__") and type(None) in getattr(hint, "__args__", ()):
+        options = hint.__args__  # PEP 604 unions (X | None)
+    if options:
+        if value is None and type(None) in options:
+            return None
+        hint = next(a for a in options if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if origin is tuple and isinstance(value, list | tuple):
+        return tuple(value)
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise ValueError(f"{name}: {value!r} is not one of {typing.get_args(hint)}")
+        return value
+    if origin is int and isinstance(value, bool):
+        raise ValueError(f"{name}: expected int, got bool")
+    if not isinstance(value, origin):
+        raise ValueError(f"{name}: expected {getattr(origin, '__name__', origin)}, got {value!r}")
+    return value
+
+
+def config_fingerprint(*parts: Any) -> str:
+    """A hash of everything that changes a run's result; a checkpoint resumes only on a match."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenisation: a single-turn chat -> prompt ids + completion ids (answer + <|im_end|>).
+
+
+@dataclass(frozen=True)
+class TokenizedChat:
+    """One conversation: the prompt as the chat template renders it for generation, then the
+    answer followed by `<|im_end|>`; only the completion is trained on."""
+
+    prompt_id: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.prompt_ids + self.completion_ids
+
+    @property
+    def completion_mask(self) -> list[int]:
+        return [0] * len(self.prompt_ids) + [1] * len(self.completion_ids)
+
+
+@dataclass(frozen=True)
+class TokenizedPair:
+    """One preference pair: a shared prompt and two completions (each ending in `<|im_end|>`)."""
+
+    prompt_id: str
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[list[dict[str, str]]]
+) -> list[list[int]]:
+    """Render each conversation with `add_generation_prompt=True` and tokenise it: exactly the
+    ids the model sees before it starts answering at inference time."""
+    texts = [
+        tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+        for m in conversations
+    ]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def encode_completions(tokenizer: PreTrainedTokenizerBase, answers: Sequence[str]) -> list[list[int]]:
+    """Tokenise answers on their own and close each with `<|im_end|>`. The trailing newline the
+    template writes after `<|im_end|>` is not trained: generation stops at `<|im_end|>`."""
+    for i, answer in enumerate(answers):
+        if not answer.strip():
+            raise ValueError(f"completion {i} is empty: nothing to train on")
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    if im_end is None or im_end == tokenizer.unk_token_id:
+        raise ValueError(f"tokenizer has no {IM_END} token")
+    return [ids + [im_end] for ids in tokenizer(list(answers), add_special_tokens=False)["input_ids"]]
+
+
+def tokenize_sft(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Any]) -> list[TokenizedChat]:
+    """SFTExample records -> TokenizedChat (prompt rendered by the chat template)."""
+    prompts = encode_prompts(tokenizer, [ex.prompt_messages() for ex in examples])
+    completions = encode_completions(tokenizer, [ex.assistant for ex in examples])
+    return [
+        TokenizedChat(ex.prompt_id, p, c)
+        for ex, p, c in zip(examples, prompts, completions, strict=True)
+    ]
+
+
+def tokenize_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Any]) -> list[TokenizedPair]:
+    """PreferencePair records -> TokenizedPair (prompt as a single user turn)."""
+    prompts = encode_prompts(tokenizer, [[{"role": "user", "content": p.prompt}] for p in pairs])
+    chosen = encode_completions(tokenizer, [p.chosen for p in pairs])
+    rejected = encode_completions(tokenizer, [p.rejected for p in pairs])
+    return [
+        TokenizedPair(p.prompt_id, pr, c, r)
+        for p, pr, c, r in zip(pairs, prompts, chosen, rejected, strict=True)
+    ]
+
+
+def filter_by_length(
+    items: Sequence[TokenizedChat | TokenizedPair], max_prompt_tokens: int, max_completion_tokens: int
+) -> tuple[list[Any], dict[str, int]]:
+    """Drop examples whose prompt or (longest) completion is too long, counting each reason.
+
+    Dropping rather than truncating keeps every trained answer whole, with its `<|im_end|>`.
+    """
+    kept, drops = [], {"prompt_too_long": 0, "completion_too_long": 0}
+    for item in items:
+        if isinstance(item, TokenizedChat):
+            completion_len = len(item.completion_ids)
+        else:
+            completion_len = max(len(item.chosen_ids), len(item.rejected_ids))
+        if len(item.prompt_ids) > max_prompt_tokens:
+            drops["prompt_too_long"] += 1
+        elif completion_len > max_completion_tokens:
+            drops["completion_too_long"] += 1
+        else:
+            kept.append(item)
+    if not kept:
+        raise ValueError(f"the length filters dropped every example ({drops})")
+    return kept, drops
+
+
+# ----------------------------------------------------------------------------------------------
+# Batching: length-grouped micro-batches, right-padded to the longest sequence in each.
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, group_factor: int = 50
+) -> list[list[int]]:
+    """One epoch of micro-batches (lists of indices), shuffled by `seed`.
+
+    Indices are shuffled, cut into chunks of `group_factor` batches, each chunk sorted by length
+    so that a batch holds similar lengths (little padding), then the batches are shuffled so
+    long and short ones alternate over the epoch. The last batch may be short.
+    """
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    chunk = batch_size * group_factor
+    batches = []
+    for start in range(0, len(order), chunk):
+        group = sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+        batches += [group[j : j + batch_size] for j in range(0, len(group), batch_size)]
+    perm = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[i] for i in perm]
+
+
+def step_schedule(
+    lengths: Sequence[int],
+    batch_size: int,
+    grad_accum: int,
+    epochs: int,
+    max_steps: int | None,
+    seed: int,
+) -> list[list[list[int]]]:
+    """The whole run as a list of optimizer steps, each a list of micro-batches of indices.
+
+    Epoch `e` is shuffled with `seed + e`, so the data position of a resumed run is just the step
+    number. As in transformers' Trainer, `max_steps` (when set) overrides `epochs`: the data is
+    cycled for as many epochs as needed.
+    """
+    steps: list[list[list[int]]] = []
+    epoch = 0
+    while (max_steps is None and epoch < epochs) or (max_steps is not None and len(steps) < max_steps):
+        micro = length_grouped_batches(lengths, batch_size, seed + epoch)
+        steps += [micro[i : i + grad_accum] for i in range(0, len(micro), grad_accum)]
+        epoch += 1
+    return steps if max_steps is None else steps[:max_steps]
+
+
+def pad_right(seqs: Sequence[list[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+def collate_chats(chats: Sequence[TokenizedChat], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids, attention_mask and completion_mask, (B, T) each."""
+    return {
+        "input_ids": pad_right([c.input_ids for c in chats], pad_id),
+        "attention_mask": pad_right([[1] * len(c.input_ids) for c in chats], 0),
+        "completion_mask": pad_right([c.completion_mask for c in chats], 0),
+    }
+
+
+def collate_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
+    """Chosen then rejected sequences in one (2B, T) batch: one forward pass scores both."""
+    chats = [TokenizedChat(p.prompt_id, p.prompt_ids, p.chosen_ids) for p in pairs]
+    chats += [TokenizedChat(p.prompt_id, p.prompt_ids, p.rejected_ids) for p in pairs]
+    return collate_chats(chats, pad_id)
+
+
+# ----------------------------------------------------------------------------------------------
+# Log-probs of completions.
+
+
+def autocast(device: str) -> AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (master weights stay fp32); plain fp32 on CPU."""
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def completion_logps(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Summed log-probabilities of the completion tokens of each sequence, (B,), float32.
+
+    The backbone runs on the whole sequence, but the LM head runs only at the positions that
+    predict a completion token (position t predicts token t+1): full-vocabulary logits for prompt
+    and padding tokens are never built. The head and the log-softmax run in float32 outside
+    autocast, so bf16 training keeps full-precision log-probs.
+    """
+    if not completion_mask.any(dim=1).all():
+        raise ValueError("a sequence has no completion token: its loss would be undefined")
+    device = input_ids.device.type
+    with autocast(device):
+        hidden = model.get_decoder()(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state  # (B, T, H)
+    targets_mask = completion_mask[:, 1:].bool()  # (B, T-1): does position t predict a completion?
+    h = hidden[:, :-1][targets_mask].float()  # (N, H), N = completion tokens in the batch
+    targets = input_ids[:, 1:][targets_mask]  # (N,)
+    head = model.get_output_embeddings()
+    bias = None if head.bias is None else head.bias.float()
+    with torch.autocast(device, enabled=False):
+        logits = F.linear(h, head.weight.float(), bias)  # (N, V) only where needed
+        token_logps = torch.gather(logits.log_softmax(-1), 1, targets[:, None]).squeeze(1)
+    row = torch.arange(input_ids.size(0), device=input_ids.device)[:, None].expand_as(targets_mask)
+    return torch.zeros(input_ids.size(0), device=input_ids.device).index_add(
+        0, row[targets_mask], token_logps
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning-rate schedules (set by hand each step, as nanoGPT does: the step is the whole state).
+
+
+def lr_at(
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    base_lr: float,
+    kind: str = "linear",
+    min_lr_ratio: float = 0.0,
+) -> float:
+    """Linear warmup from 0, then linear or cosine decay to `min_lr_ratio * base_lr`.
+
+    Matches transformers' `get_linear_schedule_with_warmup` for kind="linear", min_lr_ratio=0.
+    """
+    if step < warmup_steps:
+        return base_lr * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(progress, 1.0)
+    if kind == "linear":
+        decay = 1.0 - progress
+    elif kind == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    elif kind == "constant":
+        decay = 1.0
+    else:
+        raise ValueError(f"unknown schedule {kind!r}")
+    return base_lr * (min_lr_ratio + (1.0 - min_lr_ratio) * decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def adamw(
+    model: torch.nn.Module, lr: float, betas: tuple[float, float], weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not norms or biases), as nanoGPT does."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: weights (save_pretrained) + optimizer + RNG + step + metrics so far, atomically.
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    ckpt_dir: str | os.PathLike[str],
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    metrics: MetricsWriter,
+) -> None:
+    """Write a resumable checkpoint to a temp dir beside `ckpt_dir`, then swap it in.
+
+    A crash at any point leaves either the previous complete checkpoint or the new one, never a
+    half-written directory. `state` must hold `step` and `fingerprint`; the LR schedule is a
+    function of the step, and the data order a function of the seed and the step, so together
+    with the RNG these restore the run exactly.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", dir=ckpt_dir.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "rng": _rng_state(), "state": state},
+        tmp / "trainer_state.pt",
+    )
+    shutil.copyfile(metrics.path, tmp / "metrics.jsonl")
+    old = ckpt_dir.with_name(ckpt_dir.name + ".old")
+    if ckpt_dir.exists():
+        os.replace(ckpt_dir, old)
+    os.replace(tmp, ckpt_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(
+    ckpt_dir: str | os.PathLike[str], fingerprint: str
+) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint directory and its trainer state, if one exists for this exact config.
+
+    Falls back to `<ckpt_dir>.old` when a crash happened between the two renames.
+    """
+    for candidate in (Path(ckpt_dir), Path(str(ckpt_dir) + ".old")):
+        state_file = candidate / "trainer_state.pt"
+        if state_file.exists():
+            saved = torch.load(state_file, weights_only=False)
+            if saved["state"].get("fingerprint") != fingerprint:
+                print(f"ignoring checkpoint {candidate}: it belongs to a different config")
+                return None
+            return candidate, saved
+    return None
+
+
+def restore_checkpoint(
+    ckpt: Path,
+    saved: dict[str, Any],
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    metrics: MetricsWriter,
+) -> dict[str, Any]:
+    """Load weights, optimizer and RNG, and rewind metrics.jsonl to the checkpoint's rows."""
+    from safetensors.torch import load_file
+
+    weights = load_file(ckpt / "model.safetensors", device=str(next(model.parameters()).device))
+    model.load_state_dict(weights, strict=False)  # tied lm_head is absent from the file
+    optimizer.load_state_dict(saved["optimizer"])
+    _set_rng_state(saved["rng"])
+    metrics.restore(ckpt / "metrics.jsonl")
+    return saved["state"]
+
+
+def save_model(
+    out_dir: str | os.PathLike[str], model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    """save_pretrained weights + tokenizer + chat template into `out_dir`, atomically."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics: one JSON object per line, appended and flushed as training goes.
+
+
+class MetricsWriter:
+    """Appends rows to metrics.jsonl. A fresh run starts an empty file; a resumed run restores
+    the checkpoint's copy, so rows logged after the checkpoint (then lost) are not duplicated."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+
+    def restore(self, saved_copy: Path) -> None:
+        shutil.copyfile(saved_copy, self.path)
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class Throughput:
+    """Tokens per second of one step (wall clock, synchronised on CUDA)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.start = time.perf_counter()
+
+    def restart(self) -> None:
+        self.start = time.perf_counter()
+
+    def tokens_per_s(self, tokens: int) -> float:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
