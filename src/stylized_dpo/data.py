@@ -1,0 +1,477 @@
+"""Load SFT chats and preference pairs from the hub or from local files, validate every row, and
+write the converted records with a data card.
+
+One loader path serves three sources (config `data.sft.source`, `data.prefs.source`):
+- `hub`: `datasets.load_dataset(name, split=..., revision=...)`, e.g. `HuggingFaceTB/smol-smoltalk`
+  (`train`/`test`) and `HuggingFaceH4/ultrafeedback_binarized` (`train_prefs`/`test_prefs`);
+- `local`: JSONL or Parquet files in the same schemas (`path`: a file with `{split}` in its name,
+  or a folder holding `<split>.jsonl` / `<split>.parquet`);
+- `world`: the tiny world's files (results/world/...), read exactly as `local`.
+
+Conversion follows the paper (section 3.1): a smol-smoltalk chat becomes a single-turn
+`SFTExample` (optional system message, the first user turn, the first assistant turn after it); an
+UltraFeedback row becomes a `PreferencePair` whose chosen/rejected texts are the last assistant
+message of `chosen`/`rejected`.
+
+Every row is validated. A bad row (malformed JSON, non-UTF-8 bytes, missing field, wrong type,
+empty message, no user/assistant turn, duplicate prompt_id, identical chosen and rejected) raises
+`DataError` naming the file, line (row number for hub and Parquet sources) and field, unless
+`drop_invalid: true`, in which case it is dropped and counted by reason in the data card. The data
+card also gives rows read and written, the `max_rows` cap, length percentiles and the exact source
+(hub name and revision, or file path and sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stylized_dpo.io import DataError, atomic_path, write_json, write_jsonl
+from stylized_dpo.records import PreferencePair, Record, SFTExample
+
+SOURCES = ("world", "local", "hub")
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class DataSourceConfig:
+    """Where one dataset comes from (config `data.sft` or `data.prefs`)."""
+
+    source: str = "world"
+    """`world` (the generated tiny world), `local` (files in the hub schema) or `hub`."""
+    name: str | None = None
+    """Hub dataset name (`hub`); recorded in the card for the other sources."""
+    path: str | None = None
+    """`local`/`world`: a file path containing `{split}`, or a folder with `<split>.jsonl` or
+    `<split>.parquet`."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin; None takes the default branch."""
+    splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
+    """Output split -> source split (UltraFeedback: {train: train_prefs, test: test_prefs})."""
+    max_rows: int | None = None
+    """Cap on valid rows kept per split (the first ones in source order); None keeps all."""
+    drop_invalid: bool = False
+    """False: the first bad row raises DataError. True: bad rows are dropped and counted."""
+    tokenizer: str | None = None
+    """Tokenizer (path or hub name) for the card's length statistics; None counts whitespace
+    words."""
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"data source must be one of {SOURCES}, got {self.source!r}")
+        if self.source == "hub" and not self.name:
+            raise ValueError("data source 'hub' needs a dataset `name`")
+        if self.source in ("local", "world") and not self.path:
+            raise ValueError(f"data source {self.source!r} needs a `path`")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"max_rows must be positive or null, got {self.max_rows}")
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> DataSourceConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in cfg.items() if k in known})
+
+
+class _RowError(Exception):
+    """A bad row: `reason` is the drop category, `field` the offending field."""
+
+    def __init__(self, reason: str, field_name: str | None, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.field = field_name
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading rows
+
+
+@dataclass
+class _RawRow:
+    where: str
+    """File path or hub identifier."""
+    line: int
+    """1-based line (JSONL) or row number (Parquet, hub)."""
+    value: Any = None
+    error: _RowError | None = None
+
+
+def source_file(cfg: DataSourceConfig, source_split: str) -> Path:
+    """The local file of one split (for `local` and `world` sources)."""
+    assert cfg.path is not None
+    if "{split}" in cfg.path:
+        return Path(cfg.path.format(split=source_split))
+    folder = Path(cfg.path)
+    for ext in (".jsonl", ".parquet"):
+        candidate = folder / f"{source_split}{ext}"
+        if candidate.exists():
+            return candidate
+    return folder / f"{source_split}.jsonl"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _iter_jsonl(path: Path) -> Iterator[_RawRow]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                err = _RowError("not_utf8", None, f"not valid UTF-8 ({e.reason} at byte {e.start})")
+                yield _RawRow(str(path), lineno, error=err)
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield _RawRow(str(path), lineno, json.loads(text))
+            except json.JSONDecodeError as e:
+                err = _RowError(
+                    "malformed_json", None, f"malformed JSON: {e.msg} (column {e.colno})"
+                )
+                yield _RawRow(str(path), lineno, error=err)
+
+
+def _iter_parquet(path: Path) -> Iterator[_RawRow]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for value in batch.to_pylist():
+            row += 1
+            yield _RawRow(str(path), row, value)
+
+
+def _iter_hub(cfg: DataSourceConfig, source_split: str) -> Iterator[_RawRow]:
+    import datasets
+
+    ds = datasets.load_dataset(cfg.name, split=source_split, revision=cfg.revision)
+    where = f"hub:{cfg.name}@{cfg.revision or 'default'}[{source_split}]"
+    for i, value in enumerate(ds, start=1):
+        yield _RawRow(where, i, value)
+
+
+def _source_info(cfg: DataSourceConfig, source_split: str) -> dict[str, Any]:
+    if cfg.source == "hub":
+        return {
+            "source": "hub",
+            "name": cfg.name,
+            "revision": cfg.revision or "default branch",
+            "split": source_split,
+        }
+    path = source_file(cfg, source_split)
+    return {
+        "source": cfg.source,
+        "name": cfg.name,
+        "path": str(path),
+        "split": source_split,
+        "sha256": sha256_file(path),
+    }
+
+
+def iter_rows(cfg: DataSourceConfig, source_split: str) -> Iterator[_RawRow]:
+    if cfg.source == "hub":
+        return _iter_hub(cfg, source_split)
+    path = source_file(cfg, source_split)
+    if not path.exists():
+        raise DataError(path, None, None, "file not found")
+    return _iter_parquet(path) if path.suffix == ".parquet" else _iter_jsonl(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Converting rows
+
+
+def _require(row: Any, name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    if not isinstance(row, dict):
+        raise _RowError(
+            "wrong_type", where or "<row>", f"expected a JSON object, got {type(row).__name__}"
+        )
+    label = f"{where}.{name}" if where else name
+    if name not in row or row[name] is None:
+        raise _RowError("missing_field", label, "is missing")
+    value = row[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise _RowError("wrong_type", label, f"expected {expected}, got {type(value).__name__}")
+    if isinstance(value, str) and not value.strip():
+        raise _RowError("empty_message", label, "is empty")
+    return value
+
+
+def _messages(row: dict[str, Any], name: str) -> list[tuple[str, str]]:
+    """Validated (role, content) pairs of a message list field."""
+    messages = _require(row, name, list)
+    out = []
+    for i, msg in enumerate(messages):
+        where = f"{name}[{i}]"
+        role = _require(msg, "role", str, where)
+        content = _require(msg, "content", str, where)
+        out.append((role, content))
+    if not out:
+        raise _RowError("empty_message", name, "has no messages")
+    return out
+
+
+def _stable_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def smoltalk_to_sft(row: Any) -> SFTExample:
+    """A smol-smoltalk chat -> one turn: optional system, first user, first assistant after it."""
+    messages = _messages(row, "messages")
+    system = messages[0][1] if messages[0][0] == "system" else None
+    user_at = next((i for i, (role, _) in enumerate(messages) if role == "user"), None)
+    if user_at is None:
+        raise _RowError("no_turn", "messages", "has no user message")
+    assistant_at = next(
+        (i for i, (role, _) in enumerate(messages) if role == "assistant" and i > user_at), None
+    )
+    if assistant_at is None:
+        raise _RowError("no_turn", "messages", "has no assistant message after the first user one")
+    user, assistant = messages[user_at][1], messages[assistant_at][1]
+    prompt_id = row.get("prompt_id")
+    if prompt_id is None:
+        prompt_id = _stable_id(system or "", user, assistant)
+    elif not isinstance(prompt_id, str) or not prompt_id.strip():
+        raise _RowError("wrong_type", "prompt_id", "expected a non-empty string")
+    return SFTExample(prompt_id=prompt_id, user=user, assistant=assistant, system=system)
+
+
+def ultrafeedback_to_pair(row: Any) -> PreferencePair:
+    """An ultrafeedback_binarized row -> PreferencePair (last assistant message of each side)."""
+    prompt_id = _require(row, "prompt_id", str)
+    prompt = _require(row, "prompt", str)
+    texts = {}
+    for side in ("chosen", "rejected"):
+        assistant = [content for role, content in _messages(row, side) if role == "assistant"]
+        if not assistant:
+            raise _RowError("no_turn", side, "has no assistant message")
+        texts[side] = assistant[-1]
+    for score in ("score_chosen", "score_rejected"):
+        if row.get(score) is not None:
+            _require(row, score, (int, float))
+    if texts["chosen"].strip() == texts["rejected"].strip():
+        raise _RowError("chosen_equals_rejected", "rejected", "is identical to the chosen answer")
+    return PreferencePair(prompt_id, prompt, texts["chosen"], texts["rejected"])
+
+
+CONVERTERS: dict[str, Callable[[Any], Record]] = {
+    "sft": smoltalk_to_sft,
+    "prefs": ultrafeedback_to_pair,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a split, with counted drops
+
+
+@dataclass
+class SplitResult:
+    records: list[Any]
+    card: dict[str, Any]
+
+
+def load_split(cfg: DataSourceConfig, kind: str, split: str) -> SplitResult:
+    """Read, validate and convert one split; raise DataError on the first bad row unless
+    `cfg.drop_invalid`."""
+    convert = CONVERTERS[kind]
+    source_split = cfg.splits.get(split, split)
+    start = time.perf_counter()
+    records: list[Any] = []
+    drops: Counter[str] = Counter()
+    first_drop: dict[str, str] = {}
+    seen_ids: dict[str, int] = {}
+    rows_read = 0
+    stopped = False
+    for raw in iter_rows(cfg, source_split):
+        if cfg.max_rows is not None and len(records) >= cfg.max_rows:
+            stopped = True
+            break
+        rows_read += 1
+        err = raw.error
+        record = None
+        if err is None:
+            try:
+                record = convert(raw.value)
+            except _RowError as e:
+                err = e
+            except ValueError as e:  # a record invariant (RecordError)
+                err = _RowError("invalid_record", getattr(e, "field", None), str(e))
+        if record is not None and record.prompt_id in seen_ids:
+            err = _RowError(
+                "duplicate_prompt_id",
+                "prompt_id",
+                f"{record.prompt_id!r} already used on line {seen_ids[record.prompt_id]}",
+            )
+        if err is not None:
+            if not cfg.drop_invalid:
+                raise DataError(raw.where, raw.line, err.field, err.message)
+            drops[err.reason] += 1
+            first_drop.setdefault(
+                err.reason, str(DataError(raw.where, raw.line, err.field, err.message))
+            )
+            continue
+        seen_ids[record.prompt_id] = raw.line
+        records.append(record)
+    if not records:
+        raise DataError(
+            _where(cfg, source_split),
+            None,
+            None,
+            f"no valid rows in split {source_split!r} ({rows_read} read)",
+        )
+    card = {
+        "split": split,
+        "source": _source_info(cfg, source_split),
+        "rows_read": rows_read,
+        "rows_out": len(records),
+        "drops": dict(sorted(drops.items())),
+        "drops_total": sum(drops.values()),
+        "first_drop_per_reason": first_drop,
+        "drop_invalid": cfg.drop_invalid,
+        "max_rows": cfg.max_rows,
+        "stopped_at_max_rows": stopped,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    assert card["rows_read"] == card["rows_out"] + card["drops_total"]
+    return SplitResult(records, card)
+
+
+def _where(cfg: DataSourceConfig, source_split: str) -> str:
+    if cfg.source == "hub":
+        return f"hub:{cfg.name}@{cfg.revision or 'default'}[{source_split}]"
+    return str(source_file(cfg, source_split))
+
+
+# ---------------------------------------------------------------------------------------------
+# Length statistics and the data card
+
+
+def length_counter(tokenizer: str | None) -> tuple[Callable[[str], int], str]:
+    """A length function and its unit: tokenizer tokens, or whitespace-separated words."""
+    if tokenizer is None:
+        return (lambda text: len(text.split())), "whitespace words"
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+    return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), (
+        f"tokens ({tokenizer})"
+    )
+
+
+def percentiles(values: list[int]) -> dict[str, float]:
+    """Nearest-rank p50/p90/p99, max and mean of a list of lengths."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    out: dict[str, float] = {}
+    for p in PERCENTILES:
+        out[f"p{p}"] = ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+    out["max"] = ordered[-1]
+    out["mean"] = round(sum(ordered) / len(ordered), 2)
+    return out
+
+
+def _fields_for_lengths(kind: str, record: Any) -> dict[str, str]:
+    if kind == "sft":
+        prompt = f"{record.system}\n{record.user}" if record.system else record.user
+        return {"prompt": prompt, "completion": record.assistant}
+    return {"prompt": record.prompt, "chosen": record.chosen, "rejected": record.rejected}
+
+
+def length_stats(kind: str, records: list[Any], count: Callable[[str], int]) -> dict[str, Any]:
+    columns: dict[str, list[int]] = {}
+    for record in records:
+        for name, text in _fields_for_lengths(kind, record).items():
+            columns.setdefault(name, []).append(count(text))
+    return {name: percentiles(values) for name, values in columns.items()}
+
+
+def render_card_md(card: dict[str, Any]) -> str:
+    lines = [
+        f"# Data card: {card['dataset']}",
+        "",
+        f"Kind: {card['kind']}. Lengths in {card['length_unit']}.",
+        "",
+    ]
+    for split, s in card["splits"].items():
+        src = s["source"]
+        origin = (
+            f"hub `{src['name']}` revision `{src['revision']}` split `{src['split']}`"
+            if src["source"] == "hub"
+            else f"`{src['path']}` (sha256 `{src['sha256']}`, source `{src['source']}`)"
+        )
+        lines += [
+            f"## {split}",
+            "",
+            f"- source: {origin}",
+            f"- rows read: {s['rows_read']}, rows out: {s['rows_out']}, "
+            f"dropped: {s['drops_total']} (drop_invalid: {s['drop_invalid']})",
+            f"- max_rows: {s['max_rows']} (stopped at cap: {s['stopped_at_max_rows']})",
+            f"- time: {s['seconds']} s",
+            "",
+        ]
+        if s["drops"]:
+            lines += ["| drop reason | rows | first example |", "|---|---|---|"]
+            lines += [
+                f"| {r} | {n} | {s['first_drop_per_reason'][r]} |" for r, n in s["drops"].items()
+            ]
+            lines.append("")
+        lines += ["| field | p50 | p90 | p99 | max | mean |", "|---|---|---|---|---|---|"]
+        for name, st in s["lengths"].items():
+            lines.append(
+                f"| {name} | {st['p50']} | {st['p90']} | {st['p99']} | {st['max']} | {st['mean']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def prepare(
+    kind: str,
+    cfg: DataSourceConfig,
+    outputs: dict[str, str | Path],
+    card_json: str | Path,
+    card_md: str | Path,
+    dataset: str | None = None,
+) -> dict[str, Any]:
+    """Load every split in `outputs` (split -> output JSONL), write records and the data card."""
+    if kind not in CONVERTERS:
+        raise ValueError(f"kind must be one of {sorted(CONVERTERS)}, got {kind!r}")
+    count, unit = length_counter(cfg.tokenizer)
+    card: dict[str, Any] = {
+        "dataset": dataset or kind,
+        "kind": "smol-smoltalk chats -> SFTExample"
+        if kind == "sft"
+        else "ultrafeedback_binarized pairs -> PreferencePair",
+        "config": asdict(cfg),
+        "length_unit": unit,
+        "splits": {},
+    }
+    for split, out_path in outputs.items():
+        result = load_split(cfg, kind, split)
+        result.card["lengths"] = length_stats(kind, result.records, count)
+        write_jsonl(out_path, result.records)
+        card["splits"][split] = result.card
+        print(
+            f"{card['dataset']}/{split}: {result.card['rows_out']} rows out of "
+            f"{result.card['rows_read']} read, drops {result.card['drops']}, "
+            f"{result.card['seconds']} s",
+            flush=True,
+        )
+    write_json(card_json, card)
+    with atomic_path(card_md) as tmp:
+        tmp.write_text(render_card_md(card), encoding="utf-8")
+    return card
