@@ -13,8 +13,13 @@ from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config
-from transformers import PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -137,9 +142,11 @@ def load_model(
     return model.to(device)
 
 
-def load_tokenizer(path: str | os.PathLike[str]) -> PreTrainedTokenizerFast:
-    """Load the tokenizer (with its chat template) saved beside a model."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+def load_tokenizer(
+    path: str | os.PathLike[str], revision: str | None = None
+) -> PreTrainedTokenizerFast:
+    """Load the tokenizer (with its chat template) saved beside a model, or from the hub."""
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     if tokenizer.pad_token is None:  # some hub tokenizers have none; Qwen2.5 pads with endoftext
         tokenizer.pad_token = ENDOFTEXT
     return tokenizer
@@ -150,3 +157,14 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def fetch_base_model(
+    name: str, out_dir: str | os.PathLike[str], revision: str | None = None
+) -> None:
+    """Download a hub model and its tokenizer and save both with `save_pretrained`."""
+    model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch.float32)
+    tokenizer = load_tokenizer(name, revision)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    print(f"saved {name} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f} M) to {out_dir}")

@@ -25,6 +25,7 @@ from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from stylized_dpo.model import IM_END
@@ -81,6 +82,21 @@ def config_fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def files_digest(*paths: str | os.PathLike[str]) -> str:
+    """A content hash of input files (every file under a directory), for checkpoint fingerprints:
+    a checkpoint made from other data or another starting model is never resumed."""
+    h = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            h.update(file.name.encode())
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):  # noqa: B023
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
 # ----------------------------------------------------------------------------------------------
 # Tokenisation: a single-turn chat -> prompt ids + completion ids (answer + <|im_end|>).
 
@@ -125,7 +141,9 @@ def encode_prompts(
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def encode_completions(tokenizer: PreTrainedTokenizerBase, answers: Sequence[str]) -> list[list[int]]:
+def encode_completions(
+    tokenizer: PreTrainedTokenizerBase, answers: Sequence[str]
+) -> list[list[int]]:
     """Tokenise answers on their own and close each with `<|im_end|>`. The trailing newline the
     template writes after `<|im_end|>` is not trained: generation stops at `<|im_end|>`."""
     for i, answer in enumerate(answers):
@@ -134,10 +152,14 @@ def encode_completions(tokenizer: PreTrainedTokenizerBase, answers: Sequence[str
     im_end = tokenizer.convert_tokens_to_ids(IM_END)
     if im_end is None or im_end == tokenizer.unk_token_id:
         raise ValueError(f"tokenizer has no {IM_END} token")
-    return [ids + [im_end] for ids in tokenizer(list(answers), add_special_tokens=False)["input_ids"]]
+    return [
+        ids + [im_end] for ids in tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+    ]
 
 
-def tokenize_sft(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Any]) -> list[TokenizedChat]:
+def tokenize_sft(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Any]
+) -> list[TokenizedChat]:
     """SFTExample records -> TokenizedChat (prompt rendered by the chat template)."""
     prompts = encode_prompts(tokenizer, [ex.prompt_messages() for ex in examples])
     completions = encode_completions(tokenizer, [ex.assistant for ex in examples])
@@ -159,7 +181,9 @@ def tokenize_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Any]) -> 
 
 
 def filter_by_length(
-    items: Sequence[TokenizedChat | TokenizedPair], max_prompt_tokens: int, max_completion_tokens: int
+    items: Sequence[TokenizedChat | TokenizedPair],
+    max_prompt_tokens: int,
+    max_completion_tokens: int,
 ) -> tuple[list[Any], dict[str, int]]:
     """Drop examples whose prompt or (longest) completion is too long, counting each reason.
 
@@ -222,7 +246,9 @@ def step_schedule(
     """
     steps: list[list[list[int]]] = []
     epoch = 0
-    while (max_steps is None and epoch < epochs) or (max_steps is not None and len(steps) < max_steps):
+    while (max_steps is None and epoch < epochs) or (
+        max_steps is not None and len(steps) < max_steps
+    ):
         micro = length_grouped_batches(lengths, batch_size, seed + epoch)
         steps += [micro[i : i + grad_accum] for i in range(0, len(micro), grad_accum)]
         epoch += 1
@@ -421,10 +447,14 @@ def restore_checkpoint(
     metrics: MetricsWriter,
 ) -> dict[str, Any]:
     """Load weights, optimizer and RNG, and rewind metrics.jsonl to the checkpoint's rows."""
-    from safetensors.torch import load_file
-
-    weights = load_file(ckpt / "model.safetensors", device=str(next(model.parameters()).device))
-    model.load_state_dict(weights, strict=False)  # tied lm_head is absent from the file
+    device = str(next(model.parameters()).device)
+    weights: dict[str, torch.Tensor] = {}
+    for shard in sorted(ckpt.glob("model*.safetensors")):  # one file, or shards of a large model
+        weights |= load_file(shard, device=device)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"checkpoint {ckpt} does not match the model: {missing} {unexpected}")
     optimizer.load_state_dict(saved["optimizer"])
     _set_rng_state(saved["rng"])
     metrics.restore(ckpt / "metrics.jsonl")

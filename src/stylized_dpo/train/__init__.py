@@ -1,0 +1,1 @@
+"""Training loops (pretrain, SFT, DPO) over a small shared core (`common`)."""

@@ -1,0 +1,470 @@
+"""Direct Preference Optimization: the loss as a pure function, reference log-probs, one loop.
+
+The loop follows Rafailov et al. (2023) and their reference code (eric-mitchell/
+direct-preference-optimization): chosen and rejected answers go through the policy in one
+concatenated forward pass; the reference log-probs are computed once beforehand (a parquet
+file) or, optionally, on the fly by a frozen copy of the starting model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from stylized_dpo.io import atomic_path, read_records
+from stylized_dpo.model import load_model, load_tokenizer, resolve_device, set_chat_eos
+from stylized_dpo.records import PreferencePair
+from stylized_dpo.train.common import (
+    ConfigMixin,
+    MetricsWriter,
+    Throughput,
+    TokenizedPair,
+    adamw,
+    collate_pairs,
+    completion_logps,
+    config_fingerprint,
+    files_digest,
+    filter_by_length,
+    iter_chunks,
+    load_checkpoint,
+    lr_at,
+    restore_checkpoint,
+    save_checkpoint,
+    save_model,
+    set_lr,
+    step_schedule,
+    tokenize_pairs,
+)
+
+LossType = Literal["sigmoid", "ipo", "hinge"]
+
+
+@dataclass(frozen=True)
+class DPOConfig(ConfigMixin):
+    """DPO hyper-parameters: the config's `dpo` section merged for one dataset."""
+
+    loss: LossType = "sigmoid"
+    """`sigmoid` (DPO), `ipo` or `hinge` (SLiC); see `preference_loss`."""
+    beta: float = 0.1
+    """Strength of the KL regularisation towards the reference (IPO: its tau)."""
+    label_smoothing: float = 0.0
+    """Conservative DPO: the assumed probability that a preference label is flipped."""
+    reference_free: bool = False
+    """Ignore the reference model (implicitly a uniform reference)."""
+    reference: Literal["precomputed", "model"] = "precomputed"
+    """Reference log-probs from the parquet file, or from a frozen model copy at each step."""
+    optimizer: Literal["rmsprop", "adamw"] = "rmsprop"
+    """`rmsprop` as in the DPO paper's code, or `adamw`."""
+    lr: float = 1.0e-6
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (unused by RMSprop)."""
+    weight_decay: float = 0.0
+    """AdamW: decoupled decay on matrices; RMSprop: L2 penalty on every parameter (torch's)."""
+    batch_size: int = 16
+    """Pairs per forward pass (2x sequences); effective batch = `batch_size * grad_accum`."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    warmup_ratio: float = 0.1
+    """Share of the steps with a linear warmup; then linear decay to 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (global L2 norm)."""
+    epochs: int = 1
+    """Passes over the training pairs (ignored when `max_steps` is set)."""
+    max_steps: int | None = None
+    """When set, the number of optimizer steps (overrides `epochs`, cycling the data)."""
+    eval_every: int = 10
+    """Steps between evaluations on the test split (also at step 0 and at the end)."""
+    checkpoint_every: int = 100
+    """Steps between resumable checkpoints."""
+    max_prompt_tokens: int = 256
+    """Pairs whose rendered prompt is longer are dropped (counted in the log)."""
+    max_completion_tokens: int = 1024
+    """Pairs whose longer answer (+ `<|im_end|>`) is longer are dropped (counted in the log)."""
+    seed: int = 0
+    """Seeds the data order and torch."""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu` or `cuda`."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DPOConfig.{name} must be >= 1")
+        if self.beta <= 0:
+            raise ValueError("DPOConfig.beta must be > 0")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError("DPOConfig.label_smoothing must be in [0, 0.5)")
+        if self.label_smoothing and self.loss != "sigmoid":
+            raise ValueError("label_smoothing (conservative DPO) applies to the sigmoid loss only")
+
+
+def preference_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    reference_free: bool = False,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair preference losses and implicit rewards, all of shape (B,).
+
+    Inputs are summed completion log-probs, (B,) each. With h = (log pi(y_w|x) - log ref(y_w|x))
+    - (log pi(y_l|x) - log ref(y_l|x)), the difference of the two log-ratios:
+
+    - sigmoid, DPO (Rafailov et al. 2023, Eq. 7): L = -log sigma(beta h). With label smoothing
+      eps, conservative DPO (Mitchell 2023, "A note on DPO with noisy preferences"):
+      L = -(1 - eps) log sigma(beta h) - eps log sigma(-beta h).
+    - ipo (Azar et al. 2023, Eq. 17): L = (h - 1 / (2 beta))^2. When `chosen_lengths` and
+      `rejected_lengths` are given, each log-ratio is first divided by its completion length,
+      as trl does (length normalisation confirmed with the IPO authors, per trl's source).
+    - hinge (SLiC, Zhao et al. 2023, Eq. 1 with the reference ratio): L = max(0, 1 - beta h).
+
+    `reference_free` sets the reference log-probs to 0 (a uniform reference). The rewards are
+    beta * log-ratio of each answer (DPO's implicit reward, Eq. 5), detached: metrics only.
+    """
+    if label_smoothing and loss_type != "sigmoid":
+        raise ValueError("label_smoothing (conservative DPO) applies to the sigmoid loss only")
+    if reference_free:
+        ref_chosen_logps = torch.zeros_like(ref_chosen_logps)
+        ref_rejected_logps = torch.zeros_like(ref_rejected_logps)
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    h = chosen_logratios - rejected_logratios
+
+    if loss_type == "sigmoid":
+        losses = -F.logsigmoid(beta * h) * (1 - label_smoothing)
+        losses = losses - F.logsigmoid(-beta * h) * label_smoothing
+    elif loss_type == "ipo":
+        if chosen_lengths is not None and rejected_lengths is not None:
+            h = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / (
+                rejected_lengths.clamp(min=1)
+            )
+        losses = (h - 1 / (2 * beta)) ** 2
+    elif loss_type == "hinge":
+        losses = torch.relu(1 - beta * h)
+    else:
+        raise ValueError(f"unknown loss_type {loss_type!r}; expected sigmoid, ipo or hinge")
+
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference log-probs.
+
+
+@torch.no_grad()
+def compute_reference_logps(
+    model: torch.nn.Module, pairs: list[TokenizedPair], batch_size: int, pad_id: int
+) -> pd.DataFrame:
+    """Summed completion log-probs of the chosen and rejected answers under `model`.
+
+    Returns one row per pair: prompt_id, chosen_logp, rejected_logp (in the order given).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(
+        range(len(pairs)),
+        key=lambda i: (
+            len(pairs[i].prompt_ids) + max(len(pairs[i].chosen_ids), len(pairs[i].rejected_ids))
+        ),
+    )  # similar lengths pad little
+    chosen = torch.empty(len(pairs))
+    rejected = torch.empty(len(pairs))
+    for idx in tqdm(
+        list(iter_chunks(order, batch_size)), desc="reference log-probs", mininterval=5.0
+    ):
+        batch = {k: v.to(device) for k, v in collate_pairs([pairs[i] for i in idx], pad_id).items()}
+        c, r = completion_logps(model, **batch).cpu().chunk(2)
+        chosen[idx], rejected[idx] = c, r
+    return pd.DataFrame(
+        {
+            "prompt_id": [p.prompt_id for p in pairs],
+            "chosen_logp": chosen.double().numpy(),
+            "rejected_logp": rejected.double().numpy(),
+        }
+    )
+
+
+def load_pairs(
+    path: str | os.PathLike[str], tokenizer, max_prompt_tokens: int, max_completion_tokens: int
+) -> list[TokenizedPair]:
+    """Read, tokenise and length-filter a PreferencePair file (same filter for ref and DPO)."""
+    pairs, drops = filter_by_length(
+        tokenize_pairs(tokenizer, read_records(path, PreferencePair)),
+        max_prompt_tokens,
+        max_completion_tokens,
+    )
+    ids = [p.prompt_id for p in pairs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: prompt_id is not unique; reference log-probs are keyed by it")
+    print(f"{path}: {len(pairs)} pairs kept, dropped {drops}")
+    return pairs
+
+
+def reference_logps_file(
+    model_dir: str | os.PathLike[str],
+    pairs_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    batch_size: int,
+    max_prompt_tokens: int,
+    max_completion_tokens: int,
+    device: str = "auto",
+) -> None:
+    """Write the reference log-probs of a preference file as parquet (atomically)."""
+    device = resolve_device(device)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, torch.float32, device)
+    pairs = load_pairs(pairs_path, tokenizer, max_prompt_tokens, max_completion_tokens)
+    table = compute_reference_logps(model, pairs, batch_size, tokenizer.pad_token_id)
+    with atomic_path(out_path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def read_reference_logps(
+    path: str | os.PathLike[str], pairs: list[TokenizedPair]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference (chosen, rejected) log-probs aligned with `pairs`, (N,) each."""
+    table = pd.read_parquet(path).set_index("prompt_id")
+    missing = [p.prompt_id for p in pairs if p.prompt_id not in table.index]
+    if missing:
+        raise ValueError(
+            f"{path} lacks reference log-probs for {len(missing)} pairs, "
+            f"e.g. {missing[:3]}: recompute it with the same length filters"
+        )
+    rows = table.loc[[p.prompt_id for p in pairs]]
+    return (
+        torch.tensor(rows["chosen_logp"].to_numpy(), dtype=torch.float32),
+        torch.tensor(rows["rejected_logp"].to_numpy(), dtype=torch.float32),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop.
+
+
+class DPOBatchStats:
+    """Sums of per-pair metrics over pairs, averaged at the end (eval over the test set)."""
+
+    keys = (
+        "loss",
+        "rewards_chosen",
+        "rewards_rejected",
+        "reward_margin",
+        "reward_accuracy",
+        "logps_chosen",
+        "logps_rejected",
+    )
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(self.keys, 0.0)
+        self.n = 0
+
+    def add(self, losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) -> None:
+        values = {
+            "loss": losses,
+            "rewards_chosen": chosen_rewards,
+            "rewards_rejected": rejected_rewards,
+            "reward_margin": chosen_rewards - rejected_rewards,
+            "reward_accuracy": (chosen_rewards > rejected_rewards).float(),
+            "logps_chosen": chosen_logps,
+            "logps_rejected": rejected_logps,
+        }
+        for key, value in values.items():
+            self.sums[key] += value.detach().sum().item()
+        self.n += losses.numel()
+
+    def means(self) -> dict[str, float]:
+        return {key: total / self.n for key, total in self.sums.items()}
+
+
+def dpo_forward(
+    policy: torch.nn.Module,
+    pairs: list[TokenizedPair],
+    ref_logps: tuple[torch.Tensor, torch.Tensor] | None,
+    ref_model: torch.nn.Module | None,
+    cfg: DPOConfig,
+    pad_id: int,
+    device: str,
+) -> tuple[torch.Tensor, ...]:
+    """Losses, rewards and policy log-probs of a micro-batch (chosen + rejected in one pass)."""
+    batch = {k: v.to(device) for k, v in collate_pairs(pairs, pad_id).items()}
+    chosen_logps, rejected_logps = completion_logps(policy, **batch).chunk(2)
+    if ref_model is not None:
+        with torch.no_grad():
+            ref_chosen, ref_rejected = completion_logps(ref_model, **batch).chunk(2)
+    elif ref_logps is not None:
+        ref_chosen, ref_rejected = (t.to(device) for t in ref_logps)
+    else:  # reference_free
+        ref_chosen = ref_rejected = torch.zeros_like(chosen_logps)
+    lengths = batch["completion_mask"].sum(1).float().chunk(2)
+    losses, chosen_rewards, rejected_rewards = preference_loss(
+        chosen_logps,
+        rejected_logps,
+        ref_chosen,
+        ref_rejected,
+        cfg.beta,
+        cfg.loss,
+        cfg.label_smoothing,
+        cfg.reference_free,
+        *lengths,
+    )
+    n_tokens = int(batch["attention_mask"].sum())
+    return losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, n_tokens
+
+
+def train_dpo(
+    model_dir: str | os.PathLike[str],
+    train_path: str | os.PathLike[str],
+    test_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    metrics_path: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str],
+    config: DPOConfig,
+    ref_train_path: str | os.PathLike[str] | None = None,
+    ref_test_path: str | os.PathLike[str] | None = None,
+) -> None:
+    """DPO of the model in `model_dir` (the SFT model, also the reference) on preference files.
+
+    With `reference="precomputed"`, `ref_train_path`/`ref_test_path` are the parquet files of
+    `reference_logps_file`. Step 0 (train and eval rows) is logged before any update, where
+    policy == reference, so its sigmoid loss is ln 2.
+    """
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    tokenizer = load_tokenizer(model_dir)
+    policy = load_model(model_dir, torch.float32, device)
+    policy.train()
+    pad_id = tokenizer.pad_token_id
+    train = load_pairs(train_path, tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens)
+    test = load_pairs(test_path, tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens)
+
+    ref_model, ref_train, ref_test = None, None, None
+    if cfg.reference_free:
+        pass
+    elif cfg.reference == "model":
+        ref_model = load_model(model_dir, torch.float32, device).eval().requires_grad_(False)
+    else:
+        if ref_train_path is None or ref_test_path is None:
+            raise ValueError("reference='precomputed' needs ref_train_path and ref_test_path")
+        ref_train = read_reference_logps(ref_train_path, train)
+        ref_test = read_reference_logps(ref_test_path, test)
+
+    def ref_for(ref: tuple[torch.Tensor, torch.Tensor] | None, idx: list[int]):
+        return None if ref is None else (ref[0][idx], ref[1][idx])
+
+    schedule = step_schedule(
+        [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in train],
+        cfg.batch_size,
+        cfg.grad_accum,
+        cfg.epochs,
+        cfg.max_steps,
+        cfg.seed,
+    )
+    total_steps = len(schedule)
+    warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
+    if cfg.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(
+            policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False
+        )
+    else:
+        optimizer = adamw(policy, cfg.lr, cfg.betas, cfg.weight_decay)
+    metrics = MetricsWriter(metrics_path)
+    digest = files_digest(
+        model_dir,
+        train_path,
+        test_path,
+        *([ref_train_path, ref_test_path] if ref_train is not None else []),
+    )
+    fingerprint = config_fingerprint("dpo", cfg.to_dict(), digest)
+
+    @torch.no_grad()
+    def evaluate(step: int) -> None:
+        policy.eval()
+        stats = DPOBatchStats()
+        order = sorted(range(len(test)), key=lambda i: len(test[i].prompt_ids))
+        for idx in iter_chunks(order, cfg.batch_size):
+            idx = list(idx)
+            out = dpo_forward(
+                policy,
+                [test[i] for i in idx],
+                ref_for(ref_test, idx),
+                ref_model,
+                cfg,
+                pad_id,
+                device,
+            )
+            stats.add(*out[:5])
+        metrics.write({"step": step, "split": "eval", **stats.means()})
+        policy.train()
+
+    step = 0
+    if found := load_checkpoint(checkpoint_dir, fingerprint):
+        step = restore_checkpoint(*found, policy, optimizer, metrics)["step"]
+        print(f"resumed from {found[0]} at step {step}")
+    print(
+        f"{total_steps} steps, {warmup_steps} warmup, effective batch "
+        f"{cfg.batch_size * cfg.grad_accum} pairs, loss {cfg.loss}, beta {cfg.beta}, "
+        f"{cfg.optimizer}, device {device}"
+    )
+
+    timer = Throughput(device)
+    pbar = tqdm(total=total_steps, initial=step, desc="dpo", mininterval=5.0)
+    while step < total_steps:
+        if step % cfg.eval_every == 0:
+            evaluate(step)
+
+        lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
+        set_lr(optimizer, lr)
+        n_pairs = sum(len(mb) for mb in schedule[step])
+        stats, n_tokens = DPOBatchStats(), 0
+        timer.restart()
+        for idx in schedule[step]:
+            *out, tokens = dpo_forward(
+                policy,
+                [train[i] for i in idx],
+                ref_for(ref_train, idx),
+                ref_model,
+                cfg,
+                pad_id,
+                device,
+            )
+            (out[0].sum() / n_pairs).backward()  # mean over the pairs of the effective batch
+            stats.add(*out)
+            n_tokens += tokens
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        row = {"step": step, "split": "train", **stats.means()}
+        row |= {
+            "grad_norm": grad_norm.item(),
+            "lr": lr,
+            "tokens_per_s": timer.tokens_per_s(n_tokens),
+        }
+        metrics.write(row)
+        step += 1
+        pbar.update(1)
+        pbar.set_postfix(loss=f"{row['loss']:.4f}", margin=f"{row['reward_margin']:.3f}")
+        if step % cfg.checkpoint_every == 0 and step < total_steps:
+            state = {"step": step, "fingerprint": fingerprint}
+            save_checkpoint(checkpoint_dir, policy, tokenizer, optimizer, state, metrics)
+    pbar.close()
+
+    evaluate(total_steps)
+    set_chat_eos(policy, tokenizer)
+    save_model(out_dir, policy, tokenizer)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)

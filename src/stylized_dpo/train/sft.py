@@ -1,0 +1,208 @@
+"""Supervised fine-tuning: one plain loop (paper Table 1 hyper-parameters).
+
+The loss is the negative log-likelihood of the assistant answer and its closing `<|im_end|>`,
+averaged over the completion tokens of the whole effective batch (all micro-batches of one
+optimizer step), so gradient accumulation gives the same gradient as one large batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from stylized_dpo.io import read_records
+from stylized_dpo.model import load_model, load_tokenizer, resolve_device, set_chat_eos
+from stylized_dpo.records import SFTExample
+from stylized_dpo.train.common import (
+    ConfigMixin,
+    MetricsWriter,
+    Throughput,
+    TokenizedChat,
+    adamw,
+    collate_chats,
+    completion_logps,
+    config_fingerprint,
+    files_digest,
+    filter_by_length,
+    iter_chunks,
+    load_checkpoint,
+    lr_at,
+    restore_checkpoint,
+    save_checkpoint,
+    save_model,
+    set_lr,
+    step_schedule,
+    tokenize_sft,
+)
+
+
+@dataclass(frozen=True)
+class SFTConfig(ConfigMixin):
+    """SFT hyper-parameters; `from_dict` builds it from the config's `sft` section."""
+
+    epochs: int = 1
+    """Passes over the training set (ignored when `max_steps` is set)."""
+    batch_size: int = 32
+    """Examples per forward pass (micro-batch); the effective batch is `batch_size * grad_accum`."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    lr: float = 2.0e-5
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (paper Table 1)."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay, on weight matrices only."""
+    warmup_ratio: float = 0.1
+    """Share of the steps with a linear warmup; then linear decay to 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (global L2 norm)."""
+    max_prompt_tokens: int = 256
+    """Examples whose rendered prompt is longer are dropped (counted in the log)."""
+    max_completion_tokens: int = 1024
+    """Examples whose answer (+ `<|im_end|>`) is longer are dropped (counted in the log)."""
+    eval_every: int = 100
+    """Steps between evaluations on the test split (also at step 0 and at the end)."""
+    max_steps: int | None = None
+    """When set, the number of optimizer steps (overrides `epochs`, cycling the data)."""
+    checkpoint_every: int = 100
+    """Steps between resumable checkpoints."""
+    seed: int = 0
+    """Seeds the data order and torch."""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu` or `cuda`."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SFTConfig.{name} must be >= 1")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("SFTConfig.warmup_ratio must be in [0, 1)")
+
+
+@torch.no_grad()
+def evaluate_sft(
+    model: torch.nn.Module, chats: list[TokenizedChat], batch_size: int, pad_id: int, device: str
+) -> float:
+    """Mean NLL per completion token over `chats` (sorted by length to pad little)."""
+    model.eval()
+    chats = sorted(chats, key=lambda c: len(c.input_ids))
+    nll, tokens = 0.0, 0
+    for chunk in iter_chunks(chats, batch_size):
+        batch = {k: v.to(device) for k, v in collate_chats(chunk, pad_id).items()}
+        nll -= completion_logps(model, **batch).sum().item()
+        tokens += int(batch["completion_mask"].sum())
+    model.train()
+    return nll / tokens
+
+
+def train_sft(
+    model_dir: str | os.PathLike[str],
+    train_path: str | os.PathLike[str],
+    test_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    metrics_path: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str],
+    config: SFTConfig,
+) -> None:
+    """Fine-tune the model in `model_dir` on SFTExample files; save to `out_dir`.
+
+    Resumes from `checkpoint_dir` when it holds a checkpoint of this exact config and data.
+    """
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, torch.float32, device)
+    model.train()
+    pad_id = tokenizer.pad_token_id
+
+    train, drops = filter_by_length(
+        tokenize_sft(tokenizer, read_records(train_path, SFTExample)),
+        cfg.max_prompt_tokens,
+        cfg.max_completion_tokens,
+    )
+    print(f"train: {len(train)} examples kept, dropped {drops}")
+    test, drops = filter_by_length(
+        tokenize_sft(tokenizer, read_records(test_path, SFTExample)),
+        cfg.max_prompt_tokens,
+        cfg.max_completion_tokens,
+    )
+    print(f"test: {len(test)} examples kept, dropped {drops}")
+
+    schedule = step_schedule(
+        [len(c.input_ids) for c in train],
+        cfg.batch_size,
+        cfg.grad_accum,
+        cfg.epochs,
+        cfg.max_steps,
+        cfg.seed,
+    )
+    total_steps = len(schedule)
+    warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
+    optimizer = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    metrics = MetricsWriter(metrics_path)
+    fingerprint = config_fingerprint(
+        "sft", cfg.to_dict(), files_digest(model_dir, train_path, test_path)
+    )
+
+    step = 0
+    if found := load_checkpoint(checkpoint_dir, fingerprint):
+        step = restore_checkpoint(*found, model, optimizer, metrics)["step"]
+        print(f"resumed from {found[0]} at step {step}")
+    print(
+        f"{total_steps} steps, {warmup_steps} warmup, effective batch "
+        f"{cfg.batch_size * cfg.grad_accum}, device {device}"
+    )
+
+    timer = Throughput(device)
+    pbar = tqdm(total=total_steps, initial=step, desc="sft", mininterval=5.0)
+    while step < total_steps:
+        if step % cfg.eval_every == 0:
+            loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device)
+            metrics.write({"step": step, "split": "eval", "loss": loss})
+
+        lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
+        set_lr(optimizer, lr)
+        micro_batches = [[train[i] for i in mb] for mb in schedule[step]]
+        # normalise by the completion tokens of the whole effective batch, not per micro-batch
+        n_completion = sum(len(c.completion_ids) for mb in micro_batches for c in mb)
+        n_tokens, step_loss = 0, 0.0
+        timer.restart()
+        for chats in micro_batches:
+            batch = {k: v.to(device) for k, v in collate_chats(chats, pad_id).items()}
+            loss = -completion_logps(model, **batch).sum() / n_completion
+            loss.backward()
+            step_loss += loss.item()
+            n_tokens += int(batch["attention_mask"].sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        metrics.write(
+            {
+                "step": step,
+                "split": "train",
+                "loss": step_loss,
+                "lr": lr,
+                "grad_norm": grad_norm.item(),
+                "tokens_per_s": timer.tokens_per_s(n_tokens),
+            }
+        )
+        step += 1
+        pbar.update(1)
+        pbar.set_postfix(loss=f"{step_loss:.4f}")
+        if step % cfg.checkpoint_every == 0 and step < total_steps:
+            state = {"step": step, "fingerprint": fingerprint}
+            save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)
+    pbar.close()
+
+    loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device)
+    metrics.write({"step": total_steps, "split": "eval", "loss": loss})
+    print(f"final eval loss {loss:.4f}")
+    set_chat_eos(model, tokenizer)
+    save_model(out_dir, model, tokenizer)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -1,0 +1,21 @@
+"""Snakemake script: supervised fine-tuning of the base model."""
+
+import sys
+
+import torch
+
+from stylized_dpo.train.sft import SFTConfig, train_sft
+
+snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+torch.set_num_threads(snakemake.threads)
+params = snakemake.params
+train_sft(
+    model_dir=snakemake.input.model,
+    train_path=snakemake.input.train,
+    test_path=snakemake.input.test,
+    out_dir=snakemake.output.model,
+    metrics_path=snakemake.output.metrics,
+    checkpoint_dir=params.checkpoint_dir,
+    config=SFTConfig.from_dict({**params.sft, "seed": params.seed}),
+)
