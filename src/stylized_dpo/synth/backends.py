@@ -1,0 +1,415 @@
+"""Generator backends that rewrite chosen answers (config `synth.backend`).
+
+- `rules`: the deterministic offline stand-in (synth/rules.py); no model.
+- `vllm`: offline batched `LLM.chat` (the paper used Gemma 3 12B in vLLM). vllm is imported only
+  when this backend runs; it lives in its own environment (envs/vllm.yaml).
+- `openai`: any OpenAI-compatible chat-completions endpoint, bounded concurrency, retries with
+  exponential backoff and full jitter on 429, 5xx, timeouts, connection errors and malformed
+  bodies.
+- `transformers`: a local chat model through `generate` (batched, left-padded).
+
+Every backend maps a list of `Request`s to `Completion`s in the same order. Each request carries
+its own seed, derived from the run seed and the row's cache key, so a row's output does not
+depend on which other rows share its batch (vllm and openai honour per-request seeds;
+transformers seeds each batch and `rewrite` keeps batches fixed across restarts).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from stylized_dpo.synth import rules
+
+BACKENDS = ("rules", "vllm", "openai", "transformers")
+
+
+@dataclass(frozen=True)
+class VLLMSettings:
+    """`synth.vllm`: engine options of vllm.LLM."""
+
+    tensor_parallel_size: int = 1
+    """GPUs one model is sharded over."""
+    max_model_len: int | None = None
+    """Context length the engine reserves memory for (None: the model's own)."""
+    gpu_memory_utilization: float = 0.9
+    """Share of GPU memory vLLM may take."""
+    dtype: str = "auto"
+    """Weights dtype (`auto`, `bfloat16`, ...)."""
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    """`synth.openai`: an OpenAI-compatible endpoint."""
+
+    base_url: str | None = None
+    """Endpoint (None: api.openai.com)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the key (the key itself is never in config)."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    max_retries: int = 6
+    """Retries per request on 429, 5xx, timeouts, connection errors and malformed bodies."""
+    timeout_s: float = 60.0
+    """Per-request timeout."""
+    backoff_base_s: float = 1.0
+    """First backoff ceiling; attempt k sleeps uniform(0, min(backoff_max_s, base * 2**k))."""
+    backoff_max_s: float = 60.0
+    """Cap of one backoff sleep."""
+
+
+@dataclass(frozen=True)
+class TransformersSettings:
+    """`synth.transformers`: a local chat model."""
+
+    device: str = "auto"
+    """`cpu`, `cuda`, or `auto` (cuda when available)."""
+    dtype: str = "float32"
+    """Weights dtype."""
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Config `synth` plus the run seed."""
+
+    backend: str = "rules"
+    """rules | vllm | openai | transformers."""
+    model: str | None = None
+    """Generator model (hub name or local path); None only for `rules`."""
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 1024
+    seed: int = 0
+    """Run seed; each row's seed derives from it and the row's key."""
+    batch_size: int = 64
+    """Rows per backend call; each finished batch is appended to the cache."""
+    max_drop_fraction: float = 0.5
+    """Fail, rather than write a much smaller set, when more rows than this are filtered out."""
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
+    transformers: TransformersSettings = field(default_factory=TransformersSettings)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"synth.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend != "rules" and not self.model:
+            raise ValueError(f"synth.backend {self.backend!r} needs synth.model")
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("synth.batch_size and synth.max_new_tokens must be positive")
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], seed: int) -> SynthConfig:
+        nested = {
+            "vllm": VLLMSettings,
+            "openai": OpenAISettings,
+            "transformers": TransformersSettings,
+        }
+        kwargs: dict[str, Any] = {"seed": seed}
+        for key, value in cfg.items():
+            if key in nested:
+                kwargs[key] = nested[key](**(value or {}))
+            elif key in cls.__dataclass_fields__:
+                kwargs[key] = value
+            else:
+                raise ValueError(f"unknown synth key {key!r}")
+        return cls(**kwargs)
+
+    def sampling(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes a generated text (keys the cache)."""
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "model": self.model,
+            "sampling": self.sampling(),
+            "seed": self.seed,
+        }
+        if self.backend == "vllm":
+            out["dtype"] = self.vllm.dtype
+        if self.backend == "transformers":
+            out["dtype"] = self.transformers.dtype
+            out["batch_size"] = self.batch_size  # batch composition changes sampled text
+        return out
+
+
+@dataclass(frozen=True)
+class Request:
+    """One rewrite: the chat messages plus what the `rules` backend needs."""
+
+    key: str
+    """Cache key of the row."""
+    prompt_id: str
+    """The pair's prompt_id (the `rules` backend picks its phrases by it)."""
+    messages: list[dict[str, str]]
+    """System + user messages built from the style file."""
+    style: str
+    answer: str
+    """The original chosen answer."""
+    seed: int
+    """Per-row seed."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    """`stop`, `length`, or what the backend reported."""
+
+
+class SynthError(RuntimeError):
+    """A generator backend failed for good (after its retries)."""
+
+
+class MalformedResponse(ValueError):
+    """A response body without the fields of a chat completion."""
+
+
+def _retry_after(e: Exception) -> float:
+    try:
+        return float(e.response.headers.get("retry-after", 0))  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+
+
+def _parse_chat_response(response: Any) -> Completion:
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponse("response has no choices")
+    message = getattr(choices[0], "message", None)
+    text = getattr(message, "content", None)
+    if not isinstance(text, str):
+        raise MalformedResponse("response has no message content")
+    return Completion(text, getattr(choices[0], "finish_reason", None) or "stop")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class RulesBackend:
+    """The deterministic phrase-bank rewriter (offline stand-in for an LLM)."""
+
+    name = "rules"
+
+    def __init__(self, cfg: SynthConfig):
+        self.cfg = cfg
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        return [
+            Completion(rules.rewrite(r.answer, r.style, key=r.prompt_id), "stop") for r in requests
+        ]
+
+
+def vllm_engine_kwargs(cfg: SynthConfig) -> dict[str, Any]:
+    """Keyword arguments of `vllm.LLM(...)`."""
+    kwargs: dict[str, Any] = {
+        "model": cfg.model,
+        "tensor_parallel_size": cfg.vllm.tensor_parallel_size,
+        "gpu_memory_utilization": cfg.vllm.gpu_memory_utilization,
+        "dtype": cfg.vllm.dtype,
+        "seed": cfg.seed,
+    }
+    if cfg.vllm.max_model_len is not None:
+        kwargs["max_model_len"] = cfg.vllm.max_model_len
+    return kwargs
+
+
+def vllm_sampling_kwargs(cfg: SynthConfig, request: Request) -> dict[str, Any]:
+    """Keyword arguments of one request's `vllm.SamplingParams(...)`."""
+    return {
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_tokens": cfg.max_new_tokens,
+        "seed": request.seed,
+    }
+
+
+class VLLMBackend:
+    """Offline batched generation with vllm's `LLM.chat` (one SamplingParams per request)."""
+
+    name = "vllm"
+
+    def __init__(self, cfg: SynthConfig):
+        self.cfg = cfg
+        self._llm: Any = None
+        self._vllm: Any = None
+
+    def _engine(self) -> Any:
+        if self._llm is None:
+            try:
+                import vllm
+            except ImportError as e:
+                raise SynthError(
+                    "synth.backend 'vllm' needs the vllm package: run in the vllm environment "
+                    "(envs/vllm.yaml, or `pip install .[vllm]` on a GPU machine)"
+                ) from e
+            self._vllm = vllm
+            self._llm = vllm.LLM(**vllm_engine_kwargs(self.cfg))
+        return self._llm
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        llm = self._engine()
+        params = [self._vllm.SamplingParams(**vllm_sampling_kwargs(self.cfg, r)) for r in requests]
+        outputs = llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        if len(outputs) != len(requests):
+            raise SynthError(f"vllm returned {len(outputs)} outputs for {len(requests)} requests")
+        out = []
+        for o in outputs:
+            best = o.outputs[0]
+            out.append(Completion(best.text, best.finish_reason or "stop"))
+        return out
+
+
+class OpenAIBackend:
+    """Chat completions from an OpenAI-compatible endpoint: retries, bounded concurrency."""
+
+    name = "openai"
+
+    def __init__(self, cfg: SynthConfig, sleep: Callable[[float], None] = time.sleep):
+        import openai
+
+        s = cfg.openai
+        key = os.environ.get(s.api_key_env)
+        if not key:
+            raise SynthError(
+                f"synth.backend 'openai' needs the environment variable "
+                f"{s.api_key_env} (synth.openai.api_key_env)"
+            )
+        self.cfg = cfg
+        self._openai = openai
+        self._client = openai.OpenAI(
+            api_key=key, base_url=s.base_url, timeout=s.timeout_s, max_retries=0
+        )
+        self._sleep = sleep
+        self._rng = random.Random(cfg.seed)
+        self._lock = threading.Lock()
+        self.retries: dict[str, int] = {}
+        """Retries by error kind, for the run's card."""
+
+    def _retryable(self, e: Exception) -> str | None:
+        o = self._openai
+        if isinstance(e, o.RateLimitError):
+            return "429"
+        if isinstance(e, o.APIStatusError) and e.status_code >= 500:
+            return "5xx"
+        if isinstance(e, o.APITimeoutError):
+            return "timeout"
+        if isinstance(e, o.APIConnectionError):
+            return "connection"
+        if isinstance(e, o.APIResponseValidationError | MalformedResponse | ValueError):
+            return "malformed"
+        return None
+
+    def _one(self, request: Request) -> Completion:
+        s = self.cfg.openai
+        for attempt in range(s.max_retries + 1):
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.cfg.model,
+                    messages=request.messages,  # type: ignore[arg-type]
+                    temperature=self.cfg.temperature,
+                    top_p=self.cfg.top_p,
+                    max_tokens=self.cfg.max_new_tokens,
+                    seed=request.seed,
+                )
+                return _parse_chat_response(response)
+            except Exception as e:  # noqa: BLE001 - classified below
+                kind = self._retryable(e)
+                if kind is None:
+                    raise SynthError(f"request {request.key}: {type(e).__name__}: {e}") from e
+                with self._lock:
+                    self.retries[kind] = self.retries.get(kind, 0) + 1
+                    ceiling = min(s.backoff_max_s, s.backoff_base_s * 2**attempt)
+                    delay = self._rng.uniform(0, ceiling)
+                if kind == "429":  # honour the server's Retry-After, within the cap
+                    delay = max(delay, min(s.backoff_max_s, _retry_after(e)))
+                if attempt == s.max_retries:
+                    raise SynthError(
+                        f"request {request.key}: gave up after {attempt + 1} "
+                        f"attempts; last error {kind}: {e}"
+                    ) from e
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        workers = max(1, min(self.cfg.openai.concurrency, len(requests)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self._one, requests))
+
+
+class TransformersBackend:
+    """A local chat model through transformers `generate` (batched, left-padded, seeded)."""
+
+    name = "transformers"
+
+    def __init__(self, cfg: SynthConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        self._torch = torch
+        device = cfg.transformers.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(
+            cfg.model, dtype=getattr(torch, cfg.transformers.dtype)
+        ).to(device)
+        self.model.eval()
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        torch = self._torch
+        texts = [
+            self.tokenizer.apply_chat_template(
+                r.messages, tokenize=False, add_generation_prompt=True
+            )
+            for r in requests
+        ]
+        batch = self.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.device)
+        torch.manual_seed(requests[0].seed)
+        sample = self.cfg.temperature > 0
+        with torch.no_grad():
+            out = self.model.generate(
+                **batch,
+                max_new_tokens=self.cfg.max_new_tokens,
+                do_sample=sample,
+                temperature=self.cfg.temperature if sample else None,
+                top_p=self.cfg.top_p if sample else None,
+                top_k=0 if sample else None,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = out[:, batch["input_ids"].shape[1] :]
+        completions = []
+        for row in new.tolist():
+            ended = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+            tokens = row if ended is None else row[:ended]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            completions.append(Completion(text, "stop" if ended is not None else "length"))
+        return completions
+
+
+def make_backend(cfg: SynthConfig) -> Any:
+    return {
+        "rules": RulesBackend,
+        "vllm": VLLMBackend,
+        "openai": OpenAIBackend,
+        "transformers": TransformersBackend,
+    }[cfg.backend](cfg)
