@@ -1,0 +1,288 @@
+"""Calling an OpenAI-compatible endpoint many times, safely: retries, a disk cache, usage counts.
+
+Shared by the LLM judge (`judge.py`, backend `openai`) and the reward API (`winrate.py`, backend
+`reward_api`). Rules:
+- transient failures (HTTP 429, 5xx, timeouts, dropped connections) are retried up to
+  `max_retries` times with exponential backoff and full jitter (a server's `Retry-After` header,
+  when sent, is honoured up to `backoff_max_s`); other HTTP errors (400, 401, 404, ...) are not;
+- a reply whose content fails validation is asked for again up to `invalid_retries` times;
+- an item that still has no valid answer is a counted failure with its last reason, never a
+  guessed or coerced score;
+- every valid answer is written to an on-disk cache (one small JSON file per key, written
+  atomically) before it is used, so a rerun, or a run after a crash, never pays for it again.
+  Failures are not cached: a rerun tries them again.
+The API key comes from an environment variable (named in config); it is never logged or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from stylized_dpo.io import atomic_path
+
+T = TypeVar("T")
+
+
+class InvalidReply(ValueError):
+    """The endpoint answered, but the content is not what was asked for (retry, then fail)."""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """How to reach an endpoint and how hard to try."""
+
+    model: str
+    """Model name sent to the endpoint."""
+    base_url: str | None = None
+    """Endpoint (None: the OpenAI API)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the key."""
+    concurrency: int = 8
+    """Requests in flight at once (threads)."""
+    max_retries: int = 6
+    """Retries of one request after a transient error (429, 5xx, timeout)."""
+    invalid_retries: int = 2
+    """Further requests after a reply that fails validation."""
+    timeout_s: float = 60.0
+    """Per-request timeout."""
+    backoff_base_s: float = 1.0
+    """First backoff ceiling; doubles per retry (full jitter: uniform(0, ceiling))."""
+    backoff_max_s: float = 60.0
+    """Largest backoff ceiling."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if self.max_retries < 0 or self.invalid_retries < 0:
+            raise ValueError("retries must be >= 0")
+
+
+def make_client(config: ApiConfig) -> Any:
+    """An `openai.OpenAI` client with the SDK's own retries off (ours are counted)."""
+    import openai
+
+    key = os.environ.get(config.api_key_env)
+    if not key:
+        raise RuntimeError(
+            f"environment variable {config.api_key_env} is not set: the API key is read only "
+            "from the environment (set judge.api_key_env / win_rates.api_key_env to rename it)"
+        )
+    return openai.OpenAI(
+        api_key=key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0
+    )
+
+
+def cache_key(*parts: str) -> str:
+    """A stable key for a request: sha256 over the parts (model, template hash, inputs)."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class DiskCache:
+    """One JSON file per key under `directory/<key[:2]>/`; writes are atomic, reads tolerant."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Any | None:
+        path = self._path(key)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # a damaged entry is treated as missing and rewritten
+
+    def put(self, key: str, value: Any) -> None:
+        with atomic_path(self._path(key)) as tmp:
+            tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+
+
+@dataclass
+class CallStats:
+    """Counters of one run (thread-safe through `add`)."""
+
+    items: int = 0
+    cached: int = 0
+    api_calls: int = 0
+    retries_rate_limit: int = 0
+    retries_server_error: int = 0
+    retries_timeout: int = 0
+    retries_invalid: int = 0
+    invalid_replies: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def fail(self, item_id: str, reason: str) -> None:
+        with self._lock:
+            self.failed += 1
+            self.failures.append({"id": item_id, "reason": reason})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        out["failures"] = sorted(self.failures, key=lambda f: f["id"])
+        return out
+
+
+def _transient_kind(exc: BaseException) -> str | None:
+    """'rate_limit', 'server_error' or 'timeout' for a retryable error, else None."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "timeout"  # dropped or refused connection: same handling as a timeout
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limit"
+    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+        return "server_error"
+    return None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def call_with_retries(
+    request: Callable[[], Any],
+    config: ApiConfig,
+    stats: CallStats,
+    rng: random.Random,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Run `request` (one API call), retrying transient errors; re-raises the last error."""
+    for attempt in range(config.max_retries + 1):
+        stats.add(api_calls=1)
+        try:
+            return request()
+        except Exception as exc:
+            kind = _transient_kind(exc)
+            if kind is None or attempt == config.max_retries:
+                raise
+            stats.add(**{f"retries_{kind}": 1})
+            ceiling = min(config.backoff_max_s, config.backoff_base_s * 2**attempt)
+            delay = rng.uniform(0, ceiling)
+            hinted = _retry_after(exc)
+            if hinted is not None:
+                delay = max(delay, min(hinted, config.backoff_max_s))
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, key-free description of a failure for the run report."""
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{name}{f' (HTTP {status})' if status else ''}: {text}"
+
+
+def ask(
+    request: Callable[[], Any],
+    parse: Callable[[Any], T],
+    cache: DiskCache,
+    key: str,
+    config: ApiConfig,
+    stats: CallStats,
+) -> T:
+    """One item: the cached answer if there is one, else call (with retries) until `parse` accepts.
+
+    `request()` returns the SDK's response object; `parse(response_dict)` returns the result or
+    raises `InvalidReply`. The response (as a dict) is cached only once it parses, so the cache
+    never holds an invalid answer and a cached answer is parsed by the same code as a fresh one.
+    """
+    cached = cache.get(key)
+    if cached is not None:
+        try:
+            result = parse(cached)
+        except InvalidReply:
+            pass  # e.g. validation rules changed since it was cached: ask again
+        else:
+            stats.add(cached=1)
+            return result
+    rng = random.Random(key)
+    last: InvalidReply | None = None
+    for attempt in range(config.invalid_retries + 1):
+        response = call_with_retries(request, config, stats, rng)
+        data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
+        usage = data.get("usage") or {}
+        stats.add(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+        try:
+            result = parse(data)
+        except InvalidReply as exc:
+            last = exc
+            stats.add(invalid_replies=1)
+            if attempt < config.invalid_retries:
+                stats.add(retries_invalid=1)
+            continue
+        cache.put(key, data)
+        return result
+    assert last is not None
+    raise last
+
+
+def run_items(
+    ids: list[str], work: Callable[[str], T], config: ApiConfig, stats: CallStats, desc: str
+) -> dict[str, T]:
+    """Run `work(item_id)` for every id with bounded concurrency (`config.concurrency` threads).
+
+    An error raised by `work` is recorded as that item's failure. Returns results by id (failed
+    items absent). Each id is processed exactly once; duplicate ids are refused.
+    """
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate item ids")
+    results: dict[str, T] = {}
+    lock = threading.Lock()
+
+    def one(item_id: str) -> None:
+        try:
+            result = work(item_id)
+        except Exception as exc:
+            stats.fail(item_id, describe_error(exc))
+            return
+        with lock:
+            results[item_id] = result
+
+    stats.add(items=len(ids))
+    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+        list(tqdm(pool.map(one, ids), total=len(ids), desc=desc, mininterval=1.0))
+    return results

@@ -1,0 +1,361 @@
+"""Pairwise win rates: each model's answer against the baseline's answer to the same prompt,
+preferred by a scalar reward (paper Table 3: every model against Qwen base on 50 prompts, with
+nvidia/llama-3.1-nemotron-70b-reward as the judge).
+
+win = reward(model answer) > reward(baseline answer); a tie counts half; the win rate is
+(wins + ties / 2) / n with a seeded percentile-bootstrap 95% interval over prompts. The mean
+answer length (words, as `style_measures.words` counts them) of both sides is reported beside
+it, because reward models are known to favour longer answers.
+
+The prompts: those both models answered, in eval-file order; when more than `n_prompts`, a
+seeded sample of `n_prompts` of them (the same sample for every model, drawn from the
+baseline's prompts).
+
+Reward backends:
+- `reference` — STAND-IN (embedded default, offline): the sum of the reference judge's four
+  scores (`judge.reference_score`, 4-20), so it rewards the correct fact stated plainly.
+- `reward_api` — a reward model served behind an OpenAI-compatible chat endpoint, as NVIDIA
+  serves llama-3.1-nemotron-70b-reward (build.nvidia.com / NIM): the conversation
+  (user prompt, assistant answer) is sent to `chat/completions`; NIM documents that a reward
+  model returns its scores in the message content as comma-separated `name:score` pairs
+  (`reward:-25.5` for this model, `helpfulness:...,correctness:...` for HelpSteer-trained ones).
+  The score named `reward_key` (default `reward`) is used; a reply without it is invalid and
+  retried, then failed. Retries, backoff, key-from-env and the disk cache are `evals/api.py`'s.
+- `reward_model` — a local `AutoModelForSequenceClassification` with one output (e.g. a
+  Transformers reward model); the conversation is rendered with its tokenizer's chat template.
+A pair with a failed reward on either side is dropped and counted (`n_failed`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stylized_dpo.evals.api import (
+    ApiConfig,
+    CallStats,
+    DiskCache,
+    InvalidReply,
+    ask,
+    cache_key,
+    make_client,
+    run_items,
+)
+from stylized_dpo.evals.judge import reference_score
+from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
+from stylized_dpo.io import read_records, write_json
+from stylized_dpo.records import JUDGE_CRITERIA, EvalPrompt, Generation
+from stylized_dpo.style_measures import words
+from stylized_dpo.world.facts import World
+
+COLUMNS = [
+    "model",
+    "baseline",
+    "n",
+    "wins",
+    "ties",
+    "losses",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "mean_len_model",
+    "mean_len_baseline",
+    "backend",
+    "n_failed",
+]
+
+
+@dataclass(frozen=True)
+class WinRateConfig:
+    """Config key `win_rates` (see config/README.md)."""
+
+    backend: str = "reference"
+    """`reference` (stand-in), `reward_api` or `reward_model`."""
+    model: str | None = None
+    """Reward model: served name (reward_api) or local path / hub name (reward_model)."""
+    baseline: str = "base"
+    n_prompts: int = 50
+    base_url: str | None = None
+    api_key_env: str = "NVIDIA_API_KEY"
+    reward_key: str = "reward"
+    """Which `name:score` pair of the reward API's reply is the reward."""
+    concurrency: int = 8
+    max_retries: int = 6
+    invalid_retries: int = 2
+    timeout_s: float = 60.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    cache_dir: str = "results/judge/reward_cache"
+    batch_size: int = 8
+    """Conversations per forward pass (reward_model)."""
+    device: str = "cpu"
+    dtype: str = "float32"
+    n_bootstrap: int = 1000
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WinRateConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown win_rates config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def api(self) -> ApiConfig:
+        if not self.model:
+            raise ValueError("win_rates.model must name the reward model")
+        return ApiConfig(
+            model=self.model,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            concurrency=self.concurrency,
+            max_retries=self.max_retries,
+            invalid_retries=self.invalid_retries,
+            timeout_s=self.timeout_s,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+        )
+
+
+@dataclass(frozen=True)
+class WinRate:
+    """One model against the baseline."""
+
+    n: int
+    wins: int
+    ties: int
+    losses: int
+    win_rate: float
+    ci_low: float
+    ci_high: float
+
+
+def win_rate(
+    model_rewards: Sequence[float],
+    baseline_rewards: Sequence[float],
+    rng: np.random.Generator,
+    n_bootstrap: int = 1000,
+) -> WinRate:
+    """Win rate of paired rewards (ties half) with a percentile-bootstrap 95% interval."""
+    if len(model_rewards) != len(baseline_rewards):
+        raise ValueError("rewards must be paired")
+    a, b = np.asarray(model_rewards, float), np.asarray(baseline_rewards, float)
+    outcome = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+    low, high = bootstrap_mean_ci(outcome, n_bootstrap, rng)
+    return WinRate(
+        n=len(outcome),
+        wins=int((a > b).sum()),
+        ties=int((a == b).sum()),
+        losses=int((a < b).sum()),
+        win_rate=float(outcome.mean()) if len(outcome) else math.nan,
+        ci_low=low,
+        ci_high=high,
+    )
+
+
+def parse_reward_content(content: Any, key: str) -> float:
+    """The `key` score of a reward reply `name:score[,name:score...]` (NIM's documented form)."""
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidReply("empty reward reply")
+    scores: dict[str, float] = {}
+    for pair in content.split(","):
+        name, sep, value = pair.partition(":")
+        if not sep:
+            raise InvalidReply(f"not a name:score pair: {pair.strip()[:80]!r}")
+        try:
+            scores[name.strip().lower()] = float(value)
+        except ValueError as e:
+            raise InvalidReply(f"score of '{name.strip()}' is not a number: {value!r}") from e
+    if key.lower() not in scores:
+        raise InvalidReply(f"no '{key}' in the reply (got {sorted(scores)})")
+    result = scores[key.lower()]
+    if not math.isfinite(result):
+        raise InvalidReply(f"'{key}' is not finite: {result}")
+    return result
+
+
+def rewards_api(
+    pairs: list[tuple[str, str]], config: WinRateConfig, client: Any = None
+) -> tuple[list[float | None], CallStats]:
+    """Rewards of (prompt, answer) pairs from a reward endpoint; None where it failed."""
+    api = config.api()
+    client = client if client is not None else make_client(api)
+    store = DiskCache(config.cache_dir)
+    stats = CallStats()
+    unique = {cache_key("reward", api.model, p, r): (p, r) for p, r in pairs}
+
+    def parse(data: dict[str, Any]) -> float:
+        choices = data.get("choices") or []
+        if not choices:
+            raise InvalidReply("no choices in the reply")
+        return parse_reward_content(
+            (choices[0].get("message") or {}).get("content"), config.reward_key
+        )
+
+    def work(key: str) -> float:
+        prompt, answer = unique[key]
+
+        def request() -> Any:
+            return client.chat.completions.create(
+                model=api.model,
+                messages=[
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": answer},
+                ],
+            )
+
+        return ask(request, parse, store, key, api, stats)
+
+    results = run_items(list(unique), work, api, stats, desc=f"reward {api.model}")
+    keys = [cache_key("reward", api.model, p, r) for p, r in pairs]
+    return [results.get(k) for k in keys], stats
+
+
+def rewards_local(pairs: list[tuple[str, str]], config: WinRateConfig) -> list[float | None]:
+    """Rewards from a local sequence-classification model (one logit), batched, right-padded."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from stylized_dpo.model import resolve_device
+
+    if not config.model:
+        raise ValueError("win_rates.model must name the reward model")
+    device = resolve_device(config.device)
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    model = (
+        AutoModelForSequenceClassification.from_pretrained(
+            config.model, dtype=getattr(torch, config.dtype)
+        )
+        .to(device)
+        .eval()
+    )
+    if model.config.num_labels != 1:
+        raise ValueError(
+            f"{config.model} has {model.config.num_labels} outputs; a reward model has one"
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False
+        )
+        for p, r in pairs
+    ]
+    out: list[float | None] = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), config.batch_size):
+            enc = tokenizer(
+                texts[i : i + config.batch_size],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(device)
+            # The model reads its score at the last token that is not padding (right padding).
+            logits = model(**enc).logits
+            out.extend(float(x) for x in logits[:, 0].float().cpu())
+    return out
+
+
+def compute_win_rates(
+    models: Sequence[str],
+    generation_paths: Sequence[str | os.PathLike[str]],
+    out_path: str | os.PathLike[str],
+    config: WinRateConfig,
+    seed: int,
+    prompts_path: str | os.PathLike[str] | None = None,
+    world_path: str | os.PathLike[str] | None = None,
+    run_path: str | os.PathLike[str] | None = None,
+    client: Any = None,
+) -> pd.DataFrame:
+    """win_rates.csv: every model (except the baseline) against `config.baseline`."""
+    gens = {
+        m: {g.prompt_id: g for g in read_records(p, Generation)}
+        for m, p in zip(models, generation_paths, strict=True)
+    }
+    if config.baseline not in gens:
+        raise ValueError(f"baseline '{config.baseline}' is not among the models {list(models)}")
+    base = gens[config.baseline]
+    order = list(base)
+    chosen = order
+    if len(order) > config.n_prompts:
+        picked = set(random.Random(seed).sample(order, config.n_prompts))
+        chosen = [pid for pid in order if pid in picked]
+    others = [m for m in models if m != config.baseline]
+
+    # Every (prompt, answer) pair to score, once.
+    pairs: dict[tuple[str, str], None] = {}
+    for m in [config.baseline, *others]:
+        for pid in chosen:
+            if pid in gens[m]:
+                pairs[(m, pid)] = None
+    keys = list(pairs)
+    stats_report: dict[str, Any] = {"backend": config.backend}
+    if config.backend == "reference":
+        if prompts_path is None or world_path is None:
+            raise ValueError("the reference win-rate backend needs the eval prompts and the world")
+        prompts = {p.prompt_id: p for p in read_records(prompts_path, EvalPrompt)}
+        world = World.load(world_path)
+        values: list[float | None] = []
+        for m, pid in keys:
+            p = prompts[pid]
+            s = reference_score(gens[m][pid], p, world.value_pool(p.metadata["attribute"]))
+            values.append(float(sum(getattr(s, c) for c in JUDGE_CRITERIA)))
+    elif config.backend == "reward_api":
+        values, stats = rewards_api(
+            [(gens[m][pid].prompt, gens[m][pid].response) for m, pid in keys], config, client=client
+        )
+        stats_report.update(stats.to_dict())
+    elif config.backend == "reward_model":
+        values = rewards_local(
+            [(gens[m][pid].prompt, gens[m][pid].response) for m, pid in keys], config
+        )
+    else:
+        raise ValueError(f"unknown win_rates backend '{config.backend}'")
+    reward = dict(zip(keys, values, strict=True))
+
+    rows = []
+    for m in others:
+        both = [pid for pid in chosen if pid in gens[m]]
+        ok = [
+            pid
+            for pid in both
+            if reward.get((m, pid)) is not None and reward[(config.baseline, pid)] is not None
+        ]
+        wr = win_rate(
+            [reward[(m, pid)] for pid in ok],  # type: ignore[misc]
+            [reward[(config.baseline, pid)] for pid in ok],  # type: ignore[misc]
+            seeded_rng(seed, m, config.baseline),
+            config.n_bootstrap,
+        )
+        rows.append(
+            {
+                "model": m,
+                "baseline": config.baseline,
+                **wr.__dict__,
+                "mean_len_model": _mean_len([gens[m][pid].response for pid in ok]),
+                "mean_len_baseline": _mean_len([base[pid].response for pid in ok]),
+                "backend": config.backend,
+                "n_failed": len(both) - len(ok),
+            }
+        )
+        if len(both) < len(chosen):
+            print(f"{m}: answered {len(both)} of the {len(chosen)} win-rate prompts")
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_path, index=False)
+    if run_path is not None:
+        write_json(run_path, {**stats_report, "n_prompts": len(chosen), "pairs_scored": len(keys)})
+    return table
+
+
+def _mean_len(texts: list[str]) -> float:
+    return float(np.mean([len(words(t)) for t in texts])) if texts else math.nan
