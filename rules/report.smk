@@ -1,0 +1,143 @@
+# The paper's tables and figures, one rule per artefact, each built only from the files it needs:
+# Table 3 from the training metrics and win rates, Tables 4-8 from the HELM summary, Figure 2
+# from the DPO metrics, Figure 3 from the judge summary.
+from stylized_dpo.report.common import run_label
+
+HELM_TABLES = [4, 5, 6, 7, 8]
+HELM_TABLE_FAMILY = {5: "accuracy", 6: "calibration", 7: "robustness", 8: "fairness"}
+TRAIN_RUNS = ["sft"] + DPO_MODELS
+REPORT_LABEL = run_label(config)
+
+
+def table_outputs(n):
+    return [f"results/tables/table{n}.{ext}" for ext in ("csv", "tex", "md")] + [
+        f"results/figures/table{n}.pdf"
+    ]
+
+
+def report_targets():
+    """Every table and figure of the paper, for `rule all`."""
+    targets = []
+    for n in [3] + HELM_TABLES:
+        targets += table_outputs(n)
+    for n in (2, 3):
+        targets += [f"results/figures/figure{n}.pdf", f"results/figures/figure{n}.png"]
+    return targets
+
+
+rule table3:
+    input:
+        metrics=expand("results/train/{run}/metrics.jsonl", run=TRAIN_RUNS),
+        win_rates="results/judge/win_rates.csv",
+    output:
+        csv="results/tables/table3.csv",
+        tex="results/tables/table3.tex",
+        md="results/tables/table3.md",
+        pdf=report(
+            "results/figures/table3.pdf",
+            caption="../workflow/report/table3.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/report/table3.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        runs=TRAIN_RUNS,
+        styles=STYLES,
+        base_name=config["base_model"]["name"],
+        baseline=config["win_rates"]["baseline"],
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_table3.py"
+
+
+for n in HELM_TABLES:
+
+    rule:
+        name:
+            f"table{n}"
+        input:
+            summary="results/helm/summary.csv",
+        output:
+            csv=f"results/tables/table{n}.csv",
+            tex=f"results/tables/table{n}.tex",
+            md=f"results/tables/table{n}.md",
+            pdf=report(
+                f"results/figures/table{n}.pdf",
+                caption=(
+                    "../workflow/report/table4.rst"
+                    if n == 4
+                    else "../workflow/report/helm_family.rst"
+                ),
+                category="Tables",
+            ),
+        log:
+            f"logs/report/table{n}.log",
+        conda:
+            "../envs/training.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        params:
+            number=n,
+            family=HELM_TABLE_FAMILY.get(n, "all"),
+            styles=STYLES,
+            base_name=config["base_model"]["name"],
+            scenarios=config["helm"]["scenarios"],
+            label=REPORT_LABEL,
+        script:
+            "../workflow/scripts/report_helm_table.py"
+
+
+rule figure2:
+    input:
+        metrics=expand("results/train/{run}/metrics.jsonl", run=DPO_MODELS),
+    output:
+        pdf="results/figures/figure2.pdf",
+        png=report(
+            "results/figures/figure2.png",
+            caption="../workflow/report/figure2.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/figure2.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        runs=DPO_MODELS,
+        styles=STYLES,
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_figure2.py"
+
+
+rule figure3:
+    input:
+        summary="results/judge/summary.csv",
+    output:
+        pdf="results/figures/figure3.pdf",
+        png=report(
+            "results/figures/figure3.png",
+            caption="../workflow/report/figure3.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/figure3.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        styles=STYLES,
+        base_name=config["base_model"]["name"],
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_figure3.py"
