@@ -82,6 +82,7 @@ def make_results(root: Path, seed: int = 0) -> dict[str, object]:
         "mean_len_model",
         "mean_len_baseline",
         "backend",
+        "n_failed",
     ]
     rows = []
     for model in MODELS[1:]:
@@ -104,11 +105,14 @@ def make_results(root: Path, seed: int = 0) -> dict[str, object]:
                 20.5,
                 11.0,
                 "reference",
+                2 if model == "dpo-authoritative" else 0,
             ]
         )
         truth["win_rates"][model] = rows[-1]
     # A row against another baseline, which Table 3 must not pick up.
-    rows.append(["dpo-ultrafeedback", "sft", 50, 20, 10, 20, 0.5, 0.37, 0.63, 20, 20, "reference"])
+    rows.append(
+        ["dpo-ultrafeedback", "sft", 50, 20, 10, 20, 0.5, 0.37, 0.63, 20, 20, "reference", 0]
+    )
     write_csv(root / "judge" / "win_rates.csv", header, rows)
 
     rows = []

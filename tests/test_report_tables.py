@@ -102,6 +102,8 @@ def test_table3_shape_and_values(results):
     assert math.isnan(table.values.at["sft", "validation_accuracy"])
     assert frame.iloc[0, 2] == "n/a\x00a"
     assert "not applicable" in table.notes[("sft", "validation_accuracy")]
+    # Unscored win-rate prompts are footnoted.
+    assert table.notes[("dpo-authoritative", "win_rate")].startswith("2 of 52 prompts")
     # Win rates are rendered with their interval.
     wr = truth["win_rates"]["dpo-persuasive"]
     assert frame.iloc[-1, 3] == f"{wr[6]:.2f} [{wr[7]:.2f}, {wr[8]:.2f}]"

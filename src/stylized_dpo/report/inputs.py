@@ -141,8 +141,13 @@ def read_win_rates(path: PathLike) -> pd.DataFrame:
         for field in ("win_rate", "ci_low", "ci_high", "mean_len_model", "mean_len_baseline"):
             record[field] = _csv_float(path, line, field, row[field], optional=True)
         record["backend"] = row["backend"].strip()
+        # Optional: prompts left out because a reward could not be computed.
+        n_failed = row.get("n_failed", "")
+        record["n_failed"] = _csv_float(path, line, "n_failed", n_failed, optional=True)
+        if math.isnan(record["n_failed"]):
+            record["n_failed"] = 0.0
         out.append(record)
-    return pd.DataFrame(out, columns=["line", *WIN_RATE_COLUMNS])
+    return pd.DataFrame(out, columns=["line", *WIN_RATE_COLUMNS, "n_failed"])
 
 
 JUDGE_SUMMARY_COLUMNS = ("model", "criterion", "mean", "std", "ci_low", "ci_high", "n", "n_failed")

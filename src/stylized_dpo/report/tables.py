@@ -436,6 +436,11 @@ def build_table3(
         )
         if _missing(r["win_rate"]):
             notes[(model, "win_rate")] = f"win_rate empty in {win_rates}, line {r['line']}"
+        elif r["n_failed"] > 0:
+            notes[(model, "win_rate")] = (
+                f"{int(r['n_failed'])} of {int(r['n'] + r['n_failed'])} prompts could not be "
+                "scored and are left out"
+            )
 
     base_label = display_name(baseline, base_name)
     n_values = sorted(
@@ -446,7 +451,8 @@ def build_table3(
         "Validation loss and validation (reward) accuracy: the last evaluation row of each "
         "training run's metrics.jsonl (its step is in the CSV). Win rate: pairwise preference of "
         f"each model's answers over {base_label}'s on the same prompts (n = {n_text}), "
-        f"with its confidence interval in brackets; judged by {', '.join(backends) or '?'} "
+        f"ties counting half, with its 95% bootstrap interval over prompts in brackets; scored "
+        f"by the {', '.join(backends) or '?'} backend "
         "(results/judge/win_rates.csv, which also lists wins, ties and losses)."
     )
     return Table(
