@@ -325,3 +325,18 @@ def test_config_validation():
         DataSourceConfig(source="hub")
     with pytest.raises(ValueError, match="path"):
         DataSourceConfig(source="local")
+
+
+def test_source_config_and_rule_inputs():
+    from stylized_dpo.data import source_config, source_paths
+
+    world = source_config({"source": "world", "name": "x", "splits": None}, "prefs", "res/world")
+    assert world.path == "res/world/ultrafeedback"
+    assert source_paths(world) == {
+        "train": "res/world/ultrafeedback/train_prefs.jsonl",
+        "test": "res/world/ultrafeedback/test_prefs.jsonl",
+    }
+    hub = source_config({"source": "hub", "name": "HuggingFaceTB/smol-smoltalk"}, "sft")
+    assert hub.splits == {"train": "train", "test": "test"} and source_paths(hub) == {}
+    local = source_config({"source": "local", "path": "d/{split}.parquet"}, "sft")
+    assert source_paths(local) == {"train": "d/train.parquet", "test": "d/test.parquet"}

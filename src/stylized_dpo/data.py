@@ -79,6 +79,35 @@ class DataSourceConfig:
         return cls(**{k: v for k, v in cfg.items() if k in known})
 
 
+DEFAULT_SPLITS = {
+    "sft": {"train": "train", "test": "test"},
+    "prefs": {"train": "train_prefs", "test": "test_prefs"},
+}
+"""Output split -> source split of smol-smoltalk and ultrafeedback_binarized."""
+WORLD_FOLDERS = {"sft": "smoltalk", "prefs": "ultrafeedback"}
+"""Where the world writes each dataset, under the world folder."""
+
+
+def source_config(
+    cfg: dict[str, Any], kind: str, world_dir: str = "results/world"
+) -> DataSourceConfig:
+    """A DataSourceConfig from config `data.sft`/`data.prefs`; `world` reads `world_dir`."""
+    values = dict(cfg)
+    values.setdefault("splits", DEFAULT_SPLITS[kind])
+    if values.get("splits") is None:
+        values["splits"] = DEFAULT_SPLITS[kind]
+    if values.get("source") == "world":
+        values["path"] = str(Path(world_dir) / WORLD_FOLDERS[kind])
+    return DataSourceConfig.from_config(values)
+
+
+def source_paths(cfg: DataSourceConfig) -> dict[str, str]:
+    """Output split -> local input file (empty for the hub): the inputs of a prepare rule."""
+    if cfg.source == "hub":
+        return {}
+    return {split: str(source_file(cfg, src)) for split, src in cfg.splits.items()}
+
+
 class _RowError(Exception):
     """A bad row: `reason` is the drop category, `field` the offending field."""
 

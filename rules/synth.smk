@@ -1,0 +1,58 @@
+# Style rewrites of UltraFeedback's chosen answers (paper section 3.2), one job per style and
+# split, and the stylometric table of all preference sets.
+
+
+rule style_rewrite:
+    input:
+        pairs="results/data/prefs/ultrafeedback/{split}.jsonl",
+        style="config/prompts/styles/{style}.yaml",
+    output:
+        pairs="results/data/prefs/{style}/{split}.jsonl",
+        card="results/data/prefs/{style}/{split}_synth.json",
+    log:
+        "logs/style_rewrite/{style}_{split}.log",
+    benchmark:
+        "results/benchmarks/style_rewrite/{style}_{split}.tsv"
+    conda:
+        (
+            "../envs/vllm.yaml"
+            if config["synth"]["backend"] == "vllm"
+            else "../envs/training.yaml"
+        )
+    threads: config["threads"]
+    resources:
+        mem_mb=32000 if config["synth"]["backend"] == "vllm" else 4000,
+        gpu=(
+            config["synth"].get("vllm", {}).get("tensor_parallel_size", 1)
+            if config["synth"]["backend"] == "vllm"
+            else 0
+        ),
+    params:
+        synth=config["synth"],
+        seed=config["seed"],
+        cache=lambda wildcards: f"results/cache/synth/{wildcards.style}/{wildcards.split}.jsonl",
+    script:
+        "../workflow/scripts/style_rewrite.py"
+
+
+rule style_table:
+    input:
+        expand(
+            "results/data/prefs/{dataset}/{split}.jsonl",
+            dataset=PREF_DATASETS,
+            split=SPLITS,
+        ),
+    output:
+        "results/data/prefs/style_measures.csv",
+    log:
+        "logs/style_table/style_table.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        datasets=PREF_DATASETS,
+        splits=SPLITS,
+    script:
+        "../workflow/scripts/style_table.py"

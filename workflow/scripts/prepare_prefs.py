@@ -1,0 +1,17 @@
+"""Snakemake script: preference pairs (ultrafeedback_binarized schema) -> PreferencePairs + card."""
+
+import sys
+
+from stylized_dpo.data import DataSourceConfig, prepare
+
+snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+out = snakemake.output
+prepare(
+    "prefs",
+    DataSourceConfig(**snakemake.params.source),
+    {"train": out.train, "test": out.test},
+    out.card,
+    out.card_md,
+    dataset="ultrafeedback",
+)
