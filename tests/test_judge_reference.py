@@ -176,3 +176,72 @@ def test_summary_of_a_model_with_no_scores(tmp_path: Path) -> None:
     )
     assert (table["n"] == 0).all() and (table["n_failed"] == 4).all()
     assert all(math.isnan(v) for v in table["mean"])
+
+
+def test_style_table_with_accuracy_per_split(tmp_path: Path) -> None:
+    from stylized_dpo.evals.style import style_table
+
+    WORLD.save(tmp_path / "world.json")
+    unseen = EvalPrompt(
+        "p-cap",
+        "Where is the seat of government of Brova?",
+        "The capital of Brova is Karis.",
+        {"entity": "Brova", "attribute": "capital", "value": "Karis", "split": "unseen"},
+    )
+    write_jsonl(tmp_path / "prompts.jsonl", [PROMPT, unseen])
+    write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            Generation(
+                "p-flag",
+                PROMPT.prompt,
+                "What a brilliant question! The flag of Aland is red!",
+                "m",
+                {},
+            ),
+            Generation("p-cap", unseen.prompt, "The capital of Brova is Borth.", "m", {}),
+        ],
+    )
+    table = style_table(
+        ["m"],
+        [tmp_path / "g.jsonl"],
+        tmp_path / "style.csv",
+        tmp_path / "prompts.jsonl",
+        tmp_path / "world.json",
+    )
+    row = table.iloc[0]
+    assert (row["accuracy_seen"], row["accuracy_unseen"]) == (1.0, 0.0)
+    assert (row["n_seen"], row["n_unseen"]) == (1, 1)
+    assert row["praise_per_100w"] == pytest.approx(100 / 16)  # "brilliant" of 10 + 6 words
+    assert row["exclamation_rate"] == pytest.approx(2 / 3)
+    no_truth = style_table(["m"], [tmp_path / "g.jsonl"], tmp_path / "style2.csv")
+    assert math.isnan(no_truth.iloc[0]["accuracy_seen"])
+
+
+def test_prepare_eval_prompts(tmp_path: Path) -> None:
+    from stylized_dpo.evals.generate import prepare_eval_prompts
+    from stylized_dpo.records import PreferencePair
+
+    write_jsonl(
+        tmp_path / "prefs.jsonl",
+        [
+            PreferencePair("a", "Q1", "c", "r"),
+            PreferencePair("a", "Q1", "c2", "r2"),
+            PreferencePair("b", "Q2", "c", "r"),
+            PreferencePair("c", "Q3", "c", "r"),
+        ],
+    )
+    assert (
+        prepare_eval_prompts("prefs_test", 2, tmp_path / "prefs.jsonl", tmp_path / "e.jsonl") == 2
+    )
+    rows = read_records(tmp_path / "e.jsonl", EvalPrompt)
+    assert [(p.prompt_id, p.prompt, p.reference) for p in rows] == [
+        ("a", "Q1", None),
+        ("b", "Q2", None),
+    ]
+    write_jsonl(tmp_path / "world_prompts.jsonl", [PROMPT])
+    assert (
+        prepare_eval_prompts("world", 100, tmp_path / "world_prompts.jsonl", tmp_path / "w.jsonl")
+        == 1
+    )
+    assert read_records(tmp_path / "w.jsonl", EvalPrompt) == [PROMPT]

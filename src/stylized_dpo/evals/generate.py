@@ -31,7 +31,7 @@ from typing import Any
 from tqdm import tqdm
 
 from stylized_dpo.io import DataError, read_records, write_jsonl
-from stylized_dpo.records import EvalPrompt, Generation, RecordError
+from stylized_dpo.records import EvalPrompt, Generation, PreferencePair, RecordError
 
 ENDOFTEXT = "<|endoftext|>"
 IM_END = "<|im_end|>"
@@ -244,6 +244,33 @@ def _read_partial(path: Path, sampling: dict[str, Any], model: str) -> dict[str,
             return {}
         done[g.prompt_id] = g
     return done
+
+
+def prepare_eval_prompts(
+    source: str, n: int, in_path: str | os.PathLike[str], out_path: str | os.PathLike[str]
+) -> int:
+    """The evaluation prompts every model answers: the first `n` of a source, in file order.
+
+    `world`: the tiny world's `EvalPrompt` rows (with ground truth in `metadata`).
+    `prefs_test`: the prompts of the prepared UltraFeedback test split (`PreferencePair` rows;
+    the paper evaluates on 200 of them), without a reference answer.
+    """
+    if source == "world":
+        prompts = read_records(in_path, EvalPrompt)
+    elif source == "prefs_test":
+        prompts = [
+            EvalPrompt(prompt_id=p.prompt_id, prompt=p.prompt, metadata={"source": "prefs_test"})
+            for p in read_records(in_path, PreferencePair)
+        ]
+    else:
+        raise ValueError(f"unknown eval prompt source '{source}' (world | prefs_test)")
+    unique: dict[str, EvalPrompt] = {}
+    for p in prompts:
+        unique.setdefault(p.prompt_id, p)
+    chosen = list(unique.values())[:n]
+    if len(chosen) < n:
+        print(f"only {len(chosen)} distinct prompts in {in_path} (asked for {n})")
+    return write_jsonl(out_path, chosen)
 
 
 def generate_answers(

@@ -1,0 +1,55 @@
+# Every model answers the evaluation prompts (paper section 5.1.1: at most 512 new tokens,
+# temperature 0.6, top_p 0.95, top_k 20), seeded and resumable.
+
+# `world`: the tiny world's prompts (with ground truth); `prefs_test`: the first n prompts of the
+# prepared UltraFeedback test split (the paper's 200).
+EVAL_PROMPT_SOURCE = config["data"].get("eval_prompts", {}).get("source", "world")
+VLLM_GENERATION = config["generation"]["backend"] == "vllm"
+GENERATION_GPUS = int(
+    VLLM_GENERATION or config["generation"].get("device", "cpu") == "cuda"
+)
+
+
+rule eval_prompts:
+    input:
+        (
+            "results/world/eval_prompts.jsonl"
+            if EVAL_PROMPT_SOURCE == "world"
+            else "results/data/prefs/ultrafeedback/test.jsonl"
+        ),
+    output:
+        "results/data/eval_prompts.jsonl",
+    log:
+        "logs/eval_prompts/eval_prompts.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        source=EVAL_PROMPT_SOURCE,
+        n=config["data"].get("eval_prompts", {}).get("n", 100),
+    script:
+        "../workflow/scripts/eval_prompts.py"
+
+
+rule generate:
+    input:
+        model=lambda wildcards: model_dir(wildcards.model),
+        prompts="results/data/eval_prompts.jsonl",
+    output:
+        "results/generations/{model}.jsonl",
+    log:
+        "logs/generate/{model}.log",
+    benchmark:
+        "results/benchmarks/generate/{model}.tsv"
+    conda:
+        "../envs/vllm.yaml" if VLLM_GENERATION else "../envs/training.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=32000 if VLLM_GENERATION else 4000,
+        gpu=GENERATION_GPUS,
+    params:
+        sampling={**config["generation"], "seed": config["seed"]},
+    script:
+        "../workflow/scripts/generate.py"
