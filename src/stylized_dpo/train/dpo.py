@@ -458,7 +458,9 @@ def train_dpo(
         metrics.write(row)
         step += 1
         pbar.update(1)
-        pbar.set_postfix(loss=f"{row['loss']:.4f}", margin=f"{row['reward_margin']:.3f}")
+        pbar.set_postfix(
+            loss=f"{row['loss']:.4f}", margin=f"{row['reward_margin']:.3f}", refresh=False
+        )
         if step % cfg.checkpoint_every == 0 and step < total_steps:
             state = {"step": step, "fingerprint": fingerprint}
             save_checkpoint(checkpoint_dir, policy, tokenizer, optimizer, state, metrics)

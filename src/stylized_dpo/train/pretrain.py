@@ -171,7 +171,7 @@ def pretrain_base(
         )
         step += 1
         pbar.update(1)
-        pbar.set_postfix(loss=f"{loss.item():.3f}")
+        pbar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
             state = {"step": step, "fingerprint": fingerprint, "sampler_rng": g.get_state()}
             save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)

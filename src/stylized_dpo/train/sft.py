@@ -194,7 +194,7 @@ def train_sft(
         )
         step += 1
         pbar.update(1)
-        pbar.set_postfix(loss=f"{step_loss:.4f}")
+        pbar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
         if step % cfg.checkpoint_every == 0 and step < total_steps:
             state = {"step": step, "fingerprint": fingerprint}
             save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)

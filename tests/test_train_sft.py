@@ -1,0 +1,131 @@
+"""SFT core: the completion mask, log-probs against transformers' loss, padding, accumulation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
+
+from stylized_dpo.model import IM_END
+from stylized_dpo.train.common import (
+    collate_chats,
+    completion_logps,
+    encode_completions,
+    filter_by_length,
+    tokenize_sft,
+)
+from stylized_dpo.train.sft import SFTConfig, train_sft
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.eval()
+    chats = tokenize_sft(tokenizer, toy_world()["sft"])
+    return model, tokenizer, chats
+
+
+def test_mask_covers_exactly_the_answer_and_its_im_end(tiny):
+    _, tokenizer, _ = tiny
+    for example in toy_world()["sft"][:6]:
+        (chat,) = tokenize_sft(tokenizer, [example])
+        trained = [t for t, m in zip(chat.input_ids, chat.completion_mask, strict=True) if m]
+        prompt = [t for t, m in zip(chat.input_ids, chat.completion_mask, strict=True) if not m]
+        assert tokenizer.decode(trained) == example.assistant + IM_END
+        assert trained[-1] == tokenizer.convert_tokens_to_ids(IM_END)
+        assert tokenizer.decode(prompt) == tokenizer.apply_chat_template(
+            example.prompt_messages(), tokenize=False, add_generation_prompt=True
+        )
+        # the whole sequence is the template's rendering of the full chat, minus the newline
+        # after the final <|im_end|> (not trained: generation stops at <|im_end|>)
+        full = example.prompt_messages() + [{"role": "assistant", "content": example.assistant}]
+        rendered = tokenizer.apply_chat_template(full, tokenize=False)
+        assert tokenizer.decode(chat.input_ids) + "\n" == rendered
+
+
+def test_default_system_prompt_only_when_none_given(tiny):
+    _, tokenizer, _ = tiny
+    user = [{"role": "user", "content": "Hi"}]
+    text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    own = [{"role": "system", "content": "Be brief."}] + user
+    text = tokenizer.apply_chat_template(own, tokenize=False)
+    assert "helpful assistant" not in text and text.count("<|im_start|>system") == 1
+
+
+def test_empty_completion_and_all_masked_examples_fail_clearly(tiny):
+    model, tokenizer, chats = tiny
+    with pytest.raises(ValueError, match="empty"):
+        encode_completions(tokenizer, ["fine", "  "])
+    batch = collate_chats(chats[:2], tokenizer.pad_token_id)
+    batch["completion_mask"][1] = 0
+    with pytest.raises(ValueError, match="no completion token"):
+        completion_logps(model, **batch)
+
+
+def test_length_filters_count_their_drops(tiny):
+    _, _, chats = tiny
+    longest_prompt = max(len(c.prompt_ids) for c in chats)
+    kept, drops = filter_by_length(chats, longest_prompt - 1, 10_000)
+    n_long = sum(len(c.prompt_ids) > longest_prompt - 1 for c in chats)
+    assert drops == {"prompt_too_long": n_long, "completion_too_long": 0}
+    assert len(kept) == len(chats) - n_long
+    kept, drops = filter_by_length(chats, 10_000, 12)
+    assert drops["completion_too_long"] == sum(len(c.completion_ids) > 12 for c in chats)
+    assert all(len(c.completion_ids) <= 12 for c in kept)
+
+
+def test_loss_equals_transformers_with_prompt_labels_masked(tiny):
+    model, tokenizer, chats = tiny
+    for chat in chats[:8]:
+        input_ids = torch.tensor([chat.input_ids])
+        labels = input_ids.masked_fill(torch.tensor([chat.completion_mask]) == 0, -100)
+        hf_loss = model(input_ids=input_ids, labels=labels).loss  # mean NLL per label token
+        ours = -completion_logps(
+            model, input_ids, torch.ones_like(input_ids), torch.tensor([chat.completion_mask])
+        )
+        assert torch.allclose(ours / len(chat.completion_ids), hf_loss, atol=1e-6, rtol=1e-6)
+
+
+def test_padded_batch_equals_single_examples(tiny):
+    model, tokenizer, chats = tiny
+    group = chats[:6]
+    assert len({len(c.input_ids) for c in group}) > 1  # padding really happens
+    batched = completion_logps(model, **collate_chats(group, tokenizer.pad_token_id))
+    single = torch.cat(
+        [completion_logps(model, **collate_chats([c], tokenizer.pad_token_id)) for c in group]
+    )
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-6)
+
+
+def test_grad_accumulation_normalises_per_token_of_the_effective_batch(tmp_path):
+    """One step over the same 8 examples as 1x8 or 2x4 micro-batches: same loss and gradient
+    norm (micro-batches hold different numbers of completion tokens, so a per-micro-batch mean
+    would differ)."""
+    paths = write_toy_files(tmp_path)
+    lines = paths["sft_train"].read_text().splitlines()[:8]
+    paths["sft_train"].write_text("\n".join(lines) + "\n")
+    model_dir = save_tiny_model(tmp_path / "model")
+    rows = {}
+    for batch_size, grad_accum in [(8, 1), (4, 2), (1, 8)]:
+        out = tmp_path / f"run{batch_size}"
+        cfg = SFTConfig(batch_size=batch_size, grad_accum=grad_accum, max_steps=1, lr=1e-3)
+        train_sft(
+            model_dir,
+            paths["sft_train"],
+            paths["sft_test"],
+            out / "model",
+            out / "metrics.jsonl",
+            out / "ckpt",
+            cfg,
+        )
+        metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        rows[grad_accum] = next(r for r in metrics if r["split"] == "train")
+    for accum in (2, 8):
+        assert rows[accum]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-5)
+        assert rows[accum]["grad_norm"] == pytest.approx(rows[1]["grad_norm"], rel=1e-4)
