@@ -1,28 +1,14 @@
 # The paper's tables and figures, one rule per artefact, each built only from the files it needs:
 # Table 3 from the training metrics and win rates, Tables 4-8 from the HELM summary, Figure 2
-# from the DPO metrics, Figure 3 from the judge summary.
-from stylized_dpo.report.common import run_label
+# from the DPO metrics, Figure 3 from the judge summary; the reproduction figure from the tables
+# and the paper's published numbers. `report_targets()` lists every output for `rule all`.
+from stylized_dpo.report.common import comparison_kind, report_targets, run_label
 
 HELM_TABLES = [4, 5, 6, 7, 8]
 HELM_TABLE_FAMILY = {5: "accuracy", 6: "calibration", 7: "robustness", 8: "fairness"}
 TRAIN_RUNS = ["sft"] + DPO_MODELS
 REPORT_LABEL = run_label(config)
-
-
-def table_outputs(n):
-    return [f"results/tables/table{n}.{ext}" for ext in ("csv", "tex", "md")] + [
-        f"results/figures/table{n}.pdf"
-    ]
-
-
-def report_targets():
-    """Every table and figure of the paper, for `rule all`."""
-    targets = []
-    for n in [3] + HELM_TABLES:
-        targets += table_outputs(n)
-    for n in (2, 3):
-        targets += [f"results/figures/figure{n}.pdf", f"results/figures/figure{n}.png"]
-    return targets
+PAPER_RESULTS = "config/paper_results.yaml"
 
 
 rule table3:
@@ -141,3 +127,31 @@ rule figure3:
         label=REPORT_LABEL,
     script:
         "../workflow/scripts/report_figure3.py"
+
+
+rule reproduction:
+    input:
+        tables=expand("results/tables/table{n}.csv", n=[3] + HELM_TABLES),
+        paper=PAPER_RESULTS,
+    output:
+        csv="results/tables/reproduction.csv",
+        pdf="results/figures/reproduction.pdf",
+        png=report(
+            "results/figures/reproduction.png",
+            caption="../workflow/report/reproduction.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/reproduction.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        numbers=[3] + HELM_TABLES,
+        styles=STYLES,
+        comparison=comparison_kind(config),
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_reproduction.py"

@@ -276,3 +276,12 @@ def test_written_files_agree_with_values(results, tmp_path):
 
 def test_latex_escapes_specials():
     assert tables.tex_escape("a_b & 50% ± $") == r"a\_b \& 50\% $\pm$ \$"
+
+
+def test_report_targets_list_every_artefact():
+    from stylized_dpo.report.common import report_targets
+
+    targets = report_targets()
+    assert len(targets) == len(set(targets)) == 6 * 4 + 3 * 2 + 1
+    assert "results/figures/table4.pdf" in targets and "results/tables/table8.tex" in targets
+    assert "results/figures/figure2.png" in targets and "results/tables/reproduction.csv" in targets

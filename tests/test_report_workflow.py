@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from report_fixtures import make_results
 
@@ -55,6 +56,8 @@ def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
 @pytest.fixture
 def workdir(tmp_path):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "paper_results.yaml", tmp_path / "config")
     make_results(tmp_path / "results")
     return tmp_path
 
@@ -108,7 +111,10 @@ def test_all_targets_and_html_report(workdir):
     for n in range(3, 9):
         for path in (f"results/tables/table{n}.csv", f"results/figures/table{n}.pdf"):
             assert (workdir / path).stat().st_size > 0
+    frame = pd.read_csv(workdir / "results" / "tables" / "reproduction.csv")
+    assert len(frame) == 183 and set(frame["comparison"]) == {"miniature"}
     run(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text()
     assert "Table 5 of the paper" in html and "Figure 3 of the paper" in html
+    assert "Miniature, not a reproduction" in html
     assert "miniature" in html  # the embedded default is labelled as such

@@ -96,3 +96,35 @@ def run_label(config: Mapping[str, Any]) -> str:
             "models or data."
         )
     return ""
+
+
+def comparison_kind(config: Mapping[str, Any]) -> str:
+    """`miniature` for the embedded default (base pretrained here), else `reproduction`.
+
+    `report.comparison` in the config overrides it (e.g. a hub model on a subset of the data).
+    """
+    kind = (config.get("report") or {}).get("comparison")
+    if kind:
+        if kind not in ("miniature", "reproduction"):
+            raise ValueError(f"report.comparison must be miniature or reproduction, got {kind!r}")
+        return str(kind)
+    source = (config.get("base_model") or {}).get("source")
+    return "miniature" if source == "pretrain" else "reproduction"
+
+
+TABLE_NUMBERS: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
+"""The paper's tables built by rules/report.smk."""
+
+
+def report_targets() -> list[str]:
+    """Every artefact of rules/report.smk (the lead's `rule all` asks for these).
+
+    The names do not depend on the config: styles change the rows inside, not the files.
+    """
+    targets = []
+    for n in TABLE_NUMBERS:
+        targets += [f"results/tables/table{n}.{ext}" for ext in ("csv", "tex", "md")]
+        targets.append(f"results/figures/table{n}.pdf")
+    for name in ("figure2", "figure3", "reproduction"):
+        targets += [f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
+    return targets + ["results/tables/reproduction.csv"]
