@@ -217,3 +217,26 @@ def test_vllm_requests_and_generator_with_a_fake_vllm(
         "gpu_memory_utilization": 0.85,
     }
     assert seen["params"] == [kw for _, kw in requests]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_generation_batches_like_single_prompts_and_is_seeded(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, prompts = setup
+    greedy = dict(max_new_tokens=8, temperature=0.0, device="cuda")
+    for name, size in (("b4", 4), ("b1", 1)):
+        generate_answers(
+            model,
+            prompts,
+            tmp_path / f"{name}.jsonl",
+            "tiny",
+            SamplingConfig(batch_size=size, **greedy),
+        )
+    b4 = read_records(tmp_path / "b4.jsonl", Generation)
+    b1 = read_records(tmp_path / "b1.jsonl", Generation)
+    assert [g.response for g in b4] == [g.response for g in b1]
+    sampled = SamplingConfig(max_new_tokens=8, batch_size=4, device="cuda", dtype="bfloat16")
+    generate_answers(model, prompts, tmp_path / "s1.jsonl", "tiny", sampled)
+    generate_answers(model, prompts, tmp_path / "s2.jsonl", "tiny", sampled)
+    assert (tmp_path / "s1.jsonl").read_bytes() == (tmp_path / "s2.jsonl").read_bytes()

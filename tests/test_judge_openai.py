@@ -186,3 +186,41 @@ def test_invalid_judge_replies_are_rejected_not_coerced(content: str, error: str
 
 def test_valid_reply_parses_exactly() -> None:
     assert parse_judge_content(json.dumps(GOOD)) == GOOD
+
+
+class _Crash(BaseException):
+    """Stands in for a kill: not an Exception, so nothing records it as an item failure."""
+
+
+def test_a_crash_mid_run_never_pays_twice(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    calls: list[str] = []
+
+    def create(**kwargs: object) -> SimpleNamespace:
+        text = kwargs["messages"][0]["content"]  # type: ignore[index]
+        calls.append(text)
+        if len(calls) == 4:
+            raise _Crash()
+        return SimpleNamespace(model_dump=lambda: completion(json.dumps(GOOD)))
+
+    client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    gens = [Generation(f"p{i}", "Q", f"answer {i}", "sft", {}) for i in range(6)]
+    write_jsonl(tmp_path / "g.jsonl", gens)
+    config = JudgeConfig(
+        backend="openai",
+        model="judge-test",
+        prompt=str(TEMPLATE),
+        concurrency=1,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    args = (tmp_path / "g.jsonl", tmp_path / "o.jsonl", tmp_path / "r.json", config)
+    with pytest.raises(_Crash):
+        judge_model(*args, client=client)
+    assert not (tmp_path / "o.jsonl").exists()
+    before = len(calls)
+    assert before in (4, 5)  # the worker may have started one more item before the stop
+    run = judge_model(*args, client=client)
+    # Every answer cached before the crash is reused; only the others are asked for.
+    assert run["cached"] == before - 1 and run["api_calls"] == 6 - run["cached"]
+    assert len(calls) == before + run["api_calls"] and run["scored"] == 6

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from eval_helpers import FaultServer, completion, save_tiny_chat_model
 
 from stylized_dpo.evals.api import InvalidReply
@@ -205,3 +206,14 @@ def test_prompt_sample_is_seeded_and_shared(tmp_path: Path) -> None:
     a = compute_win_rates(models, paths, tmp_path / "a.csv", config, seed=3, **kw)
     b = compute_win_rates(models, paths, tmp_path / "b.csv", config, seed=3, **kw)
     assert a.equals(b) and list(a["n"]) == [2, 2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_reward_model_on_cuda_matches_cpu(tmp_path: Path) -> None:
+    path = save_tiny_chat_model(tmp_path / "rm", classifier=True)
+    pairs = [("What is the flag of Aland?", "Red."), ("Q?", "A longer answer about Borth.")]
+    cpu = rewards_local(pairs, WinRateConfig(backend="reward_model", model=str(path)))
+    cuda = rewards_local(
+        pairs, WinRateConfig(backend="reward_model", model=str(path), device="cuda")
+    )
+    assert cuda == pytest.approx(cpu, abs=1e-4)

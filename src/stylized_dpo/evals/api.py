@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -284,5 +284,12 @@ def run_items(
 
     stats.add(items=len(ids))
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-        list(tqdm(pool.map(one, ids), total=len(ids), desc=desc, mininterval=1.0))
+        futures = [pool.submit(one, item_id) for item_id in ids]
+        try:
+            for future in tqdm(as_completed(futures), total=len(ids), desc=desc, mininterval=1.0):
+                future.result()  # re-raises a crash (KeyboardInterrupt, SystemExit, ...)
+        except BaseException:
+            # Stop at once: requests not yet sent are cancelled; answers already cached stay.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return results
