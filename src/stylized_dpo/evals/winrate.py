@@ -83,7 +83,9 @@ class WinRateConfig:
     """Reward model: served name (reward_api) or local path / hub name (reward_model)."""
     baseline: str = "base"
     n_prompts: int = 50
-    base_url: str | None = None
+    base_url: str | None = "https://integrate.api.nvidia.com/v1"
+    """Reward endpoint (reward_api): NVIDIA's hosted API by default, or a NIM / any
+    OpenAI-compatible server."""
     api_key_env: str = "NVIDIA_API_KEY"
     reward_key: str = "reward"
     """Which `name:score` pair of the reward API's reply is the reward."""
