@@ -35,11 +35,18 @@ def get_dpo_params(wildcards):
         for k, v in dpo.items()
         if k not in ("ultrafeedback", "styles", "per_dataset")
     }
-    params.update(dpo["styles"] if is_style(wildcards.dataset) else dpo["ultrafeedback"])
+    params.update(
+        dpo["styles"] if is_style(wildcards.dataset) else dpo["ultrafeedback"]
+    )
     params.update(dpo.get("per_dataset", {}).get(wildcards.dataset, {}))
     params["seed"] = config["seed"]
     return params
 
 
 def get_final_output():
-    return report_targets()
+    """Every artefact of the study: the paper's tables and figures, and the style measures of
+    the preference data and of each model's generations."""
+    return report_targets() + [
+        "results/data/prefs/style_measures.csv",
+        "results/style/generations.csv",
+    ]
