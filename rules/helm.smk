@@ -1,6 +1,15 @@
 # HELM (crfm-helm 0.5.16) on the five core scenarios, offline, per model; then one summary.
 # helm-run and helm-summarize come from config `helm.executable_dir` (their own environment:
 # crfm-helm's pins clash with the main stack); the scripts call them as subprocesses.
+# `helm.data: world` runs offline on scenario files built from the tiny world; `download` lets
+# HELM fetch the real benchmarks (the paper's configuration).
+
+
+def get_helm_run_input(wildcards):
+    inputs = {"model": model_dir(wildcards.model)}
+    if config["helm"]["data"] == "world":
+        inputs["data"] = "results/helm/data"
+    return inputs
 
 
 rule helm_data:
@@ -24,8 +33,7 @@ rule helm_data:
 
 rule helm_run:
     input:
-        model=model_dir("{model}"),
-        data="results/helm/data",
+        unpack(get_helm_run_input),
     output:
         run=directory("results/helm/runs/{model}"),
     log:

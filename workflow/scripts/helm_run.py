@@ -9,7 +9,7 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 run_model(
     model=snakemake.wildcards.model,
     model_dir=snakemake.input.model,
-    data_dir=snakemake.input.data,
+    data_dir=snakemake.input.get("data"),
     out_dir=snakemake.output.run,
     config=HelmConfig.from_dict(snakemake.params.helm),
     threads=snakemake.threads,

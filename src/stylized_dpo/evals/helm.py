@@ -99,8 +99,13 @@ class HelmConfig:
     """Torch device of the Hugging Face client (`cpu`, `cuda`, or `auto`)."""
     num_threads: int = 1
     """HELM request threads (`-n`)."""
+    data: str = "world"
+    """`world`: offline, on scenario files built from the tiny world; `download`: HELM fetches
+    the real benchmarks and perturbation resources itself (needs the network)."""
 
     def __post_init__(self) -> None:
+        if self.data not in ("world", "download"):
+            raise ValueError(f"helm.data must be world or download, got {self.data!r}")
         unknown = set(self.scenarios) - set(SCENARIOS)
         if unknown:
             raise ValueError(f"unknown HELM scenarios {sorted(unknown)}; known: {SCENARIOS}")
@@ -257,10 +262,12 @@ def run_entries(model: str, config: HelmConfig) -> list[str]:
     return entries
 
 
-def helm_env(data_dir: str | Path, threads: int) -> dict[str, str]:
+def helm_env(data_dir: str | Path | None, threads: int) -> dict[str, str]:
+    """The environment of a HELM command: offline with local data, or HELM's own downloads."""
     env = dict(os.environ)
-    env.update(OFFLINE_ENV)
-    env["NLTK_DATA"] = str(Path(data_dir).resolve() / "nltk_data")
+    if data_dir is not None:
+        env.update(OFFLINE_ENV)
+        env["NLTK_DATA"] = str(Path(data_dir).resolve() / "nltk_data")
     env["OMP_NUM_THREADS"] = str(threads)
     env["TOKENIZERS_PARALLELISM"] = "false"
     return env
@@ -284,23 +291,24 @@ def _run(cmd: Sequence[str], env: dict[str, str], log: Path) -> float:
 def run_model(
     model: str,
     model_dir: str | Path,
-    data_dir: str | Path,
+    data_dir: str | Path | None,
     out_dir: str | Path,
     config: HelmConfig,
     threads: int = 1,
 ) -> dict[str, Any]:
     """helm-run on one model; output in `out_dir` (config/, benchmark_output/, helm-run.log).
 
-    `data_dir` is the output of `write_helm_scenarios` (scenarios/, perturbations/, nltk_data/).
+    `data_dir` is the output of `write_helm_scenarios` (scenarios/, perturbations/, nltk_data/),
+    run offline; None lets HELM download the real benchmarks and perturbation files itself.
     Returns a small record (run names, wall time) also written to `out_dir/run.json`.
     """
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    data = Path(data_dir)
     bench = out / "benchmark_output"
-    for sub in ("scenarios", "perturbations"):
+    data = Path(data_dir) if data_dir is not None else None
+    for sub in ("scenarios", "perturbations") if data is not None else ():
         if not (data / sub).is_dir():
             raise HelmError(f"{data / sub} is missing: run the helm_data step first")
         shutil.copytree(data / sub, bench / sub)
