@@ -11,7 +11,7 @@ export OMP_NUM_THREADS ?= 1
 
 env: $(VENV)/.installed $(HELM_VENV)/.installed
 
-$(VENV)/.installed: requirements/run.txt requirements/test.txt requirements/main.lock pyproject.toml
+$(VENV)/.installed: requirements/run.txt requirements/test.txt requirements/cluster.txt requirements/main.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements/test.txt -c requirements/main.lock
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .

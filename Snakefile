@@ -1,6 +1,7 @@
 # stylized-dpo: how the style of preference data shapes a language model after DPO.
 # `snakemake --cores 2` runs the embedded default (config/config.yaml);
 # `snakemake --configfile config/paper.yaml --profile profiles/slurm` runs the paper's study.
+from snakemake.logging import logger
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -10,6 +11,7 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/compute.smk"
 include: "rules/data.smk"
 include: "rules/base.smk"
 include: "rules/sft.smk"
@@ -25,3 +27,10 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+# Rules without a GPU run where Snakemake runs, under every executor: profiles/slurm and
+# profiles/runpod send only the GPU jobs away (rules/compute.smk).
+LOCAL_RULES = cpu_rules(workflow.rules)
+logger.debug(f"local rules (no GPU): {' '.join(LOCAL_RULES)}")
+workflow.localrules(*LOCAL_RULES)

@@ -17,7 +17,9 @@ if config["base_model"]["source"] == "pretrain":
         threads: config["threads"]
         resources:
             mem_mb=4000,
-            gpu=1,
+            gpu=GPUS,
+            gpu_mem_mb=GPU_MEM_MB,
+            runtime=RUNTIME_MIN["pretrain_base"],
         params:
             tokenizer=config["base_model"]["tokenizer"],
             architecture=config["base_model"]["architecture"],

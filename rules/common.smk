@@ -43,6 +43,14 @@ def get_dpo_params(wildcards):
     return params
 
 
+def get_helm_run_input(wildcards):
+    """A model, and the offline scenario files unless HELM downloads the real benchmarks."""
+    inputs = {"model": model_dir(wildcards.model)}
+    if config["helm"]["data"] == "world":
+        inputs["data"] = "results/helm/data"
+    return inputs
+
+
 def get_final_output():
     """Every artefact of the study: the paper's tables and figures, and the style measures of
     the preference data and of each model's generations."""

@@ -18,6 +18,8 @@ rule reference_logps:
     resources:
         mem_mb=8000,
         gpu=1,
+        gpu_mem_mb=GPU_MEM_MB,
+        runtime=RUNTIME_MIN["reference_logps"],
     params:
         dpo=get_dpo_params,
     script:
@@ -43,7 +45,9 @@ rule dpo:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=GPUS,
+        gpu_mem_mb=GPU_MEM_MB,
+        runtime=RUNTIME_MIN["dpo"],
     params:
         dpo=get_dpo_params,
         checkpoint_dir=lambda wildcards: f"results/train/dpo-{wildcards.dataset}/checkpoint",

@@ -5,8 +5,12 @@
 # prepared UltraFeedback test split (the paper's 200).
 EVAL_PROMPT_SOURCE = config["data"].get("eval_prompts", {}).get("source", "world")
 VLLM_GENERATION = config["generation"]["backend"] == "vllm"
-GENERATION_GPUS = int(
-    VLLM_GENERATION or config["generation"].get("device", "cpu") == "cuda"
+# vLLM shards the model over `compute.gpus` GPUs (tensor parallelism: the job's gpu resource);
+# transformers generation on CUDA uses one.
+GENERATION_GPUS = (
+    GPUS
+    if VLLM_GENERATION
+    else int(config["generation"].get("device", "cpu") == "cuda")
 )
 
 
@@ -49,6 +53,8 @@ rule generate:
     resources:
         mem_mb=32000 if VLLM_GENERATION else 4000,
         gpu=GENERATION_GPUS,
+        gpu_mem_mb=GPU_MEM_MB if GENERATION_GPUS else 0,
+        runtime=RUNTIME_MIN["generate"] if GENERATION_GPUS else 60,
     params:
         sampling={**config["generation"], "seed": config["seed"]},
     script:

@@ -5,13 +5,6 @@
 # HELM fetch the real benchmarks (the paper's configuration).
 
 
-def get_helm_run_input(wildcards):
-    inputs = {"model": model_dir(wildcards.model)}
-    if config["helm"]["data"] == "world":
-        inputs["data"] = "results/helm/data"
-    return inputs
-
-
 rule helm_data:
     input:
         world="results/world/world.json",

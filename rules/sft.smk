@@ -18,7 +18,9 @@ rule sft:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=1,
+        gpu=GPUS,
+        gpu_mem_mb=GPU_MEM_MB,
+        runtime=RUNTIME_MIN["sft"],
     params:
         sft=config["sft"],
         seed=config["seed"],

@@ -14,5 +14,11 @@ generate_answers(
     prompts_path=snakemake.input.prompts,
     out_path=snakemake.output[0],
     model_name=snakemake.wildcards.model,
-    config=SamplingConfig.from_dict(dict(snakemake.params.sampling)),
+    config=SamplingConfig.from_dict(
+        # vLLM shards the model over the job's GPUs (config compute.gpus)
+        {
+            **snakemake.params.sampling,
+            "vllm_tensor_parallel_size": max(1, int(snakemake.resources.get("gpu", 0) or 0)),
+        }
+    ),
 )

@@ -1,5 +1,6 @@
 """Snakemake script: rewrite one split's chosen answers in one style (resumable)."""
 
+import dataclasses
 import sys
 
 from stylized_dpo.synth.backends import SynthConfig
@@ -9,10 +10,14 @@ from stylized_dpo.synth.styles import load_style
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 params = snakemake.params
+cfg = SynthConfig.from_config(params.synth, seed=params.seed)
+gpus = int(snakemake.resources.get("gpu", 0) or 0)
+if cfg.backend == "vllm" and gpus >= 1:  # shard the generator over the job's GPUs (compute.gpus)
+    cfg = dataclasses.replace(cfg, vllm=dataclasses.replace(cfg.vllm, tensor_parallel_size=gpus))
 rewrite_prefs(
     pairs_path=snakemake.input.pairs,
     style=load_style(snakemake.input.style),
-    cfg=SynthConfig.from_config(params.synth, seed=params.seed),
+    cfg=cfg,
     out_path=snakemake.output.pairs,
     cache_path=params.cache,
     card_path=snakemake.output.card,

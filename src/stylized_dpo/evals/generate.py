@@ -57,6 +57,8 @@ class SamplingConfig:
     """`float32`, `bfloat16` or `float16`."""
     vllm_gpu_memory_utilization: float = 0.85
     """Share of GPU memory vLLM may take (vllm backend)."""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs the model is sharded over (vllm backend): the job's gpu resource (compute.gpus)."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("transformers", "vllm"):
@@ -77,7 +79,8 @@ class SamplingConfig:
 
     def record(self) -> dict[str, Any]:
         """The settings stored with every row (all that can change an answer)."""
-        out = {k: v for k, v in asdict(self).items() if k != "vllm_gpu_memory_utilization"}
+        engine = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size")
+        out = {k: v for k, v in asdict(self).items() if k not in engine}
         if self.backend == "vllm":
             out.pop("batch_size")  # per-request seeds: batching does not change answers
         return out
@@ -199,6 +202,7 @@ class VllmGenerator:
             dtype=config.dtype,
             seed=config.seed,
             gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+            tensor_parallel_size=config.vllm_tensor_parallel_size,
         )
         self.tokenizer = self.llm.get_tokenizer()
 

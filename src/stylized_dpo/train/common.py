@@ -496,6 +496,16 @@ class MetricsWriter:
             f.write(json.dumps(row) + "\n")
 
 
+class NullMetrics:
+    """The metrics writer of torchrun processes other than rank 0: writes nothing."""
+
+    def restore(self, saved_copy: Path) -> None:
+        pass
+
+    def write(self, row: dict[str, Any]) -> None:
+        pass
+
+
 class Throughput:
     """Tokens per second of one step (wall clock, synchronised on CUDA)."""
 

@@ -25,6 +25,7 @@ from stylized_dpo.records import PreferencePair
 from stylized_dpo.train.common import (
     ConfigMixin,
     MetricsWriter,
+    NullMetrics,
     Throughput,
     TokenizedPair,
     adamw,
@@ -43,6 +44,7 @@ from stylized_dpo.train.common import (
     step_schedule,
     tokenize_pairs,
 )
+from stylized_dpo.train.distributed import init_distributed
 
 LossType = Literal["sigmoid", "ipo", "hinge"]
 
@@ -287,6 +289,12 @@ class DPOBatchStats:
             self.sums[key] += value.detach().sum().item()
         self.n += losses.numel()
 
+    def all_reduce(self, dist) -> None:
+        """Add up the sums of every torchrun process (no-op in one process)."""
+        if dist.enabled:
+            *sums, self.n = dist.sum([*self.sums.values(), self.n])
+            self.sums = dict(zip(self.keys, sums, strict=True))
+
     def means(self) -> dict[str, float]:
         return {key: total / self.n for key, total in self.sums.items()}
 
@@ -299,10 +307,15 @@ def dpo_forward(
     cfg: DPOConfig,
     pad_id: int,
     device: str,
+    policy_logps=None,
 ) -> tuple[torch.Tensor, ...]:
-    """Losses, rewards and policy log-probs of a micro-batch (chosen + rejected in one pass)."""
+    """Losses, rewards and policy log-probs of a micro-batch (chosen + rejected in one pass).
+    `policy_logps` replaces `completion_logps(policy, ...)` (the DDP-wrapped one under torchrun)."""
     batch = {k: v.to(device) for k, v in collate_pairs(pairs, pad_id).items()}
-    chosen_logps, rejected_logps = completion_logps(policy, **batch).chunk(2)
+    if policy_logps is None:
+        chosen_logps, rejected_logps = completion_logps(policy, **batch).chunk(2)
+    else:
+        chosen_logps, rejected_logps = policy_logps(**batch).chunk(2)
     if ref_model is not None:
         with torch.no_grad():
             ref_chosen, ref_rejected = completion_logps(ref_model, **batch).chunk(2)
@@ -345,7 +358,8 @@ def train_dpo(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    dist = init_distributed(cfg.device)
+    device = dist.device
     tokenizer = load_tokenizer(model_dir)
     policy = load_model(model_dir, torch.float32, device)
     policy.train()
@@ -383,7 +397,8 @@ def train_dpo(
         )
     else:
         optimizer = adamw(policy, cfg.lr, cfg.betas, cfg.weight_decay)
-    metrics = MetricsWriter(metrics_path)
+    metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
+    logps = dist.logps_fn(policy) if dist.enabled else None
     digest = files_digest(
         model_dir,
         train_path,
@@ -397,7 +412,7 @@ def train_dpo(
         policy.eval()
         stats = DPOBatchStats()
         order = sorted(range(len(test)), key=lambda i: len(test[i].prompt_ids))
-        for idx in iter_chunks(order, cfg.batch_size):
+        for idx in dist.share(list(iter_chunks(order, cfg.batch_size))):
             idx = list(idx)
             out = dpo_forward(
                 policy,
@@ -409,6 +424,7 @@ def train_dpo(
                 device,
             )
             stats.add(*out[:5])
+        stats.all_reduce(dist)
         metrics.write({"step": step, "split": "eval", **stats.means()})
         policy.train()
 
@@ -419,11 +435,13 @@ def train_dpo(
     print(
         f"{total_steps} steps, {warmup_steps} warmup, effective batch "
         f"{cfg.batch_size * cfg.grad_accum} pairs, loss {cfg.loss}, beta {cfg.beta}, "
-        f"{cfg.optimizer}, device {device}"
+        f"{cfg.optimizer}, device {device}, {dist.world_size} process(es)"
     )
 
     timer = Throughput(device)
-    pbar = tqdm(total=total_steps, initial=step, desc="dpo", mininterval=5.0)
+    pbar = tqdm(
+        total=total_steps, initial=step, desc="dpo", mininterval=5.0, disable=not dist.is_main
+    )
     while step < total_steps:
         if step % cfg.eval_every == 0:
             evaluate(step)
@@ -433,19 +451,29 @@ def train_dpo(
         n_pairs = sum(len(mb) for mb in schedule[step])
         stats, n_tokens = DPOBatchStats(), 0
         timer.restart()
-        for idx in schedule[step]:
-            *out, tokens = dpo_forward(
-                policy,
-                [train[i] for i in idx],
-                ref_for(ref_train, idx),
-                ref_model,
-                cfg,
-                pad_id,
-                device,
-            )
-            (out[0].sum() / n_pairs).backward()  # mean over the pairs of the effective batch
-            stats.add(*out)
-            n_tokens += tokens
+        mine, weight = dist.step_share(schedule[step])
+        for j, idx in enumerate(mine):
+            with dist.no_sync(logps, last=j == len(mine) - 1):
+                *out, tokens = dpo_forward(
+                    policy,
+                    [train[i] for i in idx],
+                    ref_for(ref_train, idx),
+                    ref_model,
+                    cfg,
+                    pad_id,
+                    device,
+                    logps,
+                )
+                loss = out[0].sum() / n_pairs  # mean over the pairs of the effective batch
+                if dist.enabled:  # DDP averages over processes: scale to their sum
+                    (loss * (dist.loss_scale * weight)).backward()
+                else:
+                    loss.backward()
+            if weight:
+                stats.add(*out)
+                n_tokens += tokens
+        stats.all_reduce(dist)
+        (n_tokens,) = dist.sum([n_tokens])
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -461,12 +489,13 @@ def train_dpo(
         pbar.set_postfix(
             loss=f"{row['loss']:.4f}", margin=f"{row['reward_margin']:.3f}", refresh=False
         )
-        if step % cfg.checkpoint_every == 0 and step < total_steps:
+        if step % cfg.checkpoint_every == 0 and step < total_steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint}
             save_checkpoint(checkpoint_dir, policy, tokenizer, optimizer, state, metrics)
     pbar.close()
 
     evaluate(total_steps)
-    set_chat_eos(policy, tokenizer)
-    save_model(out_dir, policy, tokenizer)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if dist.is_main:
+        set_chat_eos(policy, tokenizer)
+        save_model(out_dir, policy, tokenizer)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -20,11 +20,12 @@ from tqdm import tqdm
 from transformers import Qwen2ForCausalLM
 
 from stylized_dpo.io import iter_json_lines, read_records
-from stylized_dpo.model import resolve_device, tiny_qwen2_config, train_tokenizer
+from stylized_dpo.model import tiny_qwen2_config, train_tokenizer
 from stylized_dpo.records import SFTExample
 from stylized_dpo.train.common import (
     ConfigMixin,
     MetricsWriter,
+    NullMetrics,
     Throughput,
     adamw,
     autocast,
@@ -37,6 +38,7 @@ from stylized_dpo.train.common import (
     save_model,
     set_lr,
 )
+from stylized_dpo.train.distributed import init_distributed
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ def pretrain_base(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    dist = init_distributed(cfg.device)
+    device = dist.device
     corpus = [row for _, row in iter_json_lines(corpus_path)]
     chats = read_records(chats_path, SFTExample)
     chat_texts = [t for c in chats for t in (c.system, c.user, c.assistant) if t]
@@ -132,7 +135,10 @@ def pretrain_base(
         )
 
     optimizer = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
-    metrics = MetricsWriter(metrics_path)
+    metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
+    if dist.enabled and cfg.batch_size < dist.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} < {dist.world_size} processes")
+    forward = dist.wrap(model) if dist.enabled else model
     fingerprint = config_fingerprint(
         "pretrain", cfg.to_dict(), vocab_size, architecture, files_digest(corpus_path, chats_path)
     )
@@ -144,7 +150,9 @@ def pretrain_base(
         print(f"resumed from {found[0]} at step {step}")
 
     timer = Throughput(device)
-    pbar = tqdm(total=cfg.steps, initial=step, desc="pretrain", mininterval=5.0)
+    pbar = tqdm(
+        total=cfg.steps, initial=step, desc="pretrain", mininterval=5.0, disable=not dist.is_main
+    )
     while step < cfg.steps:
         lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, "cosine", cfg.min_lr_ratio)
         set_lr(optimizer, lr)
@@ -152,10 +160,19 @@ def pretrain_base(
         timer.restart()
         block = sample_blocks(docs, pool, cfg.batch_size, cfg.block_size, g).to(device)
         x, y = block[:, :-1], block[:, 1:]
+        n_tokens = x.numel()
+        if dist.enabled:  # every process samples the same blocks and trains on every W-th row
+            x, y = x[dist.rank :: dist.world_size], y[dist.rank :: dist.world_size]
         with autocast(device):
-            logits = model(input_ids=x, use_cache=False).logits  # (B, T, V): every token trains
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        loss.backward()
+            logits = forward(input_ids=x, use_cache=False).logits  # (B, T, V): every token trains
+        if dist.enabled:  # the mean over all processes' tokens; DDP averages, so scale by W
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+            loss = loss / n_tokens
+            (loss * dist.loss_scale).backward()
+            loss = torch.tensor(dist.sum([loss.item()])[0])
+        else:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -166,17 +183,19 @@ def pretrain_base(
                 "loss": loss.item(),
                 "lr": lr,
                 "grad_norm": grad_norm.item(),
-                "tokens_per_s": timer.tokens_per_s(x.numel()),
+                "tokens_per_s": timer.tokens_per_s(n_tokens),
             }
         )
         step += 1
         pbar.update(1)
         pbar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint, "sampler_rng": g.get_state()}
             save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)
     pbar.close()
 
+    if not dist.is_main:
+        return
     save_model(out_dir, model, tokenizer)
     with open(os.path.join(out_dir, "pretrain_config.json"), "w") as f:
         json.dump(

@@ -16,11 +16,12 @@ import torch
 from tqdm import tqdm
 
 from stylized_dpo.io import read_records
-from stylized_dpo.model import load_model, load_tokenizer, resolve_device, set_chat_eos
+from stylized_dpo.model import load_model, load_tokenizer, set_chat_eos
 from stylized_dpo.records import SFTExample
 from stylized_dpo.train.common import (
     ConfigMixin,
     MetricsWriter,
+    NullMetrics,
     Throughput,
     TokenizedChat,
     adamw,
@@ -39,6 +40,7 @@ from stylized_dpo.train.common import (
     step_schedule,
     tokenize_sft,
 )
+from stylized_dpo.train.distributed import Dist, init_distributed
 
 
 @dataclass(frozen=True)
@@ -86,16 +88,24 @@ class SFTConfig(ConfigMixin):
 
 @torch.no_grad()
 def evaluate_sft(
-    model: torch.nn.Module, chats: list[TokenizedChat], batch_size: int, pad_id: int, device: str
+    model: torch.nn.Module,
+    chats: list[TokenizedChat],
+    batch_size: int,
+    pad_id: int,
+    device: str,
+    dist: Dist | None = None,
 ) -> float:
-    """Mean NLL per completion token over `chats` (sorted by length to pad little)."""
+    """Mean NLL per completion token over `chats` (sorted by length to pad little); under
+    torchrun each process scores every W-th batch and the sums are added up."""
+    dist = dist or Dist()
     model.eval()
     chats = sorted(chats, key=lambda c: len(c.input_ids))
     nll, tokens = 0.0, 0
-    for chunk in iter_chunks(chats, batch_size):
+    for chunk in dist.share(list(iter_chunks(chats, batch_size))):
         batch = {k: v.to(device) for k, v in collate_chats(chunk, pad_id).items()}
         nll -= completion_logps(model, **batch).sum().item()
         tokens += int(batch["completion_mask"].sum())
+    nll, tokens = dist.sum([nll, tokens])
     model.train()
     return nll / tokens
 
@@ -115,7 +125,8 @@ def train_sft(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    dist = init_distributed(cfg.device)
+    device = dist.device
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, torch.float32, device)
     model.train()
@@ -145,7 +156,8 @@ def train_sft(
     total_steps = len(schedule)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
     optimizer = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
-    metrics = MetricsWriter(metrics_path)
+    metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
+    logps = dist.logps_fn(model)
     fingerprint = config_fingerprint(
         "sft", cfg.to_dict(), files_digest(model_dir, train_path, test_path)
     )
@@ -156,14 +168,16 @@ def train_sft(
         print(f"resumed from {found[0]} at step {step}")
     print(
         f"{total_steps} steps, {warmup_steps} warmup, effective batch "
-        f"{cfg.batch_size * cfg.grad_accum}, device {device}"
+        f"{cfg.batch_size * cfg.grad_accum}, device {device}, {dist.world_size} process(es)"
     )
 
     timer = Throughput(device)
-    pbar = tqdm(total=total_steps, initial=step, desc="sft", mininterval=5.0)
+    pbar = tqdm(
+        total=total_steps, initial=step, desc="sft", mininterval=5.0, disable=not dist.is_main
+    )
     while step < total_steps:
         if step % cfg.eval_every == 0:
-            loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device)
+            loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device, dist)
             metrics.write({"step": step, "split": "eval", "loss": loss})
 
         lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
@@ -173,12 +187,18 @@ def train_sft(
         n_completion = sum(len(c.completion_ids) for mb in micro_batches for c in mb)
         n_tokens, step_loss = 0, 0.0
         timer.restart()
-        for chats in micro_batches:
+        mine, weight = dist.step_share(micro_batches)
+        for j, chats in enumerate(mine):
             batch = {k: v.to(device) for k, v in collate_chats(chats, pad_id).items()}
-            loss = -completion_logps(model, **batch).sum() / n_completion
-            loss.backward()
-            step_loss += loss.item()
-            n_tokens += int(batch["attention_mask"].sum())
+            with dist.no_sync(logps, last=j == len(mine) - 1):
+                loss = -logps(**batch).sum() / n_completion
+                if dist.enabled:  # DDP averages over processes: scale to their sum
+                    (loss * (dist.loss_scale * weight)).backward()
+                else:
+                    loss.backward()
+            step_loss += loss.item() * weight
+            n_tokens += int(batch["attention_mask"].sum() * weight)
+        step_loss, n_tokens = dist.sum([step_loss, n_tokens])
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -195,14 +215,15 @@ def train_sft(
         step += 1
         pbar.update(1)
         pbar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
-        if step % cfg.checkpoint_every == 0 and step < total_steps:
+        if step % cfg.checkpoint_every == 0 and step < total_steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint}
             save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)
     pbar.close()
 
-    loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device)
+    loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device, dist)
     metrics.write({"step": total_steps, "split": "eval", "loss": loss})
     print(f"final eval loss {loss:.4f}")
-    set_chat_eos(model, tokenizer)
-    save_model(out_dir, model, tokenizer)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if dist.is_main:
+        set_chat_eos(model, tokenizer)
+        save_model(out_dir, model, tokenizer)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
