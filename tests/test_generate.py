@@ -162,7 +162,7 @@ def test_vllm_requests_and_generator_with_a_fake_vllm(
     model, prompts_path = setup
     tok = load_tokenizer(model)
     prompts = read_records(prompts_path, EvalPrompt)
-    config = SamplingConfig(backend="vllm", max_new_tokens=512, seed=7)
+    config = SamplingConfig(backend="vllm", max_new_tokens=512, seed=7, vllm_tensor_parallel_size=2)
     requests = vllm_requests(tok, prompts[:2], config)
     text, params = requests[0]
     assert text.endswith(
@@ -215,7 +215,9 @@ def test_vllm_requests_and_generator_with_a_fake_vllm(
         "dtype": "float32",
         "seed": 7,
         "gpu_memory_utilization": 0.85,
+        "tensor_parallel_size": 2,  # the job's GPUs (compute.gpus)
     }
+    assert "vllm_tensor_parallel_size" not in config.record()  # engine setting, not sampling
     assert seen["params"] == [kw for _, kw in requests]
 
 
