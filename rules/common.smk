@@ -5,6 +5,22 @@ from snakemake.utils import validate
 
 validate(config, schema="../config/schema.yaml")
 
+
+def canonical(value):
+    """The value with every mapping's keys sorted (lists keep their order)."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+# Rule params hold config sections; Snakemake compares params by their serialisation, so key
+# order would count as a change. Sorting once makes a reordered config file rerun nothing.
+_canonical_config = canonical(config)
+config.clear()
+config.update(_canonical_config)
+
 STYLES = list(config["styles"])
 PREF_DATASETS = ["ultrafeedback"] + STYLES
 DPO_MODELS = [f"dpo-{dataset}" for dataset in PREF_DATASETS]
@@ -40,7 +56,7 @@ def get_dpo_params(wildcards):
     )
     params.update(dpo.get("per_dataset", {}).get(wildcards.dataset, {}))
     params["seed"] = config["seed"]
-    return params
+    return canonical(params)
 
 
 def get_helm_run_input(wildcards):

@@ -178,6 +178,7 @@ def test_one_style_setting_reruns_only_its_branch(small_run, tmp_path):
     config = yaml.safe_load(TEST_CONFIG.read_text())
     config["dpo"]["per_dataset"] = {"persuasive": {"beta": 0.05}}
     path = tmp_path / "changed.yaml"
+    # safe_dump sorts keys: reordering the config must not count as a change either.
     path.write_text(yaml.safe_dump(config))
     proc = snakemake("-n", "--configfile", str(path), cwd=small_run)
     jobs = planned_jobs(proc.stdout)
@@ -190,8 +191,9 @@ def test_one_style_setting_reruns_only_its_branch(small_run, tmp_path):
 def test_table4_builds_only_what_it_needs(tmp_path):
     for name in ("config", ".test", ".venv-helm"):
         (tmp_path / name).symlink_to(REPO / name)
+    # The target goes first: --configfile takes every argument after it.
     proc = snakemake(
-        "-n", "--configfile", str(TEST_CONFIG), "results/figures/table4.pdf", cwd=tmp_path
+        "-n", "results/figures/table4.pdf", "--configfile", str(TEST_CONFIG), cwd=tmp_path
     )
     jobs = planned_jobs(proc.stdout)
     assert jobs["table4"] == 1 and "helm_summarize" in jobs
