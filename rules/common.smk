@@ -1,5 +1,6 @@
 # Shared definitions: config validation, the names of models and datasets, input functions.
 import copy
+import os
 
 from snakemake.utils import validate
 
@@ -22,6 +23,13 @@ config.clear()
 config.update(_canonical_config)
 
 STYLES = list(config["styles"])
+for _style in STYLES:
+    # Without its prompt file a style's jobs would silently drop out of the DAG.
+    if not os.path.isfile(f"config/prompts/styles/{_style}.yaml"):
+        raise ValueError(
+            f"style '{_style}' (config `styles`) has no prompt file "
+            f"config/prompts/styles/{_style}.yaml: write one (see the existing styles)"
+        )
 PREF_DATASETS = ["ultrafeedback"] + STYLES
 DPO_MODELS = [f"dpo-{dataset}" for dataset in PREF_DATASETS]
 MODELS = ["base", "sft"] + DPO_MODELS
@@ -65,6 +73,13 @@ def get_helm_run_input(wildcards):
     if config["helm"]["data"] == "world":
         inputs["data"] = "results/helm/data"
     return inputs
+
+
+def get_reference_logps_params(wildcards):
+    """The DPO values that change reference log-probs: the length filters, the batching, the
+    device. A new beta or learning rate reuses the reference log-probs."""
+    keys = ("batch_size", "max_prompt_tokens", "max_completion_tokens", "device")
+    return {k: v for k, v in get_dpo_params(wildcards).items() if k in keys}
 
 
 def get_final_output():

@@ -4,6 +4,7 @@ import os
 from dataclasses import asdict
 
 from stylized_dpo.data import source_config, source_paths
+from stylized_dpo.synth.rules import PHRASE_BANKS
 
 
 rule world:
@@ -24,7 +25,9 @@ rule world:
         mem_mb=2000,
     params:
         world=config["world"],
-        styles=STYLES,
+        # Every style the offline rewriter knows voices a few SFT answers, whichever styles the
+        # study trains on: adding or dropping a style must not change the SFT data.
+        styles=sorted(PHRASE_BANKS),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.world),
     script:

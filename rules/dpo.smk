@@ -21,7 +21,7 @@ rule reference_logps:
         gpu_mem_mb=GPU_MEM_MB,
         runtime=RUNTIME_MIN["reference_logps"],
     params:
-        dpo=get_dpo_params,
+        dpo=get_reference_logps_params,
     script:
         "../workflow/scripts/reference_logps.py"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,15 +73,22 @@ def test_paper_dag_dry_runs():
 
 
 def test_adding_a_style_adds_its_branch(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["styles"] = config["styles"] + ["formal"]
     # The rules backend knows no "formal" phrases: an LLM backend rewrites a new style.
     config["synth"].update(backend="openai", model="some-chat-model")
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = snakemake("-n", "--forceall", "--configfile", str(path), check=False)
-    jobs = planned_jobs(proc.stdout)
-    assert jobs.get("dpo") == 5, proc.stdout + proc.stderr
+    proc = snakemake("-n", "--configfile", str(path), cwd=tmp_path, check=False)
+    assert "has no prompt file config/prompts/styles/formal.yaml" in proc.stdout + proc.stderr
+
+    style = yaml.safe_load((REPO / "config/prompts/styles/authoritative.yaml").read_text())
+    style["name"] = "formal"
+    (tmp_path / "config/prompts/styles/formal.yaml").write_text(yaml.safe_dump(style))
+    jobs = planned_jobs(snakemake("-n", "--configfile", str(path), cwd=tmp_path).stdout)
+    assert jobs["dpo"] == 5 and jobs["style_rewrite"] == 2 * 5 - 2  # ultrafeedback: no rewrite
+    assert jobs["generate"] == 7 and jobs["helm_run"] == 7
 
 
 def test_schema_rejects_bad_config(tmp_path):

@@ -9,7 +9,8 @@ from stylized_dpo.train.dpo import DPOConfig, reference_logps_file
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
-cfg = DPOConfig.from_dict(snakemake.params.dpo)  # the same length filters as the DPO job
+# the same length filters as the DPO job; the other DPO values keep their defaults
+cfg = DPOConfig.from_dict(snakemake.params.dpo)
 reference_logps_file(
     model_dir=snakemake.input.model,
     pairs_path=snakemake.input.pairs,
