@@ -1,18 +1,27 @@
 """Throughput and peak memory of our SFT and DPO steps against trl's trainers, on one thread.
 
-    .venv/bin/python benchmarks/bench_train.py [--steps 20] [--batch 8] [--tokens 256]
+    .venv/bin/python benchmarks/bench_train.py [--steps 20] [--batch 8] [--tokens 256] [--repeats 3]
 
 Each measurement runs in its own subprocess so that its peak RSS (ru_maxrss) is its own. The
 model is the miniature's shape (Qwen2, hidden 128, 2 layers, 2,048-token BPE); every sequence
-has about `--tokens` tokens, half prompt, half answer. Reference log-probs are precomputed for
-both DPO implementations (trl: `precompute_ref_log_probs=True`), so a step is the same work:
-one policy forward/backward over chosen + rejected. The first steps are warm-up, not timed.
+has about `--tokens` tokens, half prompt, half answer. SFT steps take `--batch` sequences, DPO
+steps `--batch / 2` pairs (chosen + rejected: the same number of sequences per forward pass, as
+the paper's SFT batch 8 and DPO batch 4 pairs). DPO is measured twice: with reference log-probs
+precomputed before training (ours: `reference="precomputed"`; trl: `precompute_ref_log_probs=True`),
+so a step is one policy forward/backward, and with the reference model in memory (ours:
+`reference="model"`; trl: `precompute_ref_log_probs=False` and a `ref_model`), so a step adds a
+reference forward. Our DPO step is the engine's own `dpo_forward`. The first steps are warm-up,
+not timed. Throughput is given per wall-clock second and per CPU second of the process (with
+one thread the latter is the work itself, robust to other jobs sharing the machine). With
+`--repeats N` the measurements are interleaved N times and the best of each is kept (lowest
+peak RSS): other jobs only ever slow a run down.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -60,8 +69,18 @@ def build(tokens: int, n: int):
     return model, tokenizer, sft, prefs
 
 
-def timed_steps(step_times: list[float], steps: int) -> float:
-    return step_times[-1] - step_times[WARMUP - 1] if steps > WARMUP else float("nan")
+def clock() -> tuple[float, float]:
+    """(wall, CPU) seconds. With one thread, CPU time is the step's own work: unlike wall time
+    it barely moves when other jobs share the machine."""
+    return time.perf_counter(), time.process_time()
+
+
+def throughput(tokens: int, step_clocks: list[tuple[float, float]], steps: int) -> dict:
+    """Tokens per wall second and per CPU second over the steps after the warm-up."""
+    if steps <= WARMUP:
+        raise ValueError(f"--steps must exceed the {WARMUP} warm-up steps")
+    (wall0, cpu0), (wall1, cpu1) = step_clocks[WARMUP - 1], step_clocks[-1]
+    return {"tokens_per_s": tokens / (wall1 - wall0), "tokens_per_cpu_s": tokens / (cpu1 - cpu0)}
 
 
 def ours_sft(args) -> dict:
@@ -82,47 +101,58 @@ def ours_sft(args) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter())
+        times.append(clock())
         if step >= WARMUP:
             n_tokens += int(batch["attention_mask"].sum())
-    return {"tokens_per_s": n_tokens / timed_steps(times, args.steps)}
+    return throughput(n_tokens, times, args.steps)
 
 
-def ours_dpo(args) -> dict:
+def ours_dpo(args, reference: str = "precomputed") -> dict:
+    import copy
+
     import torch
 
     from stylized_dpo.train.common import adamw, collate_pairs, completion_logps, tokenize_pairs
-    from stylized_dpo.train.dpo import preference_loss
+    from stylized_dpo.train.dpo import DPOConfig, dpo_forward
 
-    model, tokenizer, _, prefs = build(args.tokens, args.batch * args.steps)
+    pairs_per_step = args.batch // 2
+    model, tokenizer, _, prefs = build(args.tokens, pairs_per_step * args.steps)
     pairs = tokenize_pairs(tokenizer, prefs)
-    with torch.no_grad():  # precomputed reference, as the workflow does
-        refs = [
-            completion_logps(model, **collate_pairs(pairs[i : i + args.batch], 0)).chunk(2)
-            for i in range(0, len(pairs), args.batch)
-        ]
+    cfg = DPOConfig(beta=0.1, reference=reference, device="cpu")
+    ref_model, refs = None, [None] * args.steps
+    if reference == "model":  # a frozen copy of the starting policy, as train_dpo loads it
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    else:  # precomputed before training, as the workflow's reference_logps rule does
+        with torch.no_grad():
+            refs = [
+                completion_logps(model, **collate_pairs(pairs[i : i + pairs_per_step], 0)).chunk(2)
+                for i in range(0, len(pairs), pairs_per_step)
+            ]
     optimizer = adamw(model, 1e-5, (0.9, 0.95), 0.0)
     model.train()
     times, n_tokens = [], 0
     for step in range(args.steps):
-        batch = collate_pairs(pairs[step * args.batch : (step + 1) * args.batch], 0)
-        chosen, rejected = completion_logps(model, **batch).chunk(2)
-        losses, _, _ = preference_loss(chosen, rejected, *refs[step], beta=0.1)
+        batch = pairs[step * pairs_per_step : (step + 1) * pairs_per_step]
+        losses, *_, tokens = dpo_forward(model, batch, refs[step], ref_model, cfg, 0, "cpu")
         losses.mean().backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter())
+        times.append(clock())
         if step >= WARMUP:
-            n_tokens += int(batch["attention_mask"].sum())
-    return {"tokens_per_s": n_tokens / timed_steps(times, args.steps)}
+            n_tokens += tokens
+    return throughput(n_tokens, times, args.steps)
 
 
-def trl_common(args, output_dir: str) -> dict:
+def ours_dpo_model(args) -> dict:
+    return ours_dpo(args, reference="model")
+
+
+def trl_common(args, output_dir: str, batch_size: int) -> dict:
     return dict(
         output_dir=output_dir,
         max_steps=args.steps,
-        per_device_train_batch_size=args.batch,
+        per_device_train_batch_size=batch_size,
         learning_rate=1e-5,
         bf16=False,
         use_cpu=True,
@@ -137,12 +167,12 @@ def trl_common(args, output_dir: str) -> dict:
 def run_trl(trainer, args) -> dict:
     from transformers import TrainerCallback
 
-    times: list[float] = []
+    times: list[tuple[float, float]] = []
     tokens: list[int] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, *_, **__):
-            times.append(time.perf_counter())
+            times.append(clock())
 
     trainer.add_callback(Clock())
     collate = trainer.data_collator
@@ -154,7 +184,7 @@ def run_trl(trainer, args) -> dict:
 
     trainer.data_collator = counting_collator
     trainer.train()
-    return {"tokens_per_s": sum(tokens[WARMUP : args.steps]) / timed_steps(times, args.steps)}
+    return throughput(sum(tokens[WARMUP : args.steps]), times, args.steps)
 
 
 def trl_sft(args) -> dict:
@@ -171,21 +201,22 @@ def trl_sft(args) -> dict:
         }
         for e in sft
     ]
-    config = SFTConfig(**trl_common(args, tempfile.mkdtemp()), max_length=None)
+    config = SFTConfig(**trl_common(args, tempfile.mkdtemp(), args.batch), max_length=None)
     trainer = SFTTrainer(
         model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
     )
     return run_trl(trainer, args)
 
 
-def trl_dpo(args) -> dict:
+def trl_dpo(args, precompute: bool = True) -> dict:
     import copy
     import tempfile
 
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    model, tokenizer, _, prefs = build(args.tokens, args.batch * args.steps)
+    pairs_per_step = args.batch // 2
+    model, tokenizer, _, prefs = build(args.tokens, pairs_per_step * args.steps)
     rows = [
         {
             "prompt": [{"role": "user", "content": p.prompt}],
@@ -195,14 +226,14 @@ def trl_dpo(args) -> dict:
         for p in prefs
     ]
     config = DPOConfig(
-        **trl_common(args, tempfile.mkdtemp()),
+        **trl_common(args, tempfile.mkdtemp(), pairs_per_step),
         max_length=None,
         beta=0.1,
-        precompute_ref_log_probs=True,
+        precompute_ref_log_probs=precompute,
     )
     trainer = DPOTrainer(
         model=copy.deepcopy(model),
-        ref_model=None,
+        ref_model=None if precompute else model,  # on the fly: the starting weights, frozen
         args=config,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
@@ -210,7 +241,23 @@ def trl_dpo(args) -> dict:
     return run_trl(trainer, args)
 
 
-MEASUREMENTS = {"ours_sft": ours_sft, "trl_sft": trl_sft, "ours_dpo": ours_dpo, "trl_dpo": trl_dpo}
+def trl_dpo_model(args) -> dict:
+    return trl_dpo(args, precompute=False)
+
+
+MEASUREMENTS = {
+    "ours_sft": ours_sft,
+    "trl_sft": trl_sft,
+    "ours_dpo": ours_dpo,
+    "trl_dpo": trl_dpo,
+    "ours_dpo_model": ours_dpo_model,
+    "trl_dpo_model": trl_dpo_model,
+}
+ROWS = [
+    ("SFT", "sft"),
+    ("DPO, precomputed reference", "dpo"),
+    ("DPO, reference model on the fly", "dpo_model"),
+]
 
 
 def child(name: str, args) -> None:
@@ -222,52 +269,77 @@ def child(name: str, args) -> None:
     print("RESULT " + json.dumps(result))
 
 
+def measure(name: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", name]
+    cmd += ["--steps", str(args.steps), "--batch", str(args.batch), "--tokens", str(args.tokens)]
+    env = {
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(line[len("RESULT ") :])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="SFT sequences per step (even)")
     parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; best kept")
     parser.add_argument("--child", choices=sorted(MEASUREMENTS))
     args = parser.parse_args()
+    if args.batch < 2 or args.batch % 2:
+        parser.error("--batch must be even: DPO steps take batch / 2 pairs")
     if args.child:
         return child(args.child, args)
 
-    results = {}
-    for name in MEASUREMENTS:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            name,
-            "--steps",
-            str(args.steps),
-            "--batch",
-            str(args.batch),
-            "--tokens",
-            str(args.tokens),
-        ]
-        env = {
-            "OMP_NUM_THREADS": "1",
-            "HF_HUB_OFFLINE": "1",
-            "TQDM_DISABLE": "1",
-            "PATH": "/usr/bin:/bin",
-        }
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            raise RuntimeError(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-        results[name] = json.loads(line[len("RESULT ") :])
-        print(
-            f"{name:9s} {results[name]['tokens_per_s']:9.0f} tok/s  "
-            f"peak RSS {results[name]['peak_rss_mb']:7.0f} MB",
-            flush=True,
-        )
-    for algo in ("sft", "dpo"):
-        ours, trl = results[f"ours_{algo}"], results[f"trl_{algo}"]
-        print(
-            f"{algo}: ours/trl throughput x{ours['tokens_per_s'] / trl['tokens_per_s']:.2f}, "
-            f"peak RSS x{ours['peak_rss_mb'] / trl['peak_rss_mb']:.2f}"
-        )
+    print(
+        f"{args.steps} steps ({WARMUP} warm-up), SFT batch {args.batch} sequences, DPO batch "
+        f"{args.batch // 2} pairs, ~{args.tokens} tokens per sequence, 1 thread, "
+        f"load average {os.getloadavg()[0]:.2f} at start",
+        flush=True,
+    )
+    runs: dict[str, list[dict]] = {name: [] for name in MEASUREMENTS}
+    for repeat in range(args.repeats):
+        for name in MEASUREMENTS:
+            result = measure(name, args)
+            runs[name].append(result)
+            print(
+                f"[{repeat + 1}/{args.repeats}] {name:15s} {result['tokens_per_s']:8.0f} tok/s "
+                f"{result['tokens_per_cpu_s']:8.0f} tok/CPU-s  "
+                f"peak RSS {result['peak_rss_mb']:6.0f} MB",
+                flush=True,
+            )
+    best = {
+        name: {key: max(r[key] for r in rs) for key in ("tokens_per_s", "tokens_per_cpu_s")}
+        | {"peak_rss_mb": min(r["peak_rss_mb"] for r in rs)}
+        for name, rs in runs.items()
+    }
+    print(f"load average {os.getloadavg()[0]:.2f} at the end; best of {args.repeats}:")
+    columns = [
+        ("tokens_per_s", "tok/s", "{:8.0f}"),
+        ("tokens_per_cpu_s", "tok/CPU-s", "{:9.0f}"),
+        ("peak_rss_mb", "RSS MB", "{:6.0f}"),
+    ]
+    header = f"{'':32s}"
+    for _, title, fmt in columns:
+        width = len(fmt.format(0))
+        header += f" | {'ours ' + title:>{width + 5}s} {'trl':>{width}s} {'ours/trl':>8s}"
+    print(header)
+    for label, key in ROWS:
+        ours, trl = best[f"ours_{key}"], best[f"trl_{key}"]
+        line = f"{label:32s}"
+        for metric, _, fmt in columns:
+            line += f" | {fmt.format(ours[metric]):>{len(fmt.format(0)) + 5}s}"
+            line += f" {fmt.format(trl[metric])} {ours[metric] / trl[metric]:8.2f}"
+        print(line)
+    ratio = best["ours_dpo"]["peak_rss_mb"] / best["ours_sft"]["peak_rss_mb"]
+    print(f"our DPO (precomputed reference) peak RSS / our SFT peak RSS: {ratio:.2f}")
 
 
 if __name__ == "__main__":

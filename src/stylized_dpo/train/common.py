@@ -287,6 +287,24 @@ def autocast(device: str) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
+def speed_options(model: PreTrainedModel, gradient_checkpointing: bool, compile: bool) -> None:
+    """Optional memory/speed settings of a model about to be trained (both off by default).
+
+    `gradient_checkpointing` recomputes each decoder layer's activations in the backward pass
+    (non-reentrant checkpoints): less memory for about one more forward pass, same maths.
+    `compile` runs the decoder through `torch.compile` in place (parameter names and saved
+    files are unchanged); kernels are fused, so float results may differ in the last bits.
+    """
+    if gradient_checkpointing:
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:  # the older name (deprecated since)
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if compile:
+        model.get_decoder().compile()
+
+
 def completion_logps(
     model: PreTrainedModel,
     input_ids: torch.Tensor,

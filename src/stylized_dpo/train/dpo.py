@@ -12,9 +12,8 @@ import math
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -41,10 +40,14 @@ from stylized_dpo.train.common import (
     save_checkpoint,
     save_model,
     set_lr,
+    speed_options,
     step_schedule,
     tokenize_pairs,
 )
 from stylized_dpo.train.distributed import init_distributed
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LossType = Literal["sigmoid", "ipo", "hinge"]
 
@@ -95,6 +98,10 @@ class DPOConfig(ConfigMixin):
     """Seeds the data order and torch."""
     device: str = "auto"
     """`auto` (CUDA when available), `cpu` or `cuda`."""
+    gradient_checkpointing: bool = False
+    """Recompute the policy's layer activations in the backward pass: less memory, more compute."""
+    compile: bool = False
+    """`torch.compile` the policy's (and reference model's) decoder; last-bit float noise."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
@@ -176,6 +183,8 @@ def compute_reference_logps(
 
     Returns one row per pair: prompt_id, chosen_logp, rejected_logp (in the order given).
     """
+    import pandas as pd  # here, not at module level: the DPO loop itself never needs pandas
+
     model.eval()
     device = next(model.parameters()).device
     order = sorted(
@@ -239,18 +248,25 @@ def reference_logps_file(
 def read_reference_logps(
     path: str | os.PathLike[str], pairs: list[TokenizedPair]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference (chosen, rejected) log-probs aligned with `pairs`, (N,) each."""
-    table = pd.read_parquet(path).set_index("prompt_id")
-    missing = [p.prompt_id for p in pairs if p.prompt_id not in table.index]
+    """Reference (chosen, rejected) log-probs aligned with `pairs`, (N,) each.
+
+    Read with pyarrow alone: importing pandas would add ~60 MB to the training process.
+    """
+    import pyarrow.parquet as pq
+
+    columns = ["prompt_id", "chosen_logp", "rejected_logp"]
+    table = pq.read_table(path, columns=columns).to_pydict()
+    row_of = {prompt_id: i for i, prompt_id in enumerate(table["prompt_id"])}
+    missing = [p.prompt_id for p in pairs if p.prompt_id not in row_of]
     if missing:
         raise ValueError(
             f"{path} lacks reference log-probs for {len(missing)} pairs, "
             f"e.g. {missing[:3]}: recompute it with the same length filters"
         )
-    rows = table.loc[[p.prompt_id for p in pairs]]
+    rows = [row_of[p.prompt_id] for p in pairs]
     return (
-        torch.tensor(rows["chosen_logp"].to_numpy(), dtype=torch.float32),
-        torch.tensor(rows["rejected_logp"].to_numpy(), dtype=torch.float32),
+        torch.tensor([table["chosen_logp"][i] for i in rows], dtype=torch.float32),
+        torch.tensor([table["rejected_logp"][i] for i in rows], dtype=torch.float32),
     )
 
 
@@ -362,6 +378,7 @@ def train_dpo(
     device = dist.device
     tokenizer = load_tokenizer(model_dir)
     policy = load_model(model_dir, torch.float32, device)
+    speed_options(policy, cfg.gradient_checkpointing, cfg.compile)
     policy.train()
     pad_id = tokenizer.pad_token_id
     train = load_pairs(train_path, tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens)
@@ -372,6 +389,7 @@ def train_dpo(
         pass
     elif cfg.reference == "model":
         ref_model = load_model(model_dir, torch.float32, device).eval().requires_grad_(False)
+        speed_options(ref_model, gradient_checkpointing=False, compile=cfg.compile)
     else:
         if ref_train_path is None or ref_test_path is None:
             raise ValueError("reference='precomputed' needs ref_train_path and ref_test_path")
