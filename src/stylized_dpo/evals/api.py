@@ -1,7 +1,8 @@
 """Calling an OpenAI-compatible endpoint many times, safely: retries, a disk cache, usage counts.
 
 Shared by the LLM judge (`judge.py`, backend `openai`) and the reward API (`winrate.py`, backend
-`reward_api`). Rules:
+`reward_api`); the rewrite generator (`synth/backends.py`, backend `openai`) shares the client
+settings, `make_client` and `call_with_retries`. Rules:
 - transient failures (HTTP 429, 5xx, timeouts, dropped connections) are retried up to
   `max_retries` times with exponential backoff and full jitter (a server's `Retry-After` header,
   when sent, is honoured up to `backoff_max_s`); other HTTP errors (400, 401, 404, ...) are not;
@@ -40,47 +41,62 @@ class InvalidReply(ValueError):
 
 
 @dataclass(frozen=True)
-class ApiConfig:
-    """How to reach an endpoint and how hard to try."""
+class ClientSettings:
+    """How to reach an OpenAI-compatible endpoint and how hard to try.
 
-    model: str
-    """Model name sent to the endpoint."""
+    The fields of config keys `judge`, `win_rates` and `synth.openai` (see config/README.md).
+    """
+
     base_url: str | None = None
     """Endpoint (None: the OpenAI API)."""
     api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the key."""
+    """Name of the environment variable holding the key (the key itself is never in config)."""
     concurrency: int = 8
     """Requests in flight at once (threads)."""
     max_retries: int = 6
-    """Retries of one request after a transient error (429, 5xx, timeout)."""
-    invalid_retries: int = 2
-    """Further requests after a reply that fails validation."""
+    """Retries of one request after a transient error (429, 5xx, timeout, ...)."""
     timeout_s: float = 60.0
     """Per-request timeout."""
     backoff_base_s: float = 1.0
     """First backoff ceiling; doubles per retry (full jitter: uniform(0, ceiling))."""
     backoff_max_s: float = 60.0
-    """Largest backoff ceiling."""
+    """Largest backoff ceiling, and the cap on a server's Retry-After."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        if self.max_retries < 0 or self.invalid_retries < 0:
+        if self.max_retries < 0:
             raise ValueError("retries must be >= 0")
 
 
-def make_client(config: ApiConfig) -> Any:
-    """An `openai.OpenAI` client with the SDK's own retries off (ours are counted)."""
+@dataclass(frozen=True)
+class ApiConfig(ClientSettings):
+    """An endpoint whose replies are validated (`ask`): also how often to ask again."""
+
+    invalid_retries: int = 2
+    """Further requests after a reply that fails validation."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.invalid_retries < 0:
+            raise ValueError("retries must be >= 0")
+
+
+def make_client(settings: ClientSettings, config_key: str) -> Any:
+    """An `openai.OpenAI` client with the SDK's own retries off (ours are counted).
+
+    `config_key` names where `api_key_env` is set (for the error when the variable is unset).
+    """
     import openai
 
-    key = os.environ.get(config.api_key_env)
+    key = os.environ.get(settings.api_key_env)
     if not key:
         raise RuntimeError(
-            f"environment variable {config.api_key_env} is not set: the API key is read only "
-            "from the environment (set judge.api_key_env / win_rates.api_key_env to rename it)"
+            f"environment variable {settings.api_key_env} is not set: the API key is read only "
+            f"from the environment (set {config_key} to rename it)"
         )
     return openai.OpenAI(
-        api_key=key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0
+        api_key=key, base_url=settings.base_url, timeout=settings.timeout_s, max_retries=0
     )
 
 
@@ -155,7 +171,7 @@ class CallStats:
         return out
 
 
-def _transient_kind(exc: BaseException) -> str | None:
+def transient_kind(exc: BaseException) -> str | None:
     """'rate_limit', 'server_error' or 'timeout' for a retryable error, else None."""
     import openai
 
@@ -180,27 +196,32 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def call_with_retries(
-    request: Callable[[], Any],
-    config: ApiConfig,
-    stats: CallStats,
+    request: Callable[[], T],
+    settings: ClientSettings,
     rng: random.Random,
+    on_retry: Callable[[str], None],
+    classify: Callable[[BaseException], str | None] = transient_kind,
     sleep: Callable[[float], None] = time.sleep,
-) -> Any:
-    """Run `request` (one API call), retrying transient errors; re-raises the last error."""
-    for attempt in range(config.max_retries + 1):
-        stats.add(api_calls=1)
+) -> T:
+    """Run `request` (one API call), retrying the errors `classify` names (its kind is passed to
+    `on_retry`) up to `settings.max_retries` times; re-raises the last error.
+
+    Backoff: full jitter, uniform(0, min(backoff_max_s, backoff_base_s * 2**attempt)); a server's
+    Retry-After, when sent, is waited for at least, up to backoff_max_s.
+    """
+    for attempt in range(settings.max_retries + 1):
         try:
             return request()
         except Exception as exc:
-            kind = _transient_kind(exc)
-            if kind is None or attempt == config.max_retries:
+            kind = classify(exc)
+            if kind is None or attempt == settings.max_retries:
                 raise
-            stats.add(**{f"retries_{kind}": 1})
-            ceiling = min(config.backoff_max_s, config.backoff_base_s * 2**attempt)
+            on_retry(kind)
+            ceiling = min(settings.backoff_max_s, settings.backoff_base_s * 2**attempt)
             delay = rng.uniform(0, ceiling)
             hinted = _retry_after(exc)
             if hinted is not None:
-                delay = max(delay, min(hinted, config.backoff_max_s))
+                delay = max(delay, min(hinted, settings.backoff_max_s))
             sleep(delay)
     raise AssertionError("unreachable")
 
@@ -237,9 +258,17 @@ def ask(
             stats.add(cached=1)
             return result
     rng = random.Random(key)
+
+    def counted_request() -> Any:
+        stats.add(api_calls=1)
+        return request()
+
+    def count_retry(kind: str) -> None:
+        stats.add(**{f"retries_{kind}": 1})
+
     last: InvalidReply | None = None
     for attempt in range(config.invalid_retries + 1):
-        response = call_with_retries(request, config, stats, rng)
+        response = call_with_retries(counted_request, config, rng, count_retry)
         data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
         usage = data.get("usage") or {}
         stats.add(
@@ -261,7 +290,7 @@ def ask(
 
 
 def run_items(
-    ids: list[str], work: Callable[[str], T], config: ApiConfig, stats: CallStats, desc: str
+    ids: list[str], work: Callable[[str], T], config: ClientSettings, stats: CallStats, desc: str
 ) -> dict[str, T]:
     """Run `work(item_id)` for every id with bounded concurrency (`config.concurrency` threads).
 

@@ -116,28 +116,19 @@ HELPFULNESS_BASE = {"correct": 5, "contradictory": 2, "wrong": 1, "none": 2}
 
 
 @dataclass(frozen=True)
-class JudgeConfig:
-    """Config key `judge` (see config/README.md)."""
+class JudgeConfig(ApiConfig):
+    """Config key `judge` (see config/README.md); endpoint and retry fields from `ApiConfig`."""
 
     backend: str = "reference"
     """`reference` (stand-in, offline) or `openai` (the paper's LLM judge)."""
     model: str = "gpt-4o-mini"
     """Judge model at the endpoint."""
-    base_url: str | None = None
-    """OpenAI-compatible endpoint (None: api.openai.com)."""
     prompt: str = "config/prompts/judge.txt"
     """The judge prompt template (the paper's Appendix B.1)."""
-    api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.0
     """Judge sampling temperature (the paper does not state one; 0 for repeatability)."""
     max_tokens: int = 512
     """Cap on the judge's reply."""
-    concurrency: int = 8
-    max_retries: int = 6
-    invalid_retries: int = 2
-    timeout_s: float = 60.0
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
     cache_dir: str = "results/judge/cache"
     """Where answers are cached (never an output of a rule, so Snakemake keeps it)."""
     price_input_per_mtok: float = 0.15
@@ -146,19 +137,6 @@ class JudgeConfig:
     """USD per million completion tokens."""
     n_bootstrap: int = 1000
     """Bootstrap resamples for the summary's confidence intervals."""
-
-    def api(self) -> ApiConfig:
-        return ApiConfig(
-            model=self.model,
-            base_url=self.base_url,
-            api_key_env=self.api_key_env,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            invalid_retries=self.invalid_retries,
-            timeout_s=self.timeout_s,
-            backoff_base_s=self.backoff_base_s,
-            backoff_max_s=self.backoff_max_s,
-        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JudgeConfig:
@@ -335,8 +313,7 @@ def judge_openai(
     generations: list[Generation], template: str, config: JudgeConfig, client: Any = None
 ) -> tuple[list[JudgeScore], CallStats]:
     """Score generations with an LLM judge; returns scored rows (input order) and run stats."""
-    api = config.api()
-    client = client if client is not None else make_client(api)
+    client = client if client is not None else make_client(config, "judge.api_key_env")
     store = DiskCache(config.cache_dir)
     template_id = text_hash(template)
     by_id = {g.prompt_id: g for g in generations}
@@ -356,9 +333,9 @@ def judge_openai(
                 max_tokens=config.max_tokens,
             )
 
-        return ask(request, _parse_completion, store, key, api, stats)
+        return ask(request, _parse_completion, store, key, config, stats)
 
-    results = run_items(list(by_id), work, api, stats, desc=f"judge {config.model}")
+    results = run_items(list(by_id), work, config, stats, desc=f"judge {config.model}")
     rows = [
         JudgeScore(
             prompt_id=g.prompt_id,

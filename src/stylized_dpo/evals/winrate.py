@@ -74,8 +74,9 @@ COLUMNS = [
 
 
 @dataclass(frozen=True)
-class WinRateConfig:
-    """Config key `win_rates` (see config/README.md)."""
+class WinRateConfig(ApiConfig):
+    """Config key `win_rates` (see config/README.md); endpoint and retry fields (reward_api)
+    from `ApiConfig`."""
 
     backend: str = "reference"
     """`reference` (stand-in), `reward_api` or `reward_model`."""
@@ -89,12 +90,6 @@ class WinRateConfig:
     api_key_env: str = "NVIDIA_API_KEY"
     reward_key: str = "reward"
     """Which `name:score` pair of the reward API's reply is the reward."""
-    concurrency: int = 8
-    max_retries: int = 6
-    invalid_retries: int = 2
-    timeout_s: float = 60.0
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
     cache_dir: str = "results/judge/reward_cache"
     batch_size: int = 8
     """Conversations per forward pass (reward_model)."""
@@ -109,20 +104,10 @@ class WinRateConfig:
             raise ValueError(f"unknown win_rates config keys: {sorted(unknown)}")
         return cls(**data)
 
-    def api(self) -> ApiConfig:
+    def reward_model(self) -> str:
         if not self.model:
             raise ValueError("win_rates.model must name the reward model")
-        return ApiConfig(
-            model=self.model,
-            base_url=self.base_url,
-            api_key_env=self.api_key_env,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            invalid_retries=self.invalid_retries,
-            timeout_s=self.timeout_s,
-            backoff_base_s=self.backoff_base_s,
-            backoff_max_s=self.backoff_max_s,
-        )
+        return self.model
 
 
 @dataclass(frozen=True)
@@ -186,11 +171,11 @@ def rewards_api(
     pairs: list[tuple[str, str]], config: WinRateConfig, client: Any = None
 ) -> tuple[list[float | None], CallStats]:
     """Rewards of (prompt, answer) pairs from a reward endpoint; None where it failed."""
-    api = config.api()
-    client = client if client is not None else make_client(api)
+    model = config.reward_model()
+    client = client if client is not None else make_client(config, "win_rates.api_key_env")
     store = DiskCache(config.cache_dir)
     stats = CallStats()
-    unique = {cache_key("reward", api.model, p, r): (p, r) for p, r in pairs}
+    unique = {cache_key("reward", model, p, r): (p, r) for p, r in pairs}
 
     def parse(data: dict[str, Any]) -> float:
         choices = data.get("choices") or []
@@ -205,17 +190,17 @@ def rewards_api(
 
         def request() -> Any:
             return client.chat.completions.create(
-                model=api.model,
+                model=model,
                 messages=[
                     {"role": "user", "content": prompt},
                     {"role": "assistant", "content": answer},
                 ],
             )
 
-        return ask(request, parse, store, key, api, stats)
+        return ask(request, parse, store, key, config, stats)
 
-    results = run_items(list(unique), work, api, stats, desc=f"reward {api.model}")
-    keys = [cache_key("reward", api.model, p, r) for p, r in pairs]
+    results = run_items(list(unique), work, config, stats, desc=f"reward {model}")
+    keys = [cache_key("reward", model, p, r) for p, r in pairs]
     return [results.get(k) for k in keys], stats
 
 
@@ -226,21 +211,16 @@ def rewards_local(pairs: list[tuple[str, str]], config: WinRateConfig) -> list[f
 
     from stylized_dpo.model import resolve_device
 
-    if not config.model:
-        raise ValueError("win_rates.model must name the reward model")
+    name = config.reward_model()
     device = resolve_device(config.device)
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(name)
     model = (
-        AutoModelForSequenceClassification.from_pretrained(
-            config.model, dtype=getattr(torch, config.dtype)
-        )
+        AutoModelForSequenceClassification.from_pretrained(name, dtype=getattr(torch, config.dtype))
         .to(device)
         .eval()
     )
     if model.config.num_labels != 1:
-        raise ValueError(
-            f"{config.model} has {model.config.num_labels} outputs; a reward model has one"
-        )
+        raise ValueError(f"{name} has {model.config.num_labels} outputs; a reward model has one")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

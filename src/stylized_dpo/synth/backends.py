@@ -16,7 +16,6 @@ transformers seeds each batch and `rewrite` keeps batches fixed across restarts)
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from stylized_dpo.evals.api import ClientSettings, call_with_retries, make_client
 from stylized_dpo.synth import rules
 
 BACKENDS = ("rules", "vllm", "openai", "transformers")
@@ -45,23 +45,9 @@ class VLLMSettings:
 
 
 @dataclass(frozen=True)
-class OpenAISettings:
-    """`synth.openai`: an OpenAI-compatible endpoint."""
-
-    base_url: str | None = None
-    """Endpoint (None: api.openai.com)."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Name of the environment variable holding the key (the key itself is never in config)."""
-    concurrency: int = 8
-    """Requests in flight at once."""
-    max_retries: int = 6
-    """Retries per request on 429, 5xx, timeouts, connection errors and malformed bodies."""
-    timeout_s: float = 60.0
-    """Per-request timeout."""
-    backoff_base_s: float = 1.0
-    """First backoff ceiling; attempt k sleeps uniform(0, min(backoff_max_s, base * 2**k))."""
-    backoff_max_s: float = 60.0
-    """Cap of one backoff sleep."""
+class OpenAISettings(ClientSettings):
+    """`synth.openai`: an OpenAI-compatible endpoint (fields: `evals.api.ClientSettings`; retries
+    also cover malformed bodies)."""
 
 
 @dataclass(frozen=True)
@@ -175,13 +161,6 @@ class MalformedResponse(ValueError):
     """A response body without the fields of a chat completion."""
 
 
-def _retry_after(e: Exception) -> float:
-    try:
-        return float(e.response.headers.get("retry-after", 0))  # type: ignore[attr-defined]
-    except (AttributeError, TypeError, ValueError):
-        return 0.0
-
-
 def _parse_chat_response(response: Any) -> Completion:
     choices = getattr(response, "choices", None)
     if not isinstance(choices, list) or not choices:
@@ -278,25 +257,18 @@ class OpenAIBackend:
     def __init__(self, cfg: SynthConfig, sleep: Callable[[float], None] = time.sleep):
         import openai
 
-        s = cfg.openai
-        key = os.environ.get(s.api_key_env)
-        if not key:
-            raise SynthError(
-                f"synth.backend 'openai' needs the environment variable "
-                f"{s.api_key_env} (synth.openai.api_key_env)"
-            )
+        try:
+            self._client = make_client(cfg.openai, "synth.openai.api_key_env")
+        except RuntimeError as e:
+            raise SynthError(f"synth.backend 'openai': {e}") from e
         self.cfg = cfg
         self._openai = openai
-        self._client = openai.OpenAI(
-            api_key=key, base_url=s.base_url, timeout=s.timeout_s, max_retries=0
-        )
         self._sleep = sleep
-        self._rng = random.Random(cfg.seed)
         self._lock = threading.Lock()
         self.retries: dict[str, int] = {}
         """Retries by error kind, for the run's card."""
 
-    def _retryable(self, e: Exception) -> str | None:
+    def _retryable(self, e: BaseException) -> str | None:
         o = self._openai
         if isinstance(e, o.RateLimitError):
             return "429"
@@ -310,36 +282,40 @@ class OpenAIBackend:
             return "malformed"
         return None
 
+    def _count_retry(self, kind: str) -> None:
+        with self._lock:
+            self.retries[kind] = self.retries.get(kind, 0) + 1
+
     def _one(self, request: Request) -> Completion:
+        def call() -> Completion:
+            response = self._client.chat.completions.create(
+                model=self.cfg.model,
+                messages=request.messages,  # type: ignore[arg-type]
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                max_tokens=self.cfg.max_new_tokens,
+                seed=request.seed,
+            )
+            return _parse_chat_response(response)
+
         s = self.cfg.openai
-        for attempt in range(s.max_retries + 1):
-            try:
-                response = self._client.chat.completions.create(
-                    model=self.cfg.model,
-                    messages=request.messages,  # type: ignore[arg-type]
-                    temperature=self.cfg.temperature,
-                    top_p=self.cfg.top_p,
-                    max_tokens=self.cfg.max_new_tokens,
-                    seed=request.seed,
-                )
-                return _parse_chat_response(response)
-            except Exception as e:  # noqa: BLE001 - classified below
-                kind = self._retryable(e)
-                if kind is None:
-                    raise SynthError(f"request {request.key}: {type(e).__name__}: {e}") from e
-                with self._lock:
-                    self.retries[kind] = self.retries.get(kind, 0) + 1
-                    ceiling = min(s.backoff_max_s, s.backoff_base_s * 2**attempt)
-                    delay = self._rng.uniform(0, ceiling)
-                if kind == "429":  # honour the server's Retry-After, within the cap
-                    delay = max(delay, min(s.backoff_max_s, _retry_after(e)))
-                if attempt == s.max_retries:
-                    raise SynthError(
-                        f"request {request.key}: gave up after {attempt + 1} "
-                        f"attempts; last error {kind}: {e}"
-                    ) from e
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            return call_with_retries(
+                call,
+                s,
+                random.Random(request.seed),
+                self._count_retry,
+                classify=self._retryable,
+                sleep=self._sleep,
+            )
+        except Exception as e:  # noqa: BLE001 - classified below
+            kind = self._retryable(e)
+            if kind is None:
+                raise SynthError(f"request {request.key}: {type(e).__name__}: {e}") from e
+            raise SynthError(
+                f"request {request.key}: gave up after {s.max_retries + 1} "
+                f"attempts; last error {kind}: {e}"
+            ) from e
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         workers = max(1, min(self.cfg.openai.concurrency, len(requests)))
