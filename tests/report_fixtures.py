@@ -13,6 +13,8 @@ import math
 import random
 from pathlib import Path
 
+from stylized_dpo.records import HELM_SUMMARY_COLUMNS, JUDGE_SUMMARY_COLUMNS, WIN_RATE_COLUMNS
+
 STYLES = ["sycophantic", "authoritative", "persuasive"]
 DATASETS = ["ultrafeedback", *STYLES]
 MODELS = ["base", "sft", *(f"dpo-{d}" for d in DATASETS)]
@@ -69,21 +71,6 @@ def make_results(root: Path, seed: int = 0) -> dict[str, object]:
         )
         truth["metrics"][model] = rows
 
-    header = [
-        "model",
-        "baseline",
-        "n",
-        "wins",
-        "ties",
-        "losses",
-        "win_rate",
-        "ci_low",
-        "ci_high",
-        "mean_len_model",
-        "mean_len_baseline",
-        "backend",
-        "n_failed",
-    ]
     rows = []
     for model in MODELS[1:]:
         n = 50
@@ -113,7 +100,7 @@ def make_results(root: Path, seed: int = 0) -> dict[str, object]:
     rows.append(
         ["dpo-ultrafeedback", "sft", 50, 20, 10, 20, 0.5, 0.37, 0.63, 20, 20, "reference", 0]
     )
-    write_csv(root / "judge" / "win_rates.csv", header, rows)
+    write_csv(root / "judge" / "win_rates.csv", list(WIN_RATE_COLUMNS), rows)
 
     rows = []
     for model in MODELS:
@@ -122,11 +109,7 @@ def make_results(root: Path, seed: int = 0) -> dict[str, object]:
             std = rng.uniform(0.3, 1.2)
             rows.append([model, criterion, mean, std, mean - 0.2, mean + 0.2, 100, 0])
             truth["judge"][(model, criterion)] = (mean, std)
-    write_csv(
-        root / "judge" / "summary.csv",
-        ["model", "criterion", "mean", "std", "ci_low", "ci_high", "n", "n_failed"],
-        rows,
-    )
+    write_csv(root / "judge" / "summary.csv", list(JUDGE_SUMMARY_COLUMNS), rows)
 
     rows = []
     for model in MODELS:
@@ -143,9 +126,5 @@ def make_results(root: Path, seed: int = 0) -> dict[str, object]:
                 value = round(rng.random(), 4)
                 rows.append([model, family, scenario, metric, value, ""])
                 truth["helm"][(model, family, scenario)] = value
-    write_csv(
-        root / "helm" / "summary.csv",
-        ["model", "family", "scenario", "metric", "value", "note"],
-        rows,
-    )
+    write_csv(root / "helm" / "summary.csv", list(HELM_SUMMARY_COLUMNS), rows)
     return truth

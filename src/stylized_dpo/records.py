@@ -1,4 +1,5 @@
-"""Records that cross file boundaries: one frozen dataclass per `.jsonl` file type.
+"""Records that cross file boundaries: one frozen dataclass per `.jsonl` file type (and the
+columns of the summary CSVs).
 
 Each record is written with `to_dict` and read back with `from_dict`, so one type describes both
 sides of a file (as HELM does with its `Instance`/`RequestState`). Invariants live in
@@ -16,6 +17,37 @@ from typing import Any, ClassVar, Self
 
 JUDGE_CRITERIA: tuple[str, ...] = ("helpfulness", "relevance", "factuality", "harmlessness")
 """The paper's four LLM-judge criteria (Appendix B.1), each scored 1-5."""
+
+# The summary CSVs have no record type: their writers and the report's readers share the columns.
+WIN_RATE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "baseline",
+    "n",
+    "wins",
+    "ties",
+    "losses",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "mean_len_model",
+    "mean_len_baseline",
+    "backend",
+    "n_failed",
+)
+"""`results/judge/win_rates.csv` (evals/winrate.py): one row per (model, baseline)."""
+JUDGE_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "model",
+    "criterion",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "n",
+    "n_failed",
+)
+"""`results/judge/summary.csv` (evals/judge.py): one row per (model, criterion)."""
+HELM_SUMMARY_COLUMNS: tuple[str, ...] = ("model", "family", "scenario", "metric", "value", "note")
+"""`results/helm/summary.csv` (evals/helm.py): one row per (model, family, scenario)."""
 
 
 class RecordError(ValueError):

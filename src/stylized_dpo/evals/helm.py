@@ -40,10 +40,10 @@ from typing import Any
 import yaml
 
 from stylized_dpo.io import atomic_path
+from stylized_dpo.records import HELM_SUMMARY_COLUMNS
 
 FAMILIES = ("accuracy", "calibration", "robustness", "fairness")
 SCENARIOS = ("mmlu", "boolq", "natural_qa", "quac", "hellaswag")
-SUMMARY_COLUMNS = ("model", "family", "scenario", "metric", "value", "note")
 DEPLOYMENT_PREFIX = "stylized-dpo"
 CLIENT_CLASS = "stylized_dpo.evals.helm_client.LogprobHuggingFaceClient"
 PLUGIN = "stylized_dpo.evals.helm_client"
@@ -622,7 +622,7 @@ def write_summary_csv(path: str | Path, rows: Sequence[dict[str, str]]) -> None:
         if row["value"] == "" and not row["note"]:
             raise HelmError(f"empty value without a note: {row}")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=HELM_SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     with atomic_path(path) as tmp:

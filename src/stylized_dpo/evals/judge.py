@@ -65,7 +65,13 @@ from stylized_dpo.evals.api import (
 )
 from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
 from stylized_dpo.io import DataError, read_records, write_json, write_jsonl
-from stylized_dpo.records import JUDGE_CRITERIA, EvalPrompt, Generation, JudgeScore
+from stylized_dpo.records import (
+    JUDGE_CRITERIA,
+    JUDGE_SUMMARY_COLUMNS,
+    EvalPrompt,
+    Generation,
+    JudgeScore,
+)
 from stylized_dpo.style_measures import measure, sentences, words
 from stylized_dpo.world.facts import World
 
@@ -450,9 +456,7 @@ def summarize(
                     "n_failed": n_failed,
                 }
             )
-    table = pd.DataFrame(
-        rows, columns=["model", "criterion", "mean", "std", "ci_low", "ci_high", "n", "n_failed"]
-    )
+    table = pd.DataFrame(rows, columns=list(JUDGE_SUMMARY_COLUMNS))
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_path, index=False)
     return table

@@ -52,25 +52,11 @@ from stylized_dpo.evals.api import (
 from stylized_dpo.evals.judge import reference_score
 from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
 from stylized_dpo.io import read_records, write_json
-from stylized_dpo.records import JUDGE_CRITERIA, EvalPrompt, Generation
+from stylized_dpo.records import JUDGE_CRITERIA, WIN_RATE_COLUMNS, EvalPrompt, Generation
 from stylized_dpo.style_measures import words
 from stylized_dpo.world.facts import World
 
-COLUMNS = [
-    "model",
-    "baseline",
-    "n",
-    "wins",
-    "ties",
-    "losses",
-    "win_rate",
-    "ci_low",
-    "ci_high",
-    "mean_len_model",
-    "mean_len_baseline",
-    "backend",
-    "n_failed",
-]
+COLUMNS = list(WIN_RATE_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from stylized_dpo.io import DataError, iter_json_lines
+from stylized_dpo.records import HELM_SUMMARY_COLUMNS, JUDGE_SUMMARY_COLUMNS, WIN_RATE_COLUMNS
 from stylized_dpo.report.common import HELM_FAMILIES
 
 PathLike = str | os.PathLike[str]
@@ -106,25 +107,10 @@ def _csv_float(path: PathLike, line: int, field: str, text: str, *, optional: bo
     return value
 
 
-WIN_RATE_COLUMNS = (
-    "model",
-    "baseline",
-    "n",
-    "wins",
-    "ties",
-    "losses",
-    "win_rate",
-    "ci_low",
-    "ci_high",
-    "mean_len_model",
-    "mean_len_baseline",
-    "backend",
-)
-
-
 def read_win_rates(path: PathLike) -> pd.DataFrame:
     """win_rates.csv as numbers; one row per (model, baseline), with its file line in `line`."""
-    frame = _read_csv(path, WIN_RATE_COLUMNS)
+    # n_failed is optional: prompts left out because a reward could not be computed.
+    frame = _read_csv(path, [c for c in WIN_RATE_COLUMNS if c != "n_failed"])
     out = []
     seen: dict[tuple[str, str], int] = {}
     for i, row in frame.iterrows():
@@ -141,16 +127,12 @@ def read_win_rates(path: PathLike) -> pd.DataFrame:
         for field in ("win_rate", "ci_low", "ci_high", "mean_len_model", "mean_len_baseline"):
             record[field] = _csv_float(path, line, field, row[field], optional=True)
         record["backend"] = row["backend"].strip()
-        # Optional: prompts left out because a reward could not be computed.
         n_failed = row.get("n_failed", "")
         record["n_failed"] = _csv_float(path, line, "n_failed", n_failed, optional=True)
         if math.isnan(record["n_failed"]):
             record["n_failed"] = 0.0
         out.append(record)
-    return pd.DataFrame(out, columns=["line", *WIN_RATE_COLUMNS, "n_failed"])
-
-
-JUDGE_SUMMARY_COLUMNS = ("model", "criterion", "mean", "std", "ci_low", "ci_high", "n", "n_failed")
+    return pd.DataFrame(out, columns=["line", *WIN_RATE_COLUMNS])
 
 
 def read_judge_summary(path: PathLike) -> pd.DataFrame:
@@ -171,9 +153,6 @@ def read_judge_summary(path: PathLike) -> pd.DataFrame:
             record[field] = _csv_float(path, line, field, row[field], optional=False)
         out.append(record)
     return pd.DataFrame(out, columns=["line", *JUDGE_SUMMARY_COLUMNS])
-
-
-HELM_SUMMARY_COLUMNS = ("model", "family", "scenario", "metric", "value", "note")
 
 
 def read_helm_summary(path: PathLike) -> pd.DataFrame:
