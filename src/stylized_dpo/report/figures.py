@@ -45,16 +45,19 @@ def save_figure(fig: Figure, pdf: PathLike, png: PathLike) -> None:
         fig.savefig(tmp, format="png", dpi=PNG_DPI, bbox_inches="tight")
 
 
-def _label_below(fig: Figure, artist: Artist, label: str) -> None:
-    """Write the run label under `artist` (a legend below the axes); tight bbox keeps it in."""
+def label_below(
+    fig: Figure, artist: Artist, label: str, width: int = 130, gap: float = 0.02
+) -> None:
+    """Write the run label under `artist` (a legend below the axes), wrapped at `width`
+    characters, `gap` (figure fraction) below it; tight bbox keeps it in."""
     if not label:
         return
     fig.draw_without_rendering()
     box = artist.get_window_extent().transformed(fig.transFigure.inverted())
     fig.text(
         0.5,
-        box.y0 - 0.02,
-        "\n".join(textwrap.wrap(label, 130)),
+        box.y0 - gap,
+        "\n".join(textwrap.wrap(label, width)),
         ha="center",
         va="top",
         fontsize=7.5,
@@ -113,7 +116,7 @@ def figure2(
         bbox_to_anchor=(0.5, 0.0),
         frameon=False,
     )
-    _label_below(fig, legend, label)
+    label_below(fig, legend, label)
     save_figure(fig, pdf, png)
     plt.close(fig)
     return counts
@@ -198,7 +201,7 @@ def figure3(
     legend = ax.legend(
         loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False, fontsize=9
     )
-    _label_below(fig, legend, label)
+    label_below(fig, legend, label)
     save_figure(fig, pdf, png)
     plt.close(fig)
     return drawn

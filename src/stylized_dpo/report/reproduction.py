@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,7 +171,7 @@ def reproduction_figure(
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from stylized_dpo.report.figures import save_figure
+    from stylized_dpo.report.figures import label_below, save_figure
 
     colors = model_colors(styles)
     comparison = set(frame["comparison"])
@@ -236,18 +235,7 @@ def reproduction_figure(
                 "Its numbers are not expected to match the paper's; the panels show the "
                 "comparison's form, which a run of config/paper.yaml fills in."
             )
-        fig.draw_without_rendering()
-        box = legend.get_window_extent().transformed(fig.transFigure.inverted())
-        fig.text(
-            0.5,
-            box.y0 - 0.01,
-            "\n".join(textwrap.wrap(text, 140)),
-            ha="center",
-            va="top",
-            fontsize=7.5,
-            style="italic",
-            color="#444444",
-        )
+        label_below(fig, legend, text, width=140, gap=0.01)
     save_figure(fig, pdf, png)
     plt.close(fig)
     return drawn
