@@ -2,14 +2,10 @@
 
 import sys
 
-import torch
-
-from stylized_dpo.train.distributed import run_torchrun
-from stylized_dpo.train.sft import SFTConfig, train_sft
+from stylized_dpo.train.launch import train_stage
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
-torch.set_num_threads(snakemake.threads)
 params = snakemake.params
 kwargs = dict(
     model_dir=snakemake.input.model,
@@ -21,7 +17,4 @@ kwargs = dict(
     config={**params.sft, "seed": params.seed},
 )
 gpus = int(snakemake.resources.get("gpu", 0) or 0)
-if gpus > 1:  # DDP over the job's GPUs (config compute.gpus), through torchrun
-    run_torchrun("sft", kwargs, gpus, threads=max(1, snakemake.threads // gpus))
-else:
-    train_sft(**kwargs | {"config": SFTConfig.from_dict(kwargs["config"])})
+train_stage("sft", kwargs, gpus, snakemake.threads)  # torchrun DDP when gpus > 1

@@ -1,23 +1,27 @@
-"""Entry point of one torchrun process: `python -m stylized_dpo.train.launch JOB.json`.
+"""Running a training stage (pretrain, sft, dpo) from its arguments, in this process or under
+torchrun.
 
-Written by `run_torchrun`; runs the stage's ordinary training function, which finds its rank in
-torchrun's environment (see `distributed.py`).
+`train_stage` is what the workflow's training scripts call. Under torchrun each process runs
+`python -m stylized_dpo.train.launch JOB.json` (written by `run_torchrun`), which runs the
+stage's ordinary training function; that function finds its rank in torchrun's environment
+(see `distributed.py`).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from stylized_dpo.train.distributed import run_torchrun
 
-def main(spec_path: str) -> None:
-    spec = json.loads(open(spec_path).read())
-    torch.set_num_threads(int(spec["threads"]))
-    kwargs = dict(spec["kwargs"])
-    stage = spec["stage"]
+
+def run_stage(stage: str, kwargs: dict[str, Any]) -> None:
+    """Run one stage in this process; `kwargs` are its function's arguments, the config a dict."""
+    kwargs = dict(kwargs)
     if stage == "sft":
         from stylized_dpo.train.sft import SFTConfig, train_sft
 
@@ -34,7 +38,23 @@ def main(spec_path: str) -> None:
         config = PretrainConfig.from_dict(kwargs.pop("config"))
         pretrain_base(**kwargs, config=config)
     else:
-        raise ValueError(f"{spec_path}: unknown stage {stage!r} (sft, dpo, pretrain)")
+        raise ValueError(f"unknown training stage {stage!r} (sft, dpo, pretrain)")
+
+
+def train_stage(stage: str, kwargs: dict[str, Any], gpus: int, threads: int) -> None:
+    """A workflow training job: DDP over the job's `gpus` through torchrun when there are several
+    (config compute.gpus), else this process with `threads` torch threads."""
+    if gpus > 1:
+        run_torchrun(stage, kwargs, gpus, threads=max(1, threads // gpus))
+    else:
+        torch.set_num_threads(threads)
+        run_stage(stage, kwargs)
+
+
+def main(spec_path: str) -> None:
+    spec = json.loads(open(spec_path).read())
+    torch.set_num_threads(int(spec["threads"]))
+    run_stage(spec["stage"], spec["kwargs"])
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
