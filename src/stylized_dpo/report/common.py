@@ -37,7 +37,6 @@ SCENARIO_NAMES: dict[str, str] = {
 }
 """HELM scenario names as the paper's Tables 5-8 print them."""
 
-HELM_FAMILIES: tuple[str, ...] = ("accuracy", "calibration", "robustness", "fairness")
 """The four HELM metric families of the paper's Table 4, in its column order."""
 
 
