@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES
 from stylized_dpo.io import atomic_path
 from stylized_dpo.report.common import (
-    HELM_FAMILIES,
     SCENARIO_NAMES,
     display_name,
     dpo_models,
