@@ -7,13 +7,15 @@ It imports only what crfm-helm's own environment has (torch, transformers, helm)
 Why: crfm-helm 0.5.16's `HuggingFaceClient` decodes greedy requests by sampling at temperature
 1e-7 and reads log-probs from the post-temperature scores, so every generated token comes back
 with log-prob 0, `max_prob` is 1 for every answer and HELM skips calibration (ECE) for the
-generation scenarios. This client differs from HELM's server in three ways only:
+generation scenarios. This client differs from HELM's in four ways only:
 - temperature 0 is decoded greedily (`do_sample=False`), other temperatures are sampled;
 - generated-token log-probs come from the raw logits (`output_logits=True`), i.e. the model's
   own next-token distribution, as API providers report them;
 - generation also stops at the model's end-of-sequence tokens (`generation_config.eos_token_id`),
   which are dropped from the returned text like a stop sequence. HELM's server replaces the
   model's EOS by a one-token stop sequence, so a chat model would run on past its end of turn.
+- scoring requests (echo, no new tokens) of a chat model are scored without the chat template
+  (`LogprobHuggingFaceClient.get_prompt`), so the scored tokens are the continuation.
 Everything else (prompt handling, chat template, caching, truncation) is HELM's.
 """
 
@@ -134,6 +136,25 @@ class LogprobHuggingFaceServer(HuggingFaceServer):
 
 class LogprobHuggingFaceClient(HuggingFaceClient):
     """HELM's HuggingFaceClient serving requests through `LogprobHuggingFaceServer`."""
+
+    def get_prompt(self, request: Request) -> str:
+        """HELM's prompt, except that scoring requests of a chat model keep the text as is.
+
+        A scoring request (echo, no new tokens: `multiple_choice_separate` such as HellaSwag)
+        asks for the log-prob of a continuation; HELM's metric reads it from the last tokens of
+        the echoed sequence. With the chat template applied, those last tokens are the template's
+        end-of-turn and assistant header, not the continuation, so every choice would be scored
+        on the same template tokens. Scoring the plain text (as likelihood evaluations of chat
+        models usually do) measures the continuation.
+        """
+        if (
+            self._apply_chat_template
+            and request.echo_prompt
+            and request.max_tokens == 0
+            and not request.messages
+        ):
+            return request.prompt
+        return super().get_prompt(request)
 
     def make_request(self, request: Request) -> RequestResult:
         servers = HuggingFaceServerFactory._servers
