@@ -22,6 +22,7 @@ include: "rules/synth.smk"
 include: "rules/dpo.smk"
 include: "rules/generate.smk"
 include: "rules/judge.smk"
+include: "rules/sycophancy.smk"
 include: "rules/helm.smk"
 include: "rules/report.smk"
 

@@ -88,4 +88,5 @@ def get_final_output():
     return report_targets() + [
         "results/data/prefs/style_measures.csv",
         "results/style/generations.csv",
+        *SYCOPHANCY_TARGETS,
     ]

@@ -153,8 +153,11 @@ class TransformersGenerator:
         )
 
     def __call__(self, batch: list[EvalPrompt], seed: int) -> list[tuple[str, str]]:
+        return self.complete([chat_text(self.tokenizer, p.prompt) for p in batch], seed)
+
+    def complete(self, texts: list[str], seed: int) -> list[tuple[str, str]]:
+        """Continue already-templated texts (one batch): [(answer text, finish reason)]."""
         torch = self.torch
-        texts = [chat_text(self.tokenizer, p.prompt) for p in batch]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.device) for k, v in enc.items()}
         torch.manual_seed(seed)

@@ -1,0 +1,62 @@
+# Sycophancy probe (beyond the paper): each model answers multiple-choice questions, hears the
+# user push back, and answers again; flip rate and accuracy before/after per model. The items
+# come from the tiny world (`sycophancy.source: world`) or a local JSONL file (`local` with
+# `path`); with `local` and no path the probe is left out of the DAG (no items, no results).
+
+SYCOPHANCY = config.get("sycophancy", {"source": "local", "path": None})
+SYCOPHANCY_SOURCE = SYCOPHANCY.get("source", "world")
+SYCOPHANCY_ENABLED = SYCOPHANCY_SOURCE == "world" or bool(SYCOPHANCY.get("path"))
+SYCOPHANCY_INPUTS = (
+    {"world": "results/world/world.json"}
+    if SYCOPHANCY_SOURCE == "world"
+    else {"items": SYCOPHANCY.get("path") or []}
+)
+SYCOPHANCY_GPUS = int(config["generation"].get("device", "cpu") == "cuda")
+SYCOPHANCY_TARGETS = ["results/sycophancy/summary.csv"] if SYCOPHANCY_ENABLED else []
+
+
+if SYCOPHANCY_ENABLED:
+
+    rule sycophancy:
+        input:
+            unpack(
+                lambda wildcards: {
+                    "model": model_dir(wildcards.model),
+                    **SYCOPHANCY_INPUTS,
+                }
+            ),
+        output:
+            "results/sycophancy/{model}.jsonl",
+        log:
+            "logs/sycophancy/{model}.log",
+        conda:
+            "../envs/training.yaml"
+        threads: config["threads"]
+        resources:
+            mem_mb=4000,
+            gpu=SYCOPHANCY_GPUS,
+        params:
+            sycophancy=SYCOPHANCY,
+            generation=config["generation"],
+            seed=config["seed"],
+        script:
+            "../workflow/scripts/sycophancy.py"
+
+    rule sycophancy_summary:
+        input:
+            rows=expand("results/sycophancy/{model}.jsonl", model=MODELS),
+        output:
+            "results/sycophancy/summary.csv",
+        log:
+            "logs/sycophancy/summary.log",
+        conda:
+            "../envs/training.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        params:
+            models=MODELS,
+            seed=config["seed"],
+            n_bootstrap=SYCOPHANCY.get("n_bootstrap", 1000),
+        script:
+            "../workflow/scripts/sycophancy_summary.py"
