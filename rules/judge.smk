@@ -21,7 +21,14 @@ JUDGE_EXTRA_INPUTS = (
     if JUDGE_BACKEND == "reference"
     else {"template": config["judge"]["prompt"]}
 )
-WIN_RATE_EXTRA_INPUTS = GROUND_TRUTH if WIN_RATE_BACKEND == "reference" else {}
+WIN_RATE_EXTRA_INPUTS = {
+    "reference": GROUND_TRUTH,
+    "pairwise_judge": {
+        "template": config["win_rates"].get(
+            "prompt", "config/prompts/pairwise_judge.txt"
+        )
+    },
+}.get(WIN_RATE_BACKEND, {})
 REWARD_MODEL_GPUS = int(
     WIN_RATE_BACKEND == "reward_model"
     and config["win_rates"].get("device", "cpu") == "cuda"

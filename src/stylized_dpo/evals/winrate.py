@@ -23,7 +23,18 @@ Reward backends:
   retried, then failed. Retries, backoff, key-from-env and the disk cache are `evals/api.py`'s.
 - `reward_model` — a local `AutoModelForSequenceClassification` with one output (e.g. a
   Transformers reward model); the conversation is rendered with its tokenizer's chat template.
-A pair with a failed reward on either side is dropped and counted (`n_failed`).
+- `pairwise_judge` — not a reward: an LLM judge at an OpenAI-compatible endpoint (`model`,
+  `base_url`) reads the prompt and both answers (`prompt`: config/prompts/pairwise_judge.txt)
+  and ends its reply with `Verdict: A`, `Verdict: B` or `Verdict: tie`. Each pair is judged in
+  both orders (model answer first, then baseline answer first); the model wins only when both
+  orders prefer it, loses only when both prefer the baseline, and every other combination
+  (a disagreement between the orders, or a tie) is a tie — a judge that favours a position
+  cannot turn that bias into wins (as MT-Bench guards its pairwise judge). A reply without
+  exactly one verdict, or cut off at `max_tokens`, is invalid: asked again, then failed.
+  Retries, backoff, key-from-env and the disk cache (keyed by judge model, template hash,
+  prompt and both answers in order) are `evals/api.py`'s.
+A pair with a failed reward (or a failed verdict in either order) is dropped and counted
+(`n_failed`).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +60,7 @@ from stylized_dpo.evals.api import (
     cache_key,
     make_client,
     run_items,
+    text_hash,
 )
 from stylized_dpo.evals.judge import reference_score
 from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
@@ -65,9 +78,10 @@ class WinRateConfig(ApiConfig):
     from `ApiConfig`."""
 
     backend: str = "reference"
-    """`reference` (stand-in), `reward_api` or `reward_model`."""
+    """`reference` (stand-in), `reward_api`, `reward_model` or `pairwise_judge`."""
     model: str | None = None
-    """Reward model: served name (reward_api) or local path / hub name (reward_model)."""
+    """Reward model: served name (reward_api) or local path / hub name (reward_model); the
+    judge model's served name (pairwise_judge)."""
     baseline: str = "base"
     n_prompts: int = 50
     base_url: str | None = "https://integrate.api.nvidia.com/v1"
@@ -82,6 +96,12 @@ class WinRateConfig(ApiConfig):
     device: str = "cpu"
     dtype: str = "float32"
     n_bootstrap: int = 1000
+    prompt: str = "config/prompts/pairwise_judge.txt"
+    """Prompt template of the pairwise judge."""
+    temperature: float = 0.0
+    """Pairwise judge sampling temperature (0 for repeatability)."""
+    max_tokens: int = 512
+    """Cap on the pairwise judge's reply."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WinRateConfig:
@@ -92,7 +112,7 @@ class WinRateConfig(ApiConfig):
 
     def reward_model(self) -> str:
         if not self.model:
-            raise ValueError("win_rates.model must name the reward model")
+            raise ValueError("win_rates.model must name the reward model (or pairwise judge)")
         return self.model
 
 
@@ -267,12 +287,20 @@ def compute_win_rates(
                 pairs[(m, pid)] = None
     keys = list(pairs)
     stats_report: dict[str, Any] = {"backend": config.backend}
-    if config.backend == "reference":
+    # (model, prompt id) -> (model's reward, baseline's reward), None where one failed.
+    versus: dict[tuple[str, str], tuple[float, float] | None]
+    values: list[float | None] = []
+    if config.backend == "pairwise_judge":
+        scores, stats = _pairwise_scores(gens, others, chosen, config, client)
+        stats_report.update(stats.to_dict())
+        # The model's score against the baseline (1 win, 0.5 tie, 0 loss) and its complement.
+        versus = {k: None if v is None else (v, 1.0 - v) for k, v in scores.items()}
+        keys = [k for k in scores for _ in range(2)]  # each pair judged in both orders
+    elif config.backend == "reference":
         if prompts_path is None or world_path is None:
             raise ValueError("the reference win-rate backend needs the eval prompts and the world")
         prompts = {p.prompt_id: p for p in read_records(prompts_path, EvalPrompt)}
         world = World.load(world_path)
-        values: list[float | None] = []
         for m, pid in keys:
             p = prompts[pid]
             s = reference_score(gens[m][pid], p, world.value_pool(p.metadata["attribute"]))
@@ -288,19 +316,24 @@ def compute_win_rates(
         )
     else:
         raise ValueError(f"unknown win_rates backend '{config.backend}'")
-    reward = dict(zip(keys, values, strict=True))
+    if config.backend != "pairwise_judge":
+        reward = dict(zip(keys, values, strict=True))
+        versus = {
+            (m, pid): (reward[(m, pid)], reward[(config.baseline, pid)])
+            if reward.get((m, pid)) is not None and reward[(config.baseline, pid)] is not None
+            else None
+            for m in others
+            for pid in chosen
+            if pid in gens[m]
+        }
 
     rows = []
     for m in others:
         both = [pid for pid in chosen if pid in gens[m]]
-        ok = [
-            pid
-            for pid in both
-            if reward.get((m, pid)) is not None and reward[(config.baseline, pid)] is not None
-        ]
+        ok = [pid for pid in both if versus.get((m, pid)) is not None]
         wr = win_rate(
-            [reward[(m, pid)] for pid in ok],  # type: ignore[misc]
-            [reward[(config.baseline, pid)] for pid in ok],  # type: ignore[misc]
+            [versus[(m, pid)][0] for pid in ok],  # type: ignore[index]
+            [versus[(m, pid)][1] for pid in ok],  # type: ignore[index]
             seeded_rng(seed, m, config.baseline),
             config.n_bootstrap,
         )
@@ -323,6 +356,105 @@ def compute_win_rates(
     if run_path is not None:
         write_json(run_path, {**stats_report, "n_prompts": len(chosen), "pairs_scored": len(keys)})
     return table
+
+
+_PAIRWISE_PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b)\}")
+_VERDICT = re.compile(r"verdict\s*:\s*[*_`\[(]*\s*(A|B|tie)\b", re.IGNORECASE)
+
+
+def render_pairwise(template: str, question: str, answer_a: str, answer_b: str) -> str:
+    """Fill `{question}`, `{answer_a}`, `{answer_b}` in one pass (braces inside the filled texts
+    are never re-read as placeholders)."""
+    for name in ("{question}", "{answer_a}", "{answer_b}"):
+        if name not in template:
+            raise ValueError(f"the pairwise judge template must contain {name}")
+    values = {"question": question, "answer_a": answer_a, "answer_b": answer_b}
+    return _PAIRWISE_PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def parse_verdict(content: Any) -> str:
+    """`A`, `B` or `tie` from a pairwise judge's reply; exactly one distinct verdict, else
+    `InvalidReply`."""
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidReply("empty reply")
+    found = {m.group(1).upper() for m in _VERDICT.finditer(content)}
+    if len(found) != 1:
+        raise InvalidReply(
+            "no 'Verdict: A|B|tie' line" if not found else f"conflicting verdicts {sorted(found)}"
+        )
+    verdict = found.pop()
+    return "tie" if verdict == "TIE" else verdict
+
+
+def _parse_pairwise_completion(data: dict[str, Any]) -> str:
+    choices = data.get("choices") or []
+    if not choices:
+        raise InvalidReply("no choices in the reply")
+    if choices[0].get("finish_reason") == "length":
+        raise InvalidReply("reply cut off at the token limit")
+    return parse_verdict((choices[0].get("message") or {}).get("content"))
+
+
+def pairwise_outcome(model_first: str, model_second: str) -> float:
+    """The model's score against the baseline from the verdicts of both orders: `model_first`
+    when the model's answer was A, `model_second` when it was B. 1 win, 0 loss, 0.5 tie; orders
+    that disagree are a tie."""
+    first = {"A": 1.0, "B": 0.0, "tie": 0.5}[model_first]
+    second = {"A": 0.0, "B": 1.0, "tie": 0.5}[model_second]
+    return first if first == second else 0.5
+
+
+def pairwise_verdicts(
+    triples: list[tuple[str, str, str]], config: WinRateConfig, client: Any = None
+) -> tuple[list[str | None], CallStats]:
+    """The judge's verdict for each (prompt, answer A, answer B); None where it failed."""
+    model = config.reward_model()
+    template = Path(config.prompt).read_text(encoding="utf-8")
+    render_pairwise(template, "", "", "")  # fail early on a template without the placeholders
+    template_id = text_hash(template)
+    client = client if client is not None else make_client(config, "win_rates.api_key_env")
+    store = DiskCache(config.cache_dir)
+    stats = CallStats()
+    unique = {cache_key("pairwise", model, template_id, *t): t for t in triples}
+
+    def work(key: str) -> str:
+        message = render_pairwise(template, *unique[key])
+
+        def request() -> Any:
+            return client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": message}],
+                temperature=config.temperature,
+                max_tokens=config.max_tokens,
+            )
+
+        return ask(request, _parse_pairwise_completion, store, key, config, stats)
+
+    results = run_items(list(unique), work, config, stats, desc=f"pairwise {model}")
+    keys = [cache_key("pairwise", model, template_id, *t) for t in triples]
+    return [results.get(k) for k in keys], stats
+
+
+def _pairwise_scores(
+    gens: dict[str, dict[str, Generation]],
+    others: list[str],
+    chosen: list[str],
+    config: WinRateConfig,
+    client: Any,
+) -> tuple[dict[tuple[str, str], float | None], CallStats]:
+    """(model, prompt id) -> the model's score against the baseline (None: a failed order)."""
+    base = gens[config.baseline]
+    pairs = [(m, pid) for m in others for pid in chosen if pid in gens[m] and pid in base]
+    triples = []
+    for m, pid in pairs:
+        prompt, mine, theirs = base[pid].prompt, gens[m][pid].response, base[pid].response
+        triples += [(prompt, mine, theirs), (prompt, theirs, mine)]
+    verdicts, stats = pairwise_verdicts(triples, config, client=client)
+    scores: dict[tuple[str, str], float | None] = {}
+    for i, key in enumerate(pairs):
+        first, second = verdicts[2 * i], verdicts[2 * i + 1]
+        scores[key] = None if first is None or second is None else pairwise_outcome(first, second)
+    return scores, stats
 
 
 def _mean_len(texts: list[str]) -> float:
