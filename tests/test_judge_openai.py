@@ -219,7 +219,9 @@ def test_a_crash_mid_run_never_pays_twice(tmp_path: Path) -> None:
         judge_model(*args, client=client)
     assert not (tmp_path / "o.jsonl").exists()
     before = len(calls)
-    assert before in (4, 5)  # the worker may have started one more item before the stop
+    # The worker thread may have started further items before the main thread saw the crash
+    # and stopped the pool; whatever was answered is cached.
+    assert 4 <= before <= 6
     run = judge_model(*args, client=client)
     # Every answer cached before the crash is reused; only the others are asked for.
     assert run["cached"] == before - 1 and run["api_calls"] == 6 - run["cached"]
