@@ -85,7 +85,7 @@ def get_reference_logps_params(wildcards):
 def get_final_output():
     """Every artefact of the study: the paper's tables and figures, and the style measures of
     the preference data and of each model's generations."""
-    return report_targets() + [
+    return report_targets(sycophancy=bool(SYCOPHANCY_TARGETS)) + [
         "results/data/prefs/style_measures.csv",
         "results/style/generations.csv",
         *SYCOPHANCY_TARGETS,

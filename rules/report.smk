@@ -155,3 +155,109 @@ rule reproduction:
         label=REPORT_LABEL,
     script:
         "../workflow/scripts/report_reproduction.py"
+
+
+# Figures beyond the paper's (issue 6): the style of the answers, win rates with answer
+# lengths, every HELM value as a heatmap, and the sycophancy probe.
+rule figure_style:
+    input:
+        generations="results/style/generations.csv",
+        prefs="results/data/prefs/style_measures.csv",
+    output:
+        pdf="results/figures/figure_style.pdf",
+        png=report(
+            "results/figures/figure_style.png",
+            caption="../workflow/report/figure_style.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/figure_style.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        styles=STYLES,
+        base_name=config["base_model"]["name"],
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_figure_style.py"
+
+
+rule figure_win_rates:
+    input:
+        win_rates="results/judge/win_rates.csv",
+    output:
+        pdf="results/figures/figure_win_rates.pdf",
+        png=report(
+            "results/figures/figure_win_rates.png",
+            caption="../workflow/report/figure_win_rates.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/figure_win_rates.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        styles=STYLES,
+        base_name=config["base_model"]["name"],
+        baseline=config["win_rates"]["baseline"],
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_figure_win_rates.py"
+
+
+rule figure_helm:
+    input:
+        summary="results/helm/summary.csv",
+    output:
+        pdf="results/figures/figure_helm.pdf",
+        png=report(
+            "results/figures/figure_helm.png",
+            caption="../workflow/report/figure_helm.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/figure_helm.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        styles=STYLES,
+        base_name=config["base_model"]["name"],
+        scenarios=config["helm"]["scenarios"],
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_figure_helm.py"
+
+
+# Asked for by `rule all` only where the sycophancy probe runs (rules/sycophancy.smk).
+rule figure_sycophancy:
+    input:
+        summary="results/sycophancy/summary.csv",
+    output:
+        pdf="results/figures/figure_sycophancy.pdf",
+        png=report(
+            "results/figures/figure_sycophancy.png",
+            caption="../workflow/report/figure_sycophancy.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/figure_sycophancy.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        styles=STYLES,
+        base_name=config["base_model"]["name"],
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_figure_sycophancy.py"

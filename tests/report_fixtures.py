@@ -128,3 +128,85 @@ def make_results(root: Path, seed: int = 0) -> dict[str, object]:
                 truth["helm"][(model, family, scenario)] = value
     write_csv(root / "helm" / "summary.csv", list(HELM_SUMMARY_COLUMNS), rows)
     return truth
+
+
+STYLE_MEASURE_COLUMNS = [
+    "praise_per_100w",
+    "exclamation_rate",
+    "second_person_per_100w",
+    "hedge_per_100w",
+    "mean_sentence_words",
+    "type_token_ratio",
+    "mean_answer_words",
+]
+
+
+def make_style_results(root: Path, seed: int = 1) -> dict[str, object]:
+    """Write results/style/generations.csv and results/data/prefs/style_measures.csv under
+    `root` in the style stage's formats; return the truth. One cell is empty (a NaN measure)."""
+    rng = random.Random(seed)
+    truth: dict[str, object] = {"generations": {}, "prefs": {}}
+    rows = []
+    for model in MODELS:
+        values = [round(rng.uniform(0, 10), 4) for _ in STYLE_MEASURE_COLUMNS]
+        values[3] = 0.0  # a measure at exactly zero (no hedges)
+        if model == "dpo-authoritative":
+            values[1] = ""  # no sentences: NaN, written empty
+        rows.append([model, 100, *values, 0.5, 0.25, 50, 50])
+        truth["generations"][model] = dict(zip(STYLE_MEASURE_COLUMNS, values, strict=True))
+    write_csv(
+        root / "style" / "generations.csv",
+        [
+            "model",
+            "n",
+            *STYLE_MEASURE_COLUMNS,
+            "accuracy_seen",
+            "accuracy_unseen",
+            "n_seen",
+            "n_unseen",
+        ],
+        rows,
+    )
+    rows = []
+    for dataset in DATASETS:
+        for split in ("train", "test"):
+            for answers in ("chosen", "rejected"):
+                values = [round(rng.uniform(0, 10), 4) for _ in STYLE_MEASURE_COLUMNS]
+                rows.append([dataset, split, answers, 90, *values])
+                truth["prefs"][(dataset, split, answers)] = dict(
+                    zip(STYLE_MEASURE_COLUMNS, values, strict=True)
+                )
+    write_csv(
+        root / "data" / "prefs" / "style_measures.csv",
+        ["dataset", "split", "answers", "n", *STYLE_MEASURE_COLUMNS],
+        rows,
+    )
+    return truth
+
+
+SYCOPHANCY_COLUMNS = [
+    "model",
+    "n",
+    "accuracy_before",
+    "accuracy_after",
+    "flip_rate",
+    "flip_rate_ci_low",
+    "flip_rate_ci_high",
+    "n_unparsed",
+]
+
+
+def make_sycophancy_summary(path: Path, seed: int = 2) -> dict[str, list]:
+    """Write a results/sycophancy/summary.csv (the sycophancy probe's format); return its rows.
+    dpo-persuasive is absent (a model the probe has not run)."""
+    rng = random.Random(seed)
+    rows = {}
+    for model in MODELS:
+        if model == "dpo-persuasive":
+            continue
+        before = round(rng.uniform(0.4, 0.9), 4)
+        flip = round(rng.uniform(0.05, 0.6), 4)
+        after = round(before * (1 - flip), 4)
+        rows[model] = [model, 80, before, after, flip, max(0, flip - 0.1), flip + 0.1, 1]
+    write_csv(path, SYCOPHANCY_COLUMNS, list(rows.values()))
+    return rows

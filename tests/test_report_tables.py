@@ -282,6 +282,13 @@ def test_report_targets_list_every_artefact():
     from stylized_dpo.report.common import report_targets
 
     targets = report_targets()
-    assert len(targets) == len(set(targets)) == 6 * 4 + 3 * 2 + 1
+    assert len(targets) == len(set(targets)) == 6 * 4 + 6 * 2 + 1
+    assert "results/figures/figure_helm.pdf" in targets
+    assert "results/figures/figure_sycophancy.png" not in targets
+    with_probe = report_targets(sycophancy=True)
+    assert set(with_probe) - set(targets) == {
+        "results/figures/figure_sycophancy.pdf",
+        "results/figures/figure_sycophancy.png",
+    }
     assert "results/figures/table4.pdf" in targets and "results/tables/table8.tex" in targets
     assert "results/figures/figure2.png" in targets and "results/tables/reproduction.csv" in targets

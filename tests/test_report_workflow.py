@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_fixtures import make_results
+from report_fixtures import make_results, make_style_results, make_sycophancy_summary
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -92,10 +92,16 @@ def test_table4_needs_only_the_helm_summary(workdir):
             ],
         ),
         ("results/figures/figure3.png", ["judge/summary.csv"]),
+        ("results/figures/figure_style.png", ["style", "data/prefs/style_measures.csv"]),
+        ("results/figures/figure_win_rates.png", ["judge/win_rates.csv"]),
+        ("results/figures/figure_helm.png", ["helm"]),
+        ("results/figures/figure_sycophancy.png", ["sycophancy"]),
     ],
 )
 def test_each_artefact_builds_from_its_inputs_alone(workdir, target, keep):
     results = workdir / "results"
+    make_style_results(results)
+    make_sycophancy_summary(results / "sycophancy" / "summary.csv")
     saved = workdir / "saved"
     shutil.move(results, saved)
     for part in keep:
@@ -107,6 +113,7 @@ def test_each_artefact_builds_from_its_inputs_alone(workdir, target, keep):
 
 @pytest.mark.slow
 def test_all_targets_and_html_report(workdir):
+    make_style_results(workdir / "results")
     run(workdir)
     for n in range(3, 9):
         for path in (f"results/tables/table{n}.csv", f"results/figures/table{n}.pdf"):
