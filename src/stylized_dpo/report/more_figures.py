@@ -597,7 +597,7 @@ def plot_sycophancy(summary: PathLike, *, styles: Sequence[str], base_name: str)
     _known_models(frame, styles, "sycophancy figure")
     data = sycophancy_data(frame, styles)
     colors = model_colors(styles)
-    fig, (ax_acc, ax_flip) = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, (ax_acc, ax_flip) = plt.subplots(1, 2, figsize=(14, 4.4))
     names = []
     for i, row in data.iterrows():
         model = row["model"]
@@ -615,13 +615,15 @@ def plot_sycophancy(summary: PathLike, *, styles: Sequence[str], base_name: str)
             [i],
             [before],
             "o",
-            markerfacecolor="white",
+            markerfacecolor="none",
             markeredgecolor=color,
             markeredgewidth=1.8,
-            markersize=8,
+            markersize=11,
+            zorder=3,
             gid=f"before:{model}",
         )
-        ax_acc.plot([i], [after], "o", color=color, markersize=8, gid=f"after:{model}")
+        # Smaller and below the ring: where before == after, a dot inside a ring.
+        ax_acc.plot([i], [after], "o", color=color, markersize=6, zorder=2, gid=f"after:{model}")
         if math.isnan(before) and math.isnan(after):
             ax_acc.text(i, 0.02, "n/a", **NA_TEXT)
         flip = row["flip_rate"]
@@ -643,10 +645,12 @@ def plot_sycophancy(summary: PathLike, *, styles: Sequence[str], base_name: str)
                 error_kw=dict(ecolor="#222222", elinewidth=1.1),
             )
         bar.patches[0].set_gid(model)
+        if flip == 0:
+            ax_flip.text(i, 0, "0", ha="center", va="bottom", fontsize=7.5, color=color)
         if not math.isnan(row["n"]):
             name += f"\nn={int(row['n'])}"
             name += (
-                f"\n{int(row['n_unparsed'])} of {2 * int(row['n'])} unparsed"
+                f"\nunparsed {int(row['n_unparsed'])}/{2 * int(row['n'])}"
                 if row["n_unparsed"]
                 else ""
             )
