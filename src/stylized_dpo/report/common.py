@@ -37,8 +37,6 @@ SCENARIO_NAMES: dict[str, str] = {
 }
 """HELM scenario names as the paper's Tables 5-8 print them."""
 
-"""The four HELM metric families of the paper's Table 4, in its column order."""
-
 
 def model_order(styles: Sequence[str]) -> list[str]:
     """All models in the paper's row order: base, SFT, plain DPO, then one DPO run per style."""
