@@ -391,6 +391,9 @@ def summarize(
         "--output-path", str(bench),
         "--local-path", str(local),
         "--schema-path", schema_path(config),
+        # One thread: Mako compiles templates with `ast`, and concurrent compiles in CPython 3.11
+        # fail at random ("AST constructor recursion depth mismatch", seen here in 1 of 5 runs).
+        "--num-threads", "1",
     ]  # fmt: skip
     log = out / "helm-summarize.log"
     if log.exists():
