@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES
+from stylized_dpo.evals.helm import SCENARIOS as HELM_SCENARIOS
 from stylized_dpo.io import atomic_path
 from stylized_dpo.report.common import (
     SCENARIO_NAMES,
@@ -545,7 +546,7 @@ def build_family_table(
     *,
     styles: Sequence[str],
     base_name: str,
-    scenarios: Sequence[str] = ("mmlu", "boolq", "natural_qa", "quac", "hellaswag"),
+    scenarios: Sequence[str] = HELM_SCENARIOS,
     label: str = "",
 ) -> Table:
     """Tables 5-8: one HELM family's mean win rate and per-scenario values."""
@@ -600,7 +601,7 @@ def build_helm_table(
     *,
     styles: Sequence[str],
     base_name: str,
-    scenarios: Sequence[str] = ("mmlu", "boolq", "natural_qa", "quac", "hellaswag"),
+    scenarios: Sequence[str] = HELM_SCENARIOS,
     label: str = "",
 ) -> Table:
     """Table `number` (4-8) from a HELM summary."""

@@ -55,7 +55,6 @@ N_TRAIN = 10
 NQ_FILES = 5
 """HELM reads exactly `nq-dev-00` .. `nq-dev-04`."""
 
-SCENARIO_DIRS = ("mmlu", "boolq", "natural_qa", "quac", "hellaswag")
 
 # Stand-in SAE -> AAVE spellings (see the module docstring).
 SAE_TO_AAVE: dict[str, list[str]] = {
