@@ -1,10 +1,58 @@
 # The base model: pretrained here on the world corpus (the miniature) or fetched from the hub.
-if config["base_model"]["source"] == "pretrain":
+# Its tokenizer is a rule of its own: the tokenised shards depend on it and not on the weights.
+BASE_SOURCE = config["base_model"]["source"]
+TOKENIZER = config["base_model"].get("tokenizer", {})
+CHAT_TEMPLATE = TOKENIZER.get("chat_template")
+# Only what makes the tokenizer: a new display name or architecture must not rebuild the shards.
+TOKENIZER_SPEC = (
+    {
+        "source": "pretrain",
+        "vocab_size": TOKENIZER.get("vocab_size"),
+        "model_max_length": config["base_model"]
+        .get("architecture", {})
+        .get("max_position_embeddings", 512),
+    }
+    if BASE_SOURCE == "pretrain"
+    else {
+        "source": "hub",
+        "name": config["base_model"]["name"],
+        "revision": config["base_model"].get("revision"),
+    }
+)
+
+
+rule tokenizer:
+    input:
+        **(
+            {
+                "corpus": "results/world/corpus.jsonl",
+                "chats": "results/data/sft/train.jsonl",
+            }
+            if BASE_SOURCE == "pretrain"
+            else {}
+        ),
+        **({"chat_template": CHAT_TEMPLATE} if CHAT_TEMPLATE else {}),
+    output:
+        tokenizer=directory("results/tokenizer"),
+    log:
+        "logs/tokenizer/tokenizer.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        spec=TOKENIZER_SPEC,
+    script:
+        "../workflow/scripts/tokenizer.py"
+
+
+if BASE_SOURCE == "pretrain":
 
     rule pretrain_base:
         input:
             corpus="results/world/corpus.jsonl",
-            chats="results/data/sft/train.jsonl",
+            tokenizer="results/tokenizer",
         output:
             model=directory("results/models/base"),
             metrics="results/train/base/metrics.jsonl",
@@ -21,7 +69,6 @@ if config["base_model"]["source"] == "pretrain":
             gpu_mem_mb=GPU_MEM_MB,
             runtime=RUNTIME_MIN["pretrain_base"],
         params:
-            tokenizer=config["base_model"]["tokenizer"],
             architecture=config["base_model"]["architecture"],
             pretrain=config["base_model"]["pretrain"],
             seed=config["seed"],
@@ -32,6 +79,8 @@ if config["base_model"]["source"] == "pretrain":
 else:
 
     rule fetch_base_model:
+        input:
+            tokenizer="results/tokenizer",
         output:
             model=directory("results/models/base"),
         log:

@@ -30,16 +30,43 @@ for _style in STYLES:
             f"style '{_style}' (config `styles`) has no prompt file "
             f"config/prompts/styles/{_style}.yaml: write one (see the existing styles)"
         )
-PREF_DATASETS = ["ultrafeedback"] + STYLES
-DPO_MODELS = [f"dpo-{dataset}" for dataset in PREF_DATASETS]
-MODELS = ["base", "sft"] + DPO_MODELS
+PAPER_DATASETS = ["ultrafeedback"] + STYLES
+# Beyond the paper (its limitations 3 and 1), each an extra branch beside the paper's runs:
+# `<dataset>-tonal` sets without tone-agnostic prompts, and an SFT stage on UltraFeedback's
+# chosen answers (`sft-chosen`) that then starts and anchors DPO on every set.
+TONAL = "-tonal"
+TONAL_DATASETS = (
+    [f"{d}{TONAL}" for d in PAPER_DATASETS] if config["tone_filter"]["enabled"] else []
+)
+PREF_DATASETS = PAPER_DATASETS + TONAL_DATASETS
+SFT_START = {"sft": "base"}  # SFT model -> the model it starts from
+if config["sft_on_chosen"]["enabled"]:
+    SFT_START["sft-chosen"] = "sft"
+SFT_MODELS = list(SFT_START)
+# DPO model -> (preference dataset, the SFT model that starts it and is its reference)
+DPO_RUNS = {f"dpo-{d}": (d, "sft") for d in PREF_DATASETS}
+if "sft-chosen" in SFT_START:
+    DPO_RUNS.update(
+        {f"dpo-{d}-after-sft-chosen": (d, "sft-chosen") for d in PREF_DATASETS}
+    )
+DPO_MODELS = list(DPO_RUNS)
+PAPER_DPO_MODELS = [
+    f"dpo-{d}" for d in PAPER_DATASETS
+]  # the rows of the paper's tables
+MODELS = ["base"] + SFT_MODELS + DPO_MODELS
 SPLITS = ["train", "test"]
+# Reference log-probs of the paper's reference (sft) keep the design's file names.
+REF_SUFFIX = {"sft": "", "sft-chosen": ".sft-chosen"}
 
 
 wildcard_constraints:
     style="|".join(STYLES),
     dataset="|".join(PREF_DATASETS),
+    paper_dataset="|".join(PAPER_DATASETS),
     model="|".join(MODELS),
+    sft_model="|".join(SFT_MODELS),
+    dpo_model="|".join(DPO_MODELS),
+    ref_suffix="|".join(REF_SUFFIX[m].replace(".", "\\.") for m in SFT_MODELS),
     split="|".join(SPLITS),
 
 
@@ -48,10 +75,28 @@ def model_dir(name):
 
 
 def is_style(dataset):
-    return dataset in STYLES
+    return dataset.removesuffix(TONAL) in STYLES
 
 
-def get_dpo_params(wildcards):
+def get_sft_params(wildcards):
+    """SFT hyper-parameters of one SFT model: the `sft` section, for `sft-chosen` overridden by
+    `sft_on_chosen.sft`."""
+    params = copy.deepcopy(config["sft"])
+    if wildcards.sft_model == "sft-chosen":
+        params.update(config["sft_on_chosen"]["sft"])
+    params["seed"] = config["seed"]
+    return canonical(params)
+
+
+def get_sft_input(wildcards):
+    return {
+        "model": model_dir(SFT_START[wildcards.sft_model]),
+        "train": f"results/data/{wildcards.sft_model}/tokens/train.parquet",
+        "test": f"results/data/{wildcards.sft_model}/tokens/test.parquet",
+    }
+
+
+def dpo_params(dataset):
     """DPO hyper-parameters of one dataset: shared values, its Table 2 column, then overrides."""
     dpo = config["dpo"]
     params = {
@@ -59,12 +104,27 @@ def get_dpo_params(wildcards):
         for k, v in dpo.items()
         if k not in ("ultrafeedback", "styles", "per_dataset")
     }
-    params.update(
-        dpo["styles"] if is_style(wildcards.dataset) else dpo["ultrafeedback"]
-    )
-    params.update(dpo.get("per_dataset", {}).get(wildcards.dataset, {}))
+    params.update(dpo["styles"] if is_style(dataset) else dpo["ultrafeedback"])
+    params.update(dpo.get("per_dataset", {}).get(dataset, {}))
     params["seed"] = config["seed"]
     return canonical(params)
+
+
+def get_dpo_params(wildcards):
+    return dpo_params(DPO_RUNS[wildcards.dpo_model][0])
+
+
+def get_dpo_input(wildcards):
+    """A DPO run's starting model, its tokenised pairs and their reference log-probs."""
+    dataset, start = DPO_RUNS[wildcards.dpo_model]
+    prefs = f"results/data/prefs/{dataset}"
+    return {
+        "model": model_dir(start),
+        "train": f"{prefs}/tokens/train.parquet",
+        "test": f"{prefs}/tokens/test.parquet",
+        "ref_train": f"{prefs}/ref_logps_train{REF_SUFFIX[start]}.parquet",
+        "ref_test": f"{prefs}/ref_logps_test{REF_SUFFIX[start]}.parquet",
+    }
 
 
 def get_helm_run_input(wildcards):
@@ -75,11 +135,17 @@ def get_helm_run_input(wildcards):
     return inputs
 
 
+def get_reference_model(wildcards):
+    return model_dir(
+        next(m for m in SFT_MODELS if REF_SUFFIX[m] == wildcards.ref_suffix)
+    )
+
+
 def get_reference_logps_params(wildcards):
     """The DPO values that change reference log-probs: the length filters, the batching, the
     device. A new beta or learning rate reuses the reference log-probs."""
     keys = ("batch_size", "max_prompt_tokens", "max_completion_tokens", "device")
-    return {k: v for k, v in get_dpo_params(wildcards).items() if k in keys}
+    return {k: v for k, v in dpo_params(wildcards.dataset).items() if k in keys}
 
 
 def get_final_output():

@@ -80,3 +80,93 @@ rule prepare_prefs:
         source=asdict(source_config(config["data"]["prefs"], "prefs")),
     script:
         "../workflow/scripts/prepare_prefs.py"
+
+
+# Beyond the paper: SFT data made of UltraFeedback's chosen answers (limitation 1) and
+# preference sets without tone-agnostic prompts (limitation 3); see common.smk.
+rule sft_chosen_data:
+    input:
+        pairs="results/data/prefs/ultrafeedback/{split}.jsonl",
+    output:
+        examples="results/data/sft-chosen/{split}.jsonl",
+    log:
+        "logs/sft_chosen_data/{split}.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow/scripts/sft_chosen_data.py"
+
+
+rule tone_filter:
+    input:
+        pairs="results/data/prefs/{paper_dataset}/{split}.jsonl",
+        patterns=config["tone_filter"]["patterns"],
+    output:
+        pairs="results/data/prefs/{paper_dataset}-tonal/{split}.jsonl",
+        card="results/data/prefs/{paper_dataset}-tonal/{split}_filter.json",
+    log:
+        "logs/tone_filter/{paper_dataset}_{split}.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow/scripts/tone_filter.py"
+
+
+# Tokenised shards: each split tokenised and length-filtered once, keyed by the tokenizer (and
+# its chat template) and the length limits; training jobs read these.
+rule tokenize_sft:
+    input:
+        tokenizer="results/tokenizer",
+        examples="results/data/{sft_model}/{split}.jsonl",
+    output:
+        tokens="results/data/{sft_model}/tokens/{split}.parquet",
+        card="results/data/{sft_model}/tokens/{split}.json",
+    log:
+        "logs/tokenize_sft/{sft_model}_{split}.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        kind="sft",
+        max_prompt_tokens=lambda wildcards: get_sft_params(wildcards)[
+            "max_prompt_tokens"
+        ],
+        max_completion_tokens=lambda wildcards: get_sft_params(wildcards)[
+            "max_completion_tokens"
+        ],
+    script:
+        "../workflow/scripts/tokenize.py"
+
+
+rule tokenize_prefs:
+    input:
+        tokenizer="results/tokenizer",
+        examples="results/data/prefs/{dataset}/{split}.jsonl",
+    output:
+        tokens="results/data/prefs/{dataset}/tokens/{split}.parquet",
+        card="results/data/prefs/{dataset}/tokens/{split}.json",
+    log:
+        "logs/tokenize_prefs/{dataset}_{split}.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        kind="prefs",
+        max_prompt_tokens=lambda wildcards: dpo_params(wildcards.dataset)[
+            "max_prompt_tokens"
+        ],
+        max_completion_tokens=lambda wildcards: dpo_params(wildcards.dataset)[
+            "max_completion_tokens"
+        ],
+    script:
+        "../workflow/scripts/tokenize.py"

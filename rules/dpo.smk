@@ -1,17 +1,17 @@
 # DPO of the SFT model on each preference dataset (paper Table 2), with reference log-probs
-# computed once per split by the SFT model.
+# computed once per (reference model, dataset, split); see DPO_RUNS in common.smk.
 
 
 rule reference_logps:
     input:
-        model="results/models/sft",
-        pairs="results/data/prefs/{dataset}/{split}.jsonl",
+        model=get_reference_model,
+        pairs="results/data/prefs/{dataset}/tokens/{split}.parquet",
     output:
-        logps="results/data/prefs/{dataset}/ref_logps_{split}.parquet",
+        logps="results/data/prefs/{dataset}/ref_logps_{split}{ref_suffix}.parquet",
     log:
-        "logs/reference_logps/{dataset}_{split}.log",
+        "logs/reference_logps/{dataset}_{split}{ref_suffix}.log",
     benchmark:
-        "results/benchmarks/reference_logps/{dataset}_{split}.tsv"
+        "results/benchmarks/reference_logps/{dataset}_{split}{ref_suffix}.tsv"
     conda:
         "../envs/training.yaml"
     threads: config["threads"]
@@ -28,18 +28,14 @@ rule reference_logps:
 
 rule dpo:
     input:
-        model="results/models/sft",
-        train="results/data/prefs/{dataset}/train.jsonl",
-        test="results/data/prefs/{dataset}/test.jsonl",
-        ref_train="results/data/prefs/{dataset}/ref_logps_train.parquet",
-        ref_test="results/data/prefs/{dataset}/ref_logps_test.parquet",
+        unpack(get_dpo_input),
     output:
-        model=directory("results/models/dpo-{dataset}"),
-        metrics="results/train/dpo-{dataset}/metrics.jsonl",
+        model=directory("results/models/{dpo_model}"),
+        metrics="results/train/{dpo_model}/metrics.jsonl",
     log:
-        "logs/dpo/{dataset}.log",
+        "logs/dpo/{dpo_model}.log",
     benchmark:
-        "results/benchmarks/dpo/{dataset}.tsv"
+        "results/benchmarks/dpo/{dpo_model}.tsv"
     conda:
         "../envs/training.yaml"
     threads: config["threads"]
@@ -50,6 +46,6 @@ rule dpo:
         runtime=RUNTIME_MIN["dpo"],
     params:
         dpo=get_dpo_params,
-        checkpoint_dir=lambda wildcards: f"results/train/dpo-{wildcards.dataset}/checkpoint",
+        checkpoint_dir=lambda wildcards: f"results/train/{wildcards.dpo_model}/checkpoint",
     script:
         "../workflow/scripts/dpo.py"

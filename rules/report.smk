@@ -6,7 +6,7 @@ from stylized_dpo.report.common import comparison_kind, report_targets, run_labe
 
 HELM_TABLES = [4, 5, 6, 7, 8]
 HELM_TABLE_FAMILY = {5: "accuracy", 6: "calibration", 7: "robustness", 8: "fairness"}
-TRAIN_RUNS = ["sft"] + DPO_MODELS
+TRAIN_RUNS = ["sft"] + PAPER_DPO_MODELS
 REPORT_LABEL = run_label(config)
 PAPER_RESULTS = "config/paper_results.yaml"
 
@@ -81,7 +81,7 @@ for n in HELM_TABLES:
 
 rule figure2:
     input:
-        metrics=expand("results/train/{run}/metrics.jsonl", run=DPO_MODELS),
+        metrics=expand("results/train/{run}/metrics.jsonl", run=PAPER_DPO_MODELS),
     output:
         pdf="results/figures/figure2.pdf",
         png=report(
@@ -97,7 +97,7 @@ rule figure2:
     resources:
         mem_mb=1000,
     params:
-        runs=DPO_MODELS,
+        runs=PAPER_DPO_MODELS,
         styles=STYLES,
         label=REPORT_LABEL,
     script:

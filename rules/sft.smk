@@ -1,18 +1,17 @@
-# Supervised fine-tuning of the base model (paper Table 1).
+# Supervised fine-tuning (paper Table 1): `sft` from the base model on the SFT chats, and, with
+# `sft_on_chosen.enabled`, `sft-chosen` from `sft` on UltraFeedback's chosen answers.
 
 
 rule sft:
     input:
-        model="results/models/base",
-        train="results/data/sft/train.jsonl",
-        test="results/data/sft/test.jsonl",
+        unpack(get_sft_input),
     output:
-        model=directory("results/models/sft"),
-        metrics="results/train/sft/metrics.jsonl",
+        model=directory("results/models/{sft_model}"),
+        metrics="results/train/{sft_model}/metrics.jsonl",
     log:
-        "logs/sft/sft.log",
+        "logs/sft/{sft_model}.log",
     benchmark:
-        "results/benchmarks/sft.tsv"
+        "results/benchmarks/{sft_model}.tsv"
     conda:
         "../envs/training.yaml"
     threads: config["threads"]
@@ -22,8 +21,7 @@ rule sft:
         gpu_mem_mb=GPU_MEM_MB,
         runtime=RUNTIME_MIN["sft"],
     params:
-        sft=config["sft"],
-        seed=config["seed"],
-        checkpoint_dir="results/train/sft/checkpoint",
+        sft=get_sft_params,
+        checkpoint_dir=lambda wildcards: f"results/train/{wildcards.sft_model}/checkpoint",
     script:
         "../workflow/scripts/sft.py"

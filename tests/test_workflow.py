@@ -109,6 +109,9 @@ CONTRACT_FILES = [
     "results/data/sft/train.jsonl",
     "results/data/sft/test.jsonl",
     "results/data/sft/card.json",
+    "results/tokenizer/tokenizer.json",
+    "results/data/sft/tokens/train.parquet",
+    "results/data/sft/tokens/test.json",
     "results/data/prefs/style_measures.csv",
     "results/judge/summary.csv",
     "results/judge/win_rates.csv",
@@ -151,6 +154,7 @@ def test_small_run_writes_every_contract_file(small_run):
     for dataset in DATASETS:
         paths += [f"results/data/prefs/{dataset}/{s}.jsonl" for s in ("train", "test")]
         paths += [f"results/data/prefs/{dataset}/ref_logps_{s}.parquet" for s in ("train", "test")]
+        paths += [f"results/data/prefs/{dataset}/tokens/{s}.parquet" for s in ("train", "test")]
         paths.append(f"results/train/dpo-{dataset}/metrics.jsonl")
     for n in range(3, 9):
         paths += [f"results/tables/table{n}.csv", f"results/figures/table{n}.pdf"]
@@ -207,3 +211,47 @@ def test_table4_builds_only_what_it_needs(tmp_path):
     assert jobs["table4"] == 1 and "helm_summarize" in jobs
     for unneeded in ("judge", "generate", "table3", "figure2", "figure3", "style_table"):
         assert unneeded not in jobs
+
+
+def changed_jobs(small_run: Path, tmp_path: Path, change) -> tuple[dict[str, int], str]:
+    """The jobs a dry run plans on the finished small run after `change(config)`."""
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    change(config)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(path), cwd=small_run)
+    return planned_jobs(proc.stdout), proc.stdout
+
+
+@pytest.mark.slow
+def test_shards_are_keyed_by_length_limits_not_by_training_values(small_run, tmp_path):
+    jobs, _ = changed_jobs(
+        small_run, tmp_path, lambda c: c["dpo"].update(max_completion_tokens=512)
+    )
+    assert jobs["tokenize_prefs"] == 8 and jobs["reference_logps"] == 8 and jobs["dpo"] == 4
+    for unaffected in ("tokenizer", "tokenize_sft", "pretrain_base", "sft", "style_rewrite"):
+        assert unaffected not in jobs
+    jobs, _ = changed_jobs(small_run, tmp_path, lambda c: c["sft"].update(lr=1.0e-3))
+    assert jobs["sft"] == 1
+    assert "tokenize_sft" not in jobs and "tokenize_prefs" not in jobs and "tokenizer" not in jobs
+
+
+@pytest.mark.slow
+def test_tone_filter_adds_its_branch_and_reruns_nothing_else(small_run, tmp_path):
+    jobs, out = changed_jobs(small_run, tmp_path, lambda c: c["tone_filter"].update(enabled=True))
+    assert jobs["tone_filter"] == 8 and jobs["tokenize_prefs"] == 8 and jobs["dpo"] == 4
+    assert jobs["generate"] == 4 and jobs["helm_run"] == 4
+    assert set(re.findall(r"results/models/(dpo-[\w-]+)\n", out)) == {
+        f"dpo-{d}-tonal" for d in DATASETS
+    }
+    assert "sft" not in jobs and "pretrain_base" not in jobs and "style_rewrite" not in jobs
+
+
+@pytest.mark.slow
+def test_sft_on_chosen_adds_its_branch_and_reruns_nothing_else(small_run, tmp_path):
+    jobs, out = changed_jobs(small_run, tmp_path, lambda c: c["sft_on_chosen"].update(enabled=True))
+    assert jobs["sft_chosen_data"] == 2 and jobs["sft"] == 1 and jobs["dpo"] == 4
+    assert jobs["reference_logps"] == 8 and jobs["generate"] == 5
+    assert "output: results/models/sft-chosen," in out
+    assert "ref_logps_train.sft-chosen.parquet" in out
+    assert "pretrain_base" not in jobs and "tokenize_prefs" not in jobs

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from stylized_dpo.model import build_tokenizer
 from stylized_dpo.train import dpo, pretrain, sft
 from stylized_dpo.train.common import save_checkpoint
 
@@ -51,9 +52,17 @@ def main(stage: str, root: Path, out: Path, kill_at: int = 0) -> None:
             curriculum_entities=3,
             checkpoint_every=3,
         )
-        pretrain.pretrain_base(
-            root / "corpus.jsonl", root / "sft/train.jsonl", *common, 400, arch, cfg
-        )
+        tokenizer_dir = out / "tokenizer"
+        if not tokenizer_dir.exists():  # made once per run directory, as the workflow's rule
+            build_tokenizer(
+                "pretrain",
+                tokenizer_dir,
+                corpus_path=root / "corpus.jsonl",
+                chats_path=root / "sft/train.jsonl",
+                vocab_size=400,
+                model_max_length=64,
+            )
+        pretrain.pretrain_base(root / "corpus.jsonl", tokenizer_dir, *common, arch, cfg)
     elif stage == "sft":
         cfg = sft.SFTConfig(
             batch_size=4, grad_accum=2, lr=1e-3, max_steps=10, eval_every=4, checkpoint_every=3

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stylized_dpo.io import DataError, atomic_path, write_json, write_jsonl
+from stylized_dpo.io import DataError, atomic_path, read_records, write_json, write_jsonl
 from stylized_dpo.records import PreferencePair, Record, SFTExample
 
 SOURCES = ("world", "local", "hub")
@@ -504,3 +504,12 @@ def prepare(
     with atomic_path(card_md) as tmp:
         tmp.write_text(render_card_md(card), encoding="utf-8")
     return card
+
+
+def chosen_as_sft(pairs_path: str | Path, out_path: str | Path) -> int:
+    """The chosen answers of a PreferencePair file as SFTExamples (same prompt ids): SFT on the
+    preference data's own distribution before DPO (the paper's limitation 1)."""
+    pairs = read_records(pairs_path, PreferencePair)
+    n = write_jsonl(out_path, (SFTExample(p.prompt_id, p.prompt, p.chosen) for p in pairs))
+    print(f"{pairs_path}: {n} chosen answers -> {out_path}")
+    return n

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,9 @@ from transformers import (
     PreTrainedTokenizerFast,
     Qwen2Config,
 )
+
+from stylized_dpo.io import iter_json_lines, read_records
+from stylized_dpo.records import SFTExample
 
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -91,6 +95,23 @@ def train_tokenizer(
     )
 
 
+def train_base_tokenizer(
+    corpus_path: str | os.PathLike[str],
+    chats_path: str | os.PathLike[str],
+    vocab_size: int,
+    model_max_length: int,
+) -> PreTrainedTokenizerFast:
+    """The tiny model's tokenizer, trained on corpus texts + SFT chats.
+
+    The chats join the training texts so that chat words are whole tokens; the model itself
+    never sees them in pretraining.
+    """
+    corpus = [row["text"] for _, row in iter_json_lines(corpus_path)]
+    chats = read_records(chats_path, SFTExample)
+    chat_texts = [t for c in chats for t in (c.system, c.user, c.assistant) if t]
+    return train_tokenizer(corpus + chat_texts, vocab_size, model_max_length)
+
+
 def tiny_qwen2_config(tokenizer: PreTrainedTokenizerFast, **architecture: Any) -> Qwen2Config:
     """A Qwen2 config for `tokenizer`'s vocabulary; `architecture` sets the sizes.
 
@@ -160,11 +181,48 @@ def resolve_device(device: str) -> str:
 
 
 def fetch_base_model(
-    name: str, out_dir: str | os.PathLike[str], revision: str | None = None
+    name: str,
+    out_dir: str | os.PathLike[str],
+    tokenizer_dir: str | os.PathLike[str],
+    revision: str | None = None,
 ) -> None:
-    """Download a hub model and its tokenizer and save both with `save_pretrained`."""
+    """Download a hub model and save it with the study's tokenizer (`build_tokenizer`'s: the
+    hub model's own, unless the config replaced its chat template)."""
     model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch.float32)
-    tokenizer = load_tokenizer(name, revision)
+    tokenizer = load_tokenizer(tokenizer_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     print(f"saved {name} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f} M) to {out_dir}")
+
+
+def build_tokenizer(
+    source: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    revision: str | None = None,
+    corpus_path: str | os.PathLike[str] | None = None,
+    chats_path: str | os.PathLike[str] | None = None,
+    vocab_size: int | None = None,
+    model_max_length: int = 512,
+    chat_template_path: str | os.PathLike[str] | None = None,
+) -> PreTrainedTokenizerFast:
+    """The base model's tokenizer, saved to `out_dir`: trained on the world (`pretrain`) or the
+    hub model's own (`hub`), with its chat template replaced by `chat_template_path` if given.
+
+    Every model of the study carries this tokenizer, and the tokenised shards are keyed by it.
+    """
+    if source == "pretrain":
+        if corpus_path is None or chats_path is None or vocab_size is None:
+            raise ValueError("source 'pretrain' needs corpus_path, chats_path and vocab_size")
+        tokenizer = train_base_tokenizer(corpus_path, chats_path, vocab_size, model_max_length)
+    elif source == "hub":
+        if name is None:
+            raise ValueError("source 'hub' needs the model's name")
+        tokenizer = load_tokenizer(name, revision)
+    else:
+        raise ValueError(f"unknown tokenizer source {source!r} (pretrain or hub)")
+    if chat_template_path is not None:
+        tokenizer.chat_template = Path(chat_template_path).read_text(encoding="utf-8")
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer

@@ -1,4 +1,4 @@
-"""Snakemake script: train the tokenizer and pretrain the tiny base model on the world corpus."""
+"""Snakemake script: pretrain the tiny base model on the world corpus."""
 
 import sys
 
@@ -9,11 +9,10 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 params = snakemake.params
 kwargs = dict(
     corpus_path=snakemake.input.corpus,
-    chats_path=snakemake.input.chats,
+    tokenizer_dir=snakemake.input.tokenizer,
     out_dir=snakemake.output.model,
     metrics_path=snakemake.output.metrics,
     checkpoint_dir=params.checkpoint_dir,
-    vocab_size=params.tokenizer["vocab_size"],
     architecture=dict(params.architecture),
     config={**params.pretrain, "seed": params.seed},
 )

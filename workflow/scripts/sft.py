@@ -14,7 +14,7 @@ kwargs = dict(
     out_dir=snakemake.output.model,
     metrics_path=snakemake.output.metrics,
     checkpoint_dir=params.checkpoint_dir,
-    config={**params.sft, "seed": params.seed},
+    config=dict(params.sft),
 )
 gpus = int(snakemake.resources.get("gpu", 0) or 0)
 train_stage("sft", kwargs, gpus, snakemake.threads)  # torchrun DDP when gpus > 1

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from stylized_dpo.io import atomic_path, read_records
+from stylized_dpo.io import atomic_path
 from stylized_dpo.model import load_model, load_tokenizer, resolve_device, set_chat_eos
-from stylized_dpo.records import PreferencePair
 from stylized_dpo.train.common import (
     ConfigMixin,
     MetricsWriter,
@@ -32,7 +31,6 @@ from stylized_dpo.train.common import (
     completion_logps,
     config_fingerprint,
     files_digest,
-    filter_by_length,
     iter_chunks,
     load_checkpoint,
     lr_at,
@@ -42,9 +40,9 @@ from stylized_dpo.train.common import (
     set_lr,
     speed_options,
     step_schedule,
-    tokenize_pairs,
 )
 from stylized_dpo.train.distributed import init_distributed
+from stylized_dpo.train.shards import load_pairs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -210,22 +208,6 @@ def compute_reference_logps(
     )
 
 
-def load_pairs(
-    path: str | os.PathLike[str], tokenizer, max_prompt_tokens: int, max_completion_tokens: int
-) -> list[TokenizedPair]:
-    """Read, tokenise and length-filter a PreferencePair file (same filter for ref and DPO)."""
-    pairs, drops = filter_by_length(
-        tokenize_pairs(tokenizer, read_records(path, PreferencePair)),
-        max_prompt_tokens,
-        max_completion_tokens,
-    )
-    ids = [p.prompt_id for p in pairs]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: prompt_id is not unique; reference log-probs are keyed by it")
-    print(f"{path}: {len(pairs)} pairs kept, dropped {drops}")
-    return pairs
-
-
 def reference_logps_file(
     model_dir: str | os.PathLike[str],
     pairs_path: str | os.PathLike[str],
@@ -366,7 +348,8 @@ def train_dpo(
     ref_train_path: str | os.PathLike[str] | None = None,
     ref_test_path: str | os.PathLike[str] | None = None,
 ) -> None:
-    """DPO of the model in `model_dir` (the SFT model, also the reference) on preference files.
+    """DPO of the model in `model_dir` (the SFT model, also the reference) on tokenised
+    preference shards (or PreferencePair JSONL files, see `shards.load_pairs`).
 
     With `reference="precomputed"`, `ref_train_path`/`ref_test_path` are the parquet files of
     `reference_logps_file`. Step 0 (train and eval rows) is logged before any update, where

@@ -1,4 +1,4 @@
-"""Pretraining of the tiny base model: train a tokenizer, then a plain causal-LM loop.
+"""Pretraining of the tiny base model: its tokenizer, then a plain causal-LM loop.
 
 This stage exists only because the hub is out of reach: it makes a small model that knows the
 world's facts, as Qwen2.5-0.5B knows the real world's. Each batch row is a block of documents
@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import Qwen2ForCausalLM
 
-from stylized_dpo.io import iter_json_lines, read_records
-from stylized_dpo.model import tiny_qwen2_config, train_tokenizer
-from stylized_dpo.records import SFTExample
+from stylized_dpo.io import iter_json_lines
+from stylized_dpo.model import load_tokenizer, tiny_qwen2_config
 from stylized_dpo.train.common import (
     ConfigMixin,
     MetricsWriter,
@@ -90,28 +89,20 @@ def sample_blocks(
 
 def pretrain_base(
     corpus_path: str | os.PathLike[str],
-    chats_path: str | os.PathLike[str],
+    tokenizer_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     metrics_path: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str],
-    vocab_size: int,
     architecture: dict,
     config: PretrainConfig,
 ) -> None:
-    """Train the tokenizer on corpus texts + SFT chats, then pretrain a tiny Qwen2 on the corpus.
-
-    The chats join the tokenizer's training texts so that chat words are whole tokens; the
-    model itself never sees them here.
-    """
+    """Pretrain a tiny Qwen2 with the tokenizer in `tokenizer_dir` on the corpus."""
     cfg = config
     torch.manual_seed(cfg.seed)
     dist = init_distributed(cfg.device)
     device = dist.device
     corpus = [row for _, row in iter_json_lines(corpus_path)]
-    chats = read_records(chats_path, SFTExample)
-    chat_texts = [t for c in chats for t in (c.system, c.user, c.assistant) if t]
-    max_len = int(architecture.get("max_position_embeddings", 512))
-    tokenizer = train_tokenizer([r["text"] for r in corpus] + chat_texts, vocab_size, max_len)
+    tokenizer = load_tokenizer(tokenizer_dir)
     model = Qwen2ForCausalLM(tiny_qwen2_config(tokenizer, **architecture)).to(device)
     model.config._attn_implementation = "sdpa"
     model.train()
@@ -140,7 +131,7 @@ def pretrain_base(
         raise ValueError(f"batch_size {cfg.batch_size} < {dist.world_size} processes")
     forward = dist.wrap(model) if dist.enabled else model
     fingerprint = config_fingerprint(
-        "pretrain", cfg.to_dict(), vocab_size, architecture, files_digest(corpus_path, chats_path)
+        "pretrain", cfg.to_dict(), architecture, files_digest(corpus_path, tokenizer_dir)
     )
     step = 0
     if found := load_checkpoint(checkpoint_dir, fingerprint):
@@ -201,7 +192,7 @@ def pretrain_base(
         json.dump(
             {
                 "config": cfg.to_dict(),
-                "vocab_size": vocab_size,
+                "vocab_size": len(tokenizer),
                 "architecture": architecture,
                 "n_params": n_params,
             },

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from stylized_dpo.io import read_records
 from stylized_dpo.model import load_model, load_tokenizer, set_chat_eos
-from stylized_dpo.records import SFTExample
 from stylized_dpo.train.common import (
     ConfigMixin,
     MetricsWriter,
@@ -29,7 +27,6 @@ from stylized_dpo.train.common import (
     completion_logps,
     config_fingerprint,
     files_digest,
-    filter_by_length,
     iter_chunks,
     load_checkpoint,
     lr_at,
@@ -39,9 +36,9 @@ from stylized_dpo.train.common import (
     set_lr,
     speed_options,
     step_schedule,
-    tokenize_sft,
 )
 from stylized_dpo.train.distributed import Dist, init_distributed
+from stylized_dpo.train.shards import load_chats
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,8 @@ def train_sft(
     checkpoint_dir: str | os.PathLike[str],
     config: SFTConfig,
 ) -> None:
-    """Fine-tune the model in `model_dir` on SFTExample files; save to `out_dir`.
+    """Fine-tune the model in `model_dir` on tokenised shards (or SFTExample JSONL files, see
+    `shards.load_chats`); save to `out_dir`.
 
     Resumes from `checkpoint_dir` when it holds a checkpoint of this exact config and data.
     """
@@ -138,18 +136,9 @@ def train_sft(
     model.train()
     pad_id = tokenizer.pad_token_id
 
-    train, drops = filter_by_length(
-        tokenize_sft(tokenizer, read_records(train_path, SFTExample)),
-        cfg.max_prompt_tokens,
-        cfg.max_completion_tokens,
-    )
-    print(f"train: {len(train)} examples kept, dropped {drops}")
-    test, drops = filter_by_length(
-        tokenize_sft(tokenizer, read_records(test_path, SFTExample)),
-        cfg.max_prompt_tokens,
-        cfg.max_completion_tokens,
-    )
-    print(f"test: {len(test)} examples kept, dropped {drops}")
+    limits = (cfg.max_prompt_tokens, cfg.max_completion_tokens)
+    train = load_chats(train_path, tokenizer, *limits)
+    test = load_chats(test_path, tokenizer, *limits)
 
     schedule = step_schedule(
         [len(c.input_ids) for c in train],

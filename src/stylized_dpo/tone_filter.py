@@ -1,0 +1,95 @@
+"""Dropping tone-agnostic prompts from a preference set (the paper's limitation 3).
+
+Translation, code, arithmetic and extraction requests leave an answer little room for tone, so
+their pairs add noise to a study of style. The patterns live in a YAML file (category -> list of
+regular expressions); a pair is dropped when its prompt matches any of them, and counted under
+the first matching category. Nothing is dropped silently: the card lists every count and the
+first few dropped prompt ids per category.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from stylized_dpo.data import sha256_file
+from stylized_dpo.io import read_records, write_json, write_jsonl
+from stylized_dpo.records import PreferencePair
+
+EXAMPLES_PER_CATEGORY = 5
+
+
+@dataclass(frozen=True)
+class ToneAgnosticPatterns:
+    """Compiled patterns per category, in the file's order."""
+
+    categories: dict[str, list[re.Pattern[str]]]
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ToneAgnosticPatterns:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+        if not isinstance(raw, dict) or not raw:
+            raise ValueError(f"{path}: expected a mapping of category -> list of patterns")
+        categories = {}
+        for category, patterns in raw.items():
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ValueError(f"{path}: category {category!r} must be a list of strings")
+            compiled = []
+            for i, pattern in enumerate(patterns):
+                try:
+                    compiled.append(re.compile(pattern, re.IGNORECASE | re.MULTILINE))
+                except re.error as err:
+                    where = f"{path}: {category}[{i}]"
+                    raise ValueError(f"{where} is not a valid regex: {err}") from err
+            categories[str(category)] = compiled
+        return cls(categories)
+
+    def category_of(self, prompt: str) -> str | None:
+        """The first category with a pattern found in `prompt`, or None (tone matters)."""
+        for category, patterns in self.categories.items():
+            if any(p.search(prompt) for p in patterns):
+                return category
+        return None
+
+
+def filter_tone_agnostic(
+    pairs_path: str | os.PathLike[str],
+    patterns_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    card_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Write the pairs of `pairs_path` whose prompt is not tone-agnostic, and a card of drops."""
+    patterns = ToneAgnosticPatterns.from_file(patterns_path)
+    pairs = read_records(pairs_path, PreferencePair)
+    kept, drops, examples = [], Counter(), {}
+    for pair in pairs:
+        category = patterns.category_of(pair.prompt)
+        if category is None:
+            kept.append(pair)
+            continue
+        drops[category] += 1
+        examples.setdefault(category, [])
+        if len(examples[category]) < EXAMPLES_PER_CATEGORY:
+            examples[category].append(pair.prompt_id)
+    if not kept:
+        raise ValueError(f"{pairs_path}: every prompt matched {patterns_path}; nothing to train on")
+    write_jsonl(out_path, kept)
+    card = {
+        "source": str(pairs_path),
+        "source_sha256": sha256_file(pairs_path),
+        "patterns": str(patterns_path),
+        "patterns_sha256": sha256_file(patterns_path),
+        "rows_in": len(pairs),
+        "rows_out": len(kept),
+        "drops": {category: drops[category] for category in patterns.categories},
+        "dropped_examples": examples,
+    }
+    write_json(card_path, card)
+    print(f"{pairs_path}: kept {len(kept)} of {len(pairs)}; dropped {dict(drops)}")
+    return card
