@@ -66,7 +66,9 @@ wildcard_constraints:
     model="|".join(MODELS),
     sft_model="|".join(SFT_MODELS),
     dpo_model="|".join(DPO_MODELS),
-    ref_suffix="|".join(REF_SUFFIX[m].replace(".", "\\.") for m in SFT_MODELS),
+    # may be empty (the paper's reference): an empty constraint would mean "anything"
+    ref_suffix="(?:%s)"
+    % "|".join(REF_SUFFIX[m].replace(".", "\\.") for m in SFT_MODELS),
     split="|".join(SPLITS),
 
 

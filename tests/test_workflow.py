@@ -60,6 +60,8 @@ def test_default_dag_has_every_stage():
     assert jobs["world"] == 1
     assert jobs["style_rewrite"] == 2 * n_styles
     assert jobs["dpo"] == 1 + n_styles
+    assert jobs["reference_logps"] == 2 * (1 + n_styles)
+    assert jobs["tokenize_prefs"] == 2 * (1 + n_styles) and jobs["tokenize_sft"] == 2
     assert jobs["generate"] == 2 + 1 + n_styles
     assert jobs["helm_run"] == 2 + 1 + n_styles
 
