@@ -24,8 +24,7 @@ SNAKEFILE = f"""
 configfile: "{REPO}/config/config.yaml"
 
 STYLES = list(config["styles"])
-PREF_DATASETS = ["ultrafeedback"] + STYLES
-DPO_MODELS = [f"dpo-{{d}}" for d in PREF_DATASETS]
+PAPER_DPO_MODELS = [f"dpo-{{d}}" for d in ["ultrafeedback"] + STYLES]
 
 
 include: "{REPO}/rules/report.smk"
