@@ -240,7 +240,9 @@ def test_shards_are_keyed_by_length_limits_not_by_training_values(small_run, tmp
 
 @pytest.mark.slow
 def test_tone_filter_adds_its_branch_and_reruns_nothing_else(small_run, tmp_path):
-    jobs, out = changed_jobs(small_run, tmp_path, lambda c: c["tone_filter"].update(enabled=True))
+    jobs, out = changed_jobs(
+        small_run, tmp_path, lambda c: c.setdefault("tone_filter", {}).update(enabled=True)
+    )
     assert jobs["tone_filter"] == 8 and jobs["tokenize_prefs"] == 8 and jobs["dpo"] == 4
     assert jobs["generate"] == 4 and jobs["helm_run"] == 4
     assert set(re.findall(r"results/models/(dpo-[\w-]+)\n", out)) == {
@@ -251,7 +253,9 @@ def test_tone_filter_adds_its_branch_and_reruns_nothing_else(small_run, tmp_path
 
 @pytest.mark.slow
 def test_sft_on_chosen_adds_its_branch_and_reruns_nothing_else(small_run, tmp_path):
-    jobs, out = changed_jobs(small_run, tmp_path, lambda c: c["sft_on_chosen"].update(enabled=True))
+    jobs, out = changed_jobs(
+        small_run, tmp_path, lambda c: c.setdefault("sft_on_chosen", {}).update(enabled=True)
+    )
     assert jobs["sft_chosen_data"] == 2 and jobs["sft"] == 1 and jobs["dpo"] == 4
     assert jobs["reference_logps"] == 8 and jobs["generate"] == 5
     assert "output: results/models/sft-chosen," in out

@@ -127,3 +127,34 @@ def test_rules_rewriter_keeps_content_and_is_deterministic():
         assert out == rewrite(answer, style, key="p1")
     with pytest.raises(ValueError, match="no phrase bank for style 'pirate'"):
         rewrite(answer, "pirate", key="p1")
+
+
+def test_tone_agnostic_share_replaces_pairs_the_filter_finds(tmp_path):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from stylized_dpo.data import DataSourceConfig, load_split
+    from stylized_dpo.tone_filter import ToneAgnosticPatterns
+
+    build_world(SMALL, STYLES, tmp_path / "plain")
+    build_world(replace(SMALL, pref_tone_agnostic_share=0.25), STYLES, tmp_path / "mixed")
+    for name in ("corpus.jsonl", "smoltalk/train.jsonl", "eval_prompts.jsonl"):  # untouched
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "mixed" / name).read_bytes()
+    plain = _lines(tmp_path / "plain/ultrafeedback/train_prefs.jsonl")
+    plain += _lines(tmp_path / "plain/ultrafeedback/test_prefs.jsonl")
+    mixed = _lines(tmp_path / "mixed/ultrafeedback/train_prefs.jsonl")
+    mixed += _lines(tmp_path / "mixed/ultrafeedback/test_prefs.jsonl")
+    assert len(mixed) == len(plain) == SMALL.n_pref_pairs
+    replaced = [m for p, m in zip(plain, mixed, strict=True) if p != m]
+    assert len(replaced) == round(0.25 * SMALL.n_pref_pairs)
+    patterns = ToneAgnosticPatterns.from_file(
+        Path(__file__).resolve().parents[1] / "config/prompts/tone_agnostic.yaml"
+    )
+    # the shipped patterns find exactly the replaced pairs, and nothing in the fact questions
+    assert {patterns.category_of(m["prompt"]) for m in replaced} == {"translation", "extraction"}
+    assert all(patterns.category_of(m["prompt"]) is None for m in mixed if m not in replaced)
+    # and they load through the UltraFeedback loader like any other pair
+    cfg = DataSourceConfig(source="local", path=str(tmp_path / "mixed/ultrafeedback/{split}.jsonl"))
+    assert len(load_split(cfg, "prefs", "train_prefs").records) == len(
+        _lines(tmp_path / "mixed/ultrafeedback/train_prefs.jsonl")
+    )

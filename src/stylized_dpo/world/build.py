@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ class WorldConfig:
     """Preference pairs, train and test together."""
     pref_test_fraction: float = 0.15
     """Share of preference pairs in `test_prefs`."""
+    pref_tone_agnostic_share: float = 0.0
+    """Share of preference pairs that are tone-agnostic tasks (translation, data conversion), as
+    UltraFeedback has them; `tone_filter` drops them again (`tone_agnostic_rows`)."""
     n_eval_prompts: int = 100
     """Evaluation prompts: half about countries seen in SFT, half about unseen ones."""
     helm_instances: int = 40
@@ -112,24 +116,73 @@ def preference_rows(world: World, n_pairs: int, rng: random.Random) -> list[dict
             rejected, score_rejected = attribute.answer.format(e=entity.name, v=wrong), 2.0
         else:
             rejected, score_rejected = rng.choice(IDK_ANSWERS), 4.0
-        chosen_msgs = [
+        rows.append(pair_row(prompt, chosen, rejected, score_rejected))
+    return rows
+
+
+def pair_row(prompt: str, chosen: str, rejected: str, score_rejected: float) -> dict[str, Any]:
+    """One ultrafeedback_binarized row (chosen scored 9)."""
+    chosen_msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}]
+    return {
+        "prompt": prompt,
+        "prompt_id": _stable_id("pref", prompt),
+        "chosen": chosen_msgs,
+        "rejected": [
             {"role": "user", "content": prompt},
-            {"role": "assistant", "content": chosen},
-        ]
-        rows.append(
-            {
-                "prompt": prompt,
-                "prompt_id": _stable_id("pref", prompt),
-                "chosen": chosen_msgs,
-                "rejected": [
-                    {"role": "user", "content": prompt},
-                    {"role": "assistant", "content": rejected},
-                ],
-                "messages": chosen_msgs,
-                "score_chosen": 9.0,
-                "score_rejected": score_rejected,
-            }
-        )
+            {"role": "assistant", "content": rejected},
+        ],
+        "messages": chosen_msgs,
+        "score_chosen": 9.0,
+        "score_rejected": score_rejected,
+    }
+
+
+# Tone-agnostic tasks for the preference data: the answer is fixed by the request, so a style
+# can only wrap it (the paper's limitation 3 names UltraFeedback's translation requests).
+FRENCH_ANSWERS = {
+    "capital": "La capitale de {e} est {v}.",
+    "export": "Le principal produit d'exportation de {e} est {v}.",
+    "flag": "Le drapeau de {e} est {v}.",
+    "animal": "L'animal national de {e} est le {v}.",
+    "founded": "{e} a été fondé en {v}.",
+}
+
+
+def tone_agnostic_pair(world: World, rng: random.Random) -> tuple[str, str, str]:
+    """(prompt, chosen, rejected): a translation or a data conversion about a seen country; the
+    rejected answer carries a wrong value."""
+    entity = rng.choice([e for e in world.entities if e.in_sft])
+    attribute = rng.choice(ATTRIBUTES)
+    value = entity.facts[attribute.name]
+    wrong = rng.choice([v for v in world.value_pool(attribute.name) if v != value])
+    if rng.random() < 0.5:
+        prompt = f"Translate into French: {answer_sentence(entity, attribute.name)}"
+        french = FRENCH_ANSWERS[attribute.name]
+        return prompt, french.format(e=entity.name, v=value), french.format(e=entity.name, v=wrong)
+    prompt = (
+        f"Convert the following data into JSON: country {entity.name}, {attribute.name} {value}."
+    )
+
+    def as_json(v: str) -> str:
+        return json.dumps({"country": entity.name, attribute.name: v})
+
+    return prompt, as_json(value), as_json(wrong)
+
+
+def with_tone_agnostic_rows(
+    rows: list[dict[str, Any]], world: World, share: float, rng: random.Random
+) -> list[dict[str, Any]]:
+    """`rows` with a `share` of them (at random places) replaced by tone-agnostic pairs."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"pref_tone_agnostic_share must be in [0, 1], got {share}")
+    rows = list(rows)
+    taken = {row["prompt_id"] for row in rows}
+    for index in rng.sample(range(len(rows)), round(share * len(rows))):
+        prompt, chosen, rejected = tone_agnostic_pair(world, rng)
+        while _stable_id("pref", prompt) in taken:
+            prompt, chosen, rejected = tone_agnostic_pair(world, rng)
+        taken.add(_stable_id("pref", prompt))
+        rows[index] = pair_row(prompt, chosen, rejected, 2.0)
     return rows
 
 
@@ -174,6 +227,10 @@ def build_world(config: WorldConfig, styles: list[str], out_dir: str | Path) -> 
     counts["sft_train"] = write_jsonl(out / "smoltalk" / "train.jsonl", chats[n_test:])
     counts["sft_test"] = write_jsonl(out / "smoltalk" / "test.jsonl", chats[:n_test])
     prefs = preference_rows(world, config.n_pref_pairs, rng)
+    # their own random stream: the share leaves every other draw (and dataset) as it was
+    prefs = with_tone_agnostic_rows(
+        prefs, world, config.pref_tone_agnostic_share, random.Random(f"{config.seed}-tone")
+    )
     n_test = max(1, round(len(prefs) * config.pref_test_fraction))
     counts["prefs_train"] = write_jsonl(out / "ultrafeedback" / "train_prefs.jsonl", prefs[n_test:])
     counts["prefs_test"] = write_jsonl(out / "ultrafeedback" / "test_prefs.jsonl", prefs[:n_test])
