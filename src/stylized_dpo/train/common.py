@@ -276,6 +276,71 @@ def collate_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torc
     return collate_chats(chats, pad_id)
 
 
+PAD, PROMPT, CHOSEN, REJECTED = -1, 0, 1, 2
+"""Segment ids of a packed pair's tokens (see `collate_packed_pairs`)."""
+
+
+def collate_packed_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
+    """Each pair as one sequence [prompt, chosen, rejected]: the prompt is computed once.
+
+    Returns, for B pairs right-padded to the longest packed length T:
+
+    - `input_ids`, `position_ids`, `segment_ids` (B, T): positions restart at len(prompt) for
+      the rejected answer, so it sees the positions it would have after the prompt alone;
+      segment ids are PROMPT, CHOSEN, REJECTED or PAD (`packed_attention_mask` turns them into
+      the attention mask: each answer sees the prompt and its own earlier tokens only).
+    - `logp_index`, `logp_targets`, `logp_segment` (N,), N = completion tokens of the batch: the
+      flat (B * T) position whose hidden state predicts each completion token, the token, and
+      its output slot (chosen of pair b: b; rejected of pair b: B + b, as `collate_pairs`'
+      order). Each answer's first token is predicted from the prompt's last position.
+    """
+    width = max(len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
+    n = len(pairs)
+    input_ids, position_ids, segment_ids = [], [], []
+    index, targets, slot = [], [], []
+    for b, p in enumerate(pairs):
+        n_p, n_c, n_r = len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids)
+        if not (n_p and n_c and n_r):
+            raise ValueError(f"pair {p.prompt_id}: an empty prompt or answer cannot be scored")
+        pad = width - n_p - n_c - n_r
+        input_ids.append(p.prompt_ids + p.chosen_ids + p.rejected_ids + [pad_id] * pad)
+        position_ids.append([*range(n_p + n_c), *range(n_p, n_p + n_r), *range(pad)])
+        segment_ids.append([PROMPT] * n_p + [CHOSEN] * n_c + [REJECTED] * n_r + [PAD] * pad)
+        row = b * width
+        # chosen token i sits at n_p + i and is predicted by the position before it
+        index += [row + n_p - 1 + i for i in range(n_c)]
+        # rejected token j sits at n_p + n_c + j; its first token is predicted by the prompt
+        index += [row + n_p - 1] + [row + n_p + n_c + j - 1 for j in range(1, n_r)]
+        targets += p.chosen_ids + p.rejected_ids
+        slot += [b] * n_c + [n + b] * n_r
+    return {
+        "input_ids": torch.tensor(input_ids, dtype=torch.long),
+        "position_ids": torch.tensor(position_ids, dtype=torch.long),
+        "segment_ids": torch.tensor(segment_ids, dtype=torch.long),
+        "logp_index": torch.tensor(index, dtype=torch.long),
+        "logp_targets": torch.tensor(targets, dtype=torch.long),
+        "logp_segment": torch.tensor(slot, dtype=torch.long),
+    }
+
+
+def packed_attention_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """The (B, 1, T, T) boolean mask (True: may attend) of packed pairs.
+
+    A token attends to earlier-or-same positions of the prompt and of its own segment: the
+    prompt is causal, an answer sees the prompt and its own earlier tokens, never the other
+    answer. A padding position attends to itself only, so no row is fully masked (a fully
+    masked row would make SDPA's softmax NaN, and NaN would leak into the gradients).
+    """
+    t = segment_ids.size(1)
+    pos = torch.arange(t, device=segment_ids.device)
+    causal = pos[None, :] <= pos[:, None]  # (T, T): key k at or before query q
+    q, k = segment_ids[:, :, None], segment_ids[:, None, :]
+    visible = (k == PROMPT) | (k == q)
+    mask = causal & visible & (q != PAD)
+    mask |= (q == PAD) & (pos[None, :] == pos[:, None])
+    return mask[:, None]
+
+
 # ----------------------------------------------------------------------------------------------
 # Log-probs of completions.
 
@@ -326,17 +391,73 @@ def completion_logps(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state  # (B, T, H)
     targets_mask = completion_mask[:, 1:].bool()  # (B, T-1): does position t predict a completion?
-    h = hidden[:, :-1][targets_mask].float()  # (N, H), N = completion tokens in the batch
+    h = hidden[:, :-1][targets_mask]  # (N, H), N = completion tokens in the batch
     targets = input_ids[:, 1:][targets_mask]  # (N,)
+    row = torch.arange(input_ids.size(0), device=input_ids.device)[:, None].expand_as(targets_mask)
+    return _summed_logps(model, h, targets, row[targets_mask], input_ids.size(0))
+
+
+def packed_completion_logps(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    segment_ids: torch.Tensor,
+    logp_index: torch.Tensor,
+    logp_targets: torch.Tensor,
+    logp_segment: torch.Tensor,
+) -> torch.Tensor:
+    """`completion_logps` of packed pairs (`collate_packed_pairs`): (2B,), chosen then rejected.
+
+    One forward pass over [prompt, chosen, rejected] per pair under `packed_attention_mask`
+    gives each answer's tokens exactly the hidden states of their own prompt + answer sequence,
+    so the log-probs equal the concatenated forward's (to float rounding), and the prompt's
+    gradient is the sum of the two branches'. Needs the `sdpa` or `eager` attention (a custom
+    4D mask is passed through as is); on CUDA, SDPA with such a mask uses the memory-efficient
+    (or math) kernel rather than flash attention.
+    """
+    mask = packed_attention_mask(segment_ids)
+    implementation = model.config._attn_implementation
+    device = input_ids.device.type
+    with autocast(device):
+        if implementation == "eager":  # eager adds the mask to the scores: make it additive
+            mask = torch.zeros(mask.shape, device=mask.device).masked_fill(
+                ~mask, torch.finfo(torch.float32).min
+            )
+        elif implementation != "sdpa":
+            raise ValueError(
+                f"prefix sharing needs the sdpa or eager attention, not {implementation!r}"
+            )
+        hidden = model.get_decoder()(
+            input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state  # (B, T, H)
+    h = hidden.flatten(0, 1)[logp_index]  # (N, H)
+    return _summed_logps(model, h, logp_targets, logp_segment, 2 * input_ids.size(0))
+
+
+def pair_logps(model: PreTrainedModel, **batch: torch.Tensor) -> torch.Tensor:
+    """Chosen then rejected log-probs, (2B,), of a `collate_pairs` or `collate_packed_pairs`
+    batch."""
+    if "segment_ids" in batch:
+        return packed_completion_logps(model, **batch)  # type: ignore[arg-type]
+    return completion_logps(model, **batch)  # type: ignore[arg-type]
+
+
+def _summed_logps(
+    model: PreTrainedModel,
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    slots: torch.Tensor,
+    n_slots: int,
+) -> torch.Tensor:
+    """Sum per slot of log p(target | hidden state): the LM head and log-softmax in float32,
+    outside autocast, on the N given rows only."""
+    device = h.device.type
     head = model.get_output_embeddings()
     bias = None if head.bias is None else head.bias.float()
     with torch.autocast(device, enabled=False):
-        logits = F.linear(h, head.weight.float(), bias)  # (N, V) only where needed
+        logits = F.linear(h.float(), head.weight.float(), bias)  # (N, V) only where needed
         token_logps = torch.gather(logits.log_softmax(-1), 1, targets[:, None]).squeeze(1)
-    row = torch.arange(input_ids.size(0), device=input_ids.device)[:, None].expand_as(targets_mask)
-    return torch.zeros(input_ids.size(0), device=input_ids.device).index_add(
-        0, row[targets_mask], token_logps
-    )
+    return torch.zeros(n_slots, device=h.device).index_add(0, slots, token_logps)
 
 
 # ----------------------------------------------------------------------------------------------
