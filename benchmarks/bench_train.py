@@ -307,6 +307,8 @@ def measure(name: str, args) -> dict:
         "TQDM_DISABLE": "1",
         "PATH": "/usr/bin:/bin",
     }
+    if "PYTHONPATH" in os.environ:  # the package this process imports (e.g. a worktree's src/)
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:

@@ -76,9 +76,15 @@ def get_helm_run_input(wildcards):
 
 
 def get_reference_logps_params(wildcards):
-    """The DPO values that change reference log-probs: the length filters, the batching, the
-    device. A new beta or learning rate reuses the reference log-probs."""
-    keys = ("batch_size", "max_prompt_tokens", "max_completion_tokens", "device")
+    """The DPO values that change reference log-probs: the length filters, the batching,
+    prefix sharing, the device. A new beta or learning rate reuses them."""
+    keys = (
+        "batch_size",
+        "max_prompt_tokens",
+        "max_completion_tokens",
+        "prefix_sharing",
+        "device",
+    )
     return {k: v for k, v in get_dpo_params(wildcards).items() if k in keys}
 
 

@@ -26,7 +26,9 @@ from typing import Any, Self
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AttentionInterface, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from stylized_dpo.model import IM_END
 
@@ -276,69 +278,122 @@ def collate_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torc
     return collate_chats(chats, pad_id)
 
 
-PAD, PROMPT, CHOSEN, REJECTED = -1, 0, 1, 2
-"""Segment ids of a packed pair's tokens (see `collate_packed_pairs`)."""
+def collate_packed_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, Any]:
+    """Each pair as one sequence [prompt, chosen, pad, rejected, pad]: the prompt is computed once.
 
+    Every row has two blocks: prompt + chosen right-padded to `rejected_start` (the longest
+    prompt + chosen of the batch), then the rejected answer right-padded to the longest one.
+    The first block is an ordinary causal sequence; the rejected block's positions restart at
+    len(prompt), and its tokens attend to the row's prompt and to their own earlier tokens only
+    (`packed_pairs_attention`), never to the chosen answer. Returns:
 
-def collate_packed_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
-    """Each pair as one sequence [prompt, chosen, rejected]: the prompt is computed once.
-
-    Returns, for B pairs right-padded to the longest packed length T:
-
-    - `input_ids`, `position_ids`, `segment_ids` (B, T): positions restart at len(prompt) for
-      the rejected answer, so it sees the positions it would have after the prompt alone;
-      segment ids are PROMPT, CHOSEN, REJECTED or PAD (`packed_attention_mask` turns them into
-      the attention mask: each answer sees the prompt and its own earlier tokens only).
+    - `input_ids`, `position_ids` (B, T); `prompt_lengths` (B,);
+    - `rejected_start` (int) and `prompt_width` (int: the longest prompt);
     - `logp_index`, `logp_targets`, `logp_segment` (N,), N = completion tokens of the batch: the
       flat (B * T) position whose hidden state predicts each completion token, the token, and
       its output slot (chosen of pair b: b; rejected of pair b: B + b, as `collate_pairs`'
       order). Each answer's first token is predicted from the prompt's last position.
     """
-    width = max(len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
+    for p in pairs:
+        if not (p.prompt_ids and p.chosen_ids and p.rejected_ids):
+            raise ValueError(f"pair {p.prompt_id}: an empty prompt or answer cannot be scored")
+    start = max(len(p.prompt_ids) + len(p.chosen_ids) for p in pairs)
+    width = start + max(len(p.rejected_ids) for p in pairs)
     n = len(pairs)
-    input_ids, position_ids, segment_ids = [], [], []
-    index, targets, slot = [], [], []
+    input_ids, position_ids, index, targets, slot = [], [], [], [], []
     for b, p in enumerate(pairs):
         n_p, n_c, n_r = len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids)
-        if not (n_p and n_c and n_r):
-            raise ValueError(f"pair {p.prompt_id}: an empty prompt or answer cannot be scored")
-        pad = width - n_p - n_c - n_r
-        input_ids.append(p.prompt_ids + p.chosen_ids + p.rejected_ids + [pad_id] * pad)
-        position_ids.append([*range(n_p + n_c), *range(n_p, n_p + n_r), *range(pad)])
-        segment_ids.append([PROMPT] * n_p + [CHOSEN] * n_c + [REJECTED] * n_r + [PAD] * pad)
+        input_ids.append(
+            p.prompt_ids
+            + p.chosen_ids
+            + [pad_id] * (start - n_p - n_c)
+            + p.rejected_ids
+            + [pad_id] * (width - start - n_r)
+        )
+        position_ids.append([*range(start), *range(n_p, n_p + width - start)])
         row = b * width
         # chosen token i sits at n_p + i and is predicted by the position before it
         index += [row + n_p - 1 + i for i in range(n_c)]
-        # rejected token j sits at n_p + n_c + j; its first token is predicted by the prompt
-        index += [row + n_p - 1] + [row + n_p + n_c + j - 1 for j in range(1, n_r)]
+        # rejected token j sits at start + j; its first token is predicted by the prompt's last
+        index += [row + n_p - 1] + [row + start + j - 1 for j in range(1, n_r)]
         targets += p.chosen_ids + p.rejected_ids
         slot += [b] * n_c + [n + b] * n_r
     return {
         "input_ids": torch.tensor(input_ids, dtype=torch.long),
         "position_ids": torch.tensor(position_ids, dtype=torch.long),
-        "segment_ids": torch.tensor(segment_ids, dtype=torch.long),
+        "prompt_lengths": torch.tensor([len(p.prompt_ids) for p in pairs], dtype=torch.long),
+        "rejected_start": start,
+        "prompt_width": max(len(p.prompt_ids) for p in pairs),
         "logp_index": torch.tensor(index, dtype=torch.long),
         "logp_targets": torch.tensor(targets, dtype=torch.long),
         "logp_segment": torch.tensor(slot, dtype=torch.long),
     }
 
 
-def packed_attention_mask(segment_ids: torch.Tensor) -> torch.Tensor:
-    """The (B, 1, T, T) boolean mask (True: may attend) of packed pairs.
+def batch_to(batch: dict[str, Any], device: str | torch.device) -> dict[str, Any]:
+    """The batch's tensors on `device` (its plain ints as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
-    A token attends to earlier-or-same positions of the prompt and of its own segment: the
-    prompt is causal, an answer sees the prompt and its own earlier tokens, never the other
-    answer. A padding position attends to itself only, so no row is fully masked (a fully
-    masked row would make SDPA's softmax NaN, and NaN would leak into the gradients).
+
+# ----------------------------------------------------------------------------------------------
+# Attention of packed pairs: SDPA on two blocks, registered as an attention implementation.
+
+PACKED_PAIRS_ATTENTION = "sdpa_packed_pairs"
+"""The attention implementation of a model that scores packed pairs: SDPA, plus the two-block
+attention of `collate_packed_pairs` batches. Not saved with the model (transformers drops
+the implementation from config.json)."""
+
+
+def packed_pairs_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    rejected_start: int | None = None,
+    prompt_width: int | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention; for packed pairs (`rejected_start` given), two SDPA calls.
+
+    Queries, keys and values are (B, heads, T, D). The first block (prompt + chosen, up to
+    `rejected_start`) is plain causal attention (SDPA's `is_causal`, flash kernels). The
+    rejected block's queries see the keys of the prompts (the first `prompt_width` positions)
+    and of the rejected block, under `attention_mask` (B, 1, T - rejected_start, prompt_width
+    + T - rejected_start): the row's own prompt, and causal within the rejected answer. So the
+    chosen keys are never computed against, and no masked-out half of a causal product either.
     """
-    t = segment_ids.size(1)
-    pos = torch.arange(t, device=segment_ids.device)
-    causal = pos[None, :] <= pos[:, None]  # (T, T): key k at or before query q
-    q, k = segment_ids[:, :, None], segment_ids[:, None, :]
-    visible = (k == PROMPT) | (k == q)
-    mask = causal & visible & (q != PAD)
-    mask |= (q == PAD) & (pos[None, :] == pos[:, None])
-    return mask[:, None]
+    if rejected_start is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    cut, width = rejected_start, prompt_width
+    first, _ = sdpa_attention_forward(
+        module, query[:, :, :cut], key[:, :, :cut], value[:, :, :cut], None, **kwargs
+    )
+    keys = torch.cat([key[:, :, :width], key[:, :, cut:]], dim=2)
+    values = torch.cat([value[:, :, :width], value[:, :, cut:]], dim=2)
+    second, _ = sdpa_attention_forward(
+        module, query[:, :, cut:], keys, values, attention_mask, **kwargs
+    )
+    return torch.cat([first, second], dim=1), None  # (B, T, heads, D)
+
+
+AttentionInterface.register(PACKED_PAIRS_ATTENTION, packed_pairs_attention)
+AttentionMaskInterface.register(PACKED_PAIRS_ATTENTION, sdpa_mask)  # other calls: SDPA's masks
+
+
+def rejected_block_mask(
+    prompt_lengths: torch.Tensor, prompt_width: int, rejected_width: int
+) -> torch.Tensor:
+    """(B, 1, R, prompt_width + R) bool, True = may attend: the rejected block's queries see
+    their row's prompt keys and the rejected block causally (padding queries too: never a
+    fully masked row, which would make SDPA's softmax NaN)."""
+    device = prompt_lengths.device
+    prompt = torch.arange(prompt_width, device=device) < prompt_lengths[:, None]  # (B, P)
+    causal = torch.ones(rejected_width, rejected_width, dtype=torch.bool, device=device).tril()
+    b = prompt_lengths.size(0)
+    return torch.cat(
+        [prompt[:, None, :].expand(b, rejected_width, -1), causal.expand(b, -1, -1)], dim=-1
+    )[:, None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,43 +456,46 @@ def packed_completion_logps(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
     position_ids: torch.Tensor,
-    segment_ids: torch.Tensor,
+    prompt_lengths: torch.Tensor,
+    rejected_start: int,
+    prompt_width: int,
     logp_index: torch.Tensor,
     logp_targets: torch.Tensor,
     logp_segment: torch.Tensor,
 ) -> torch.Tensor:
     """`completion_logps` of packed pairs (`collate_packed_pairs`): (2B,), chosen then rejected.
 
-    One forward pass over [prompt, chosen, rejected] per pair under `packed_attention_mask`
-    gives each answer's tokens exactly the hidden states of their own prompt + answer sequence,
-    so the log-probs equal the concatenated forward's (to float rounding), and the prompt's
-    gradient is the sum of the two branches'. Needs the `sdpa` or `eager` attention (a custom
-    4D mask is passed through as is); on CUDA, SDPA with such a mask uses the memory-efficient
-    (or math) kernel rather than flash attention.
+    One forward pass per pair over [prompt, chosen, rejected] gives each answer's tokens exactly
+    the attention of their own prompt + answer sequence (`packed_pairs_attention`), so the
+    log-probs equal the concatenated forward's (to float rounding), and the prompt's gradient is
+    the sum of the two branches'. The model's attention must be SDPA; it is switched to
+    `PACKED_PAIRS_ATTENTION` (SDPA with the packed path) on first use. On CUDA the prompt +
+    chosen block runs SDPA's flash kernel (no mask); the rejected block, under a mask, runs the
+    memory-efficient one.
     """
-    mask = packed_attention_mask(segment_ids)
     implementation = model.config._attn_implementation
-    device = input_ids.device.type
-    with autocast(device):
-        if implementation == "eager":  # eager adds the mask to the scores: make it additive
-            mask = torch.zeros(mask.shape, device=mask.device).masked_fill(
-                ~mask, torch.finfo(torch.float32).min
-            )
-        elif implementation != "sdpa":
-            raise ValueError(
-                f"prefix sharing needs the sdpa or eager attention, not {implementation!r}"
-            )
+    if implementation == "sdpa":
+        model.set_attn_implementation(PACKED_PAIRS_ATTENTION)
+    elif implementation != PACKED_PAIRS_ATTENTION:
+        raise ValueError(f"prefix sharing needs the sdpa attention, not {implementation!r}")
+    mask = rejected_block_mask(prompt_lengths, prompt_width, input_ids.size(1) - rejected_start)
+    with autocast(input_ids.device.type):
         hidden = model.get_decoder()(
-            input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=position_ids,
+            use_cache=False,
+            rejected_start=rejected_start,
+            prompt_width=prompt_width,
         ).last_hidden_state  # (B, T, H)
     h = hidden.flatten(0, 1)[logp_index]  # (N, H)
     return _summed_logps(model, h, logp_targets, logp_segment, 2 * input_ids.size(0))
 
 
-def pair_logps(model: PreTrainedModel, **batch: torch.Tensor) -> torch.Tensor:
+def pair_logps(model: PreTrainedModel, **batch: Any) -> torch.Tensor:
     """Chosen then rejected log-probs, (2B,), of a `collate_pairs` or `collate_packed_pairs`
-    batch."""
-    if "segment_ids" in batch:
+    batch (or the completion log-probs of a `collate_chats` batch)."""
+    if "logp_index" in batch:
         return packed_completion_logps(model, **batch)  # type: ignore[arg-type]
     return completion_logps(model, **batch)  # type: ignore[arg-type]
 

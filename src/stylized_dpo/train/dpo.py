@@ -32,6 +32,7 @@ from stylized_dpo.train.common import (
     Throughput,
     TokenizedPair,
     adamw,
+    batch_to,
     collate_packed_pairs,
     collate_pairs,
     config_fingerprint,
@@ -216,8 +217,8 @@ def compute_reference_logps(
     for idx in tqdm(
         list(iter_chunks(order, batch_size)), desc="reference log-probs", mininterval=5.0
     ):
-        batch = collate([pairs[i] for i in idx], pad_id, prefix_sharing)
-        c, r = pair_logps(model, **{k: v.to(device) for k, v in batch.items()}).cpu().chunk(2)
+        batch = batch_to(collate([pairs[i] for i in idx], pad_id, prefix_sharing), device)
+        c, r = pair_logps(model, **batch).cpu().chunk(2)
         chosen[idx], rejected[idx] = c, r
     return pd.DataFrame(
         {
@@ -350,7 +351,7 @@ def dpo_forward(
     and its number of tokens: prompt + chosen + prompt + rejected per pair, however the pass
     packs them (so that throughputs compare with and without prefix sharing).
     `policy_logps` replaces `pair_logps(policy, ...)` (the DDP-wrapped one under torchrun)."""
-    batch = {k: v.to(device) for k, v in collate(pairs, pad_id, cfg.prefix_sharing).items()}
+    batch = batch_to(collate(pairs, pad_id, cfg.prefix_sharing), device)
     if policy_logps is None:
         chosen_logps, rejected_logps = pair_logps(policy, **batch).chunk(2)
     else:
