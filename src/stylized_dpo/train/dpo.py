@@ -4,10 +4,10 @@ The loop follows Rafailov et al. (2023) and their reference code (eric-mitchell/
 direct-preference-optimization): chosen and rejected answers go through the policy in one
 forward pass; the reference log-probs are computed once beforehand (a parquet file) or,
 optionally, on the fly by a frozen copy of the starting model. That one pass either packs each
-pair as [prompt, chosen, rejected] with an attention mask that keeps the answers apart, so the
+pair as [prompt, chosen, rejected], with an attention that keeps the answers apart, so the
 shared prompt is computed once (`prefix_sharing`, the default; the idea of Wang et al. 2024,
-"Accelerating Direct Preference Optimization with Prefix Sharing"), or concatenates the chosen
-and rejected sequences (prompt computed twice), as the DPO reference code does.
+"Accelerating Direct Preference Optimization with Prefix Sharing"), or runs the chosen and
+rejected sequences side by side (prompt computed twice), as the DPO reference code does.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class DPOConfig(ConfigMixin):
     weight_decay: float = 0.0
     """AdamW: decoupled decay on matrices; RMSprop: L2 penalty on every parameter (torch's)."""
     batch_size: int = 16
-    """Pairs per forward pass (2x sequences); effective batch = `batch_size * grad_accum`."""
+    """Pairs per forward pass; effective batch = `batch_size * grad_accum`."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step."""
     warmup_ratio: float = 0.1
@@ -111,7 +111,7 @@ class DPOConfig(ConfigMixin):
     prefix_sharing: bool = True
     """Pack each pair as [prompt, chosen, rejected] so the prompt is computed once (policy and
     reference); the same log-probs and gradients as the concatenated pass, to float rounding.
-    Needs the sdpa or eager attention."""
+    Needs the SDPA attention (`load_model`'s)."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
