@@ -59,8 +59,14 @@ def assert_same_grads(expected: list[torch.Tensor], actual: list[torch.Tensor]) 
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
 
 
-def test_packed_pairs_give_the_concatenated_log_probs_and_gradients(model_and_pairs):
-    model, pairs, pad_id = model_and_pairs
+@pytest.mark.parametrize(
+    "lengths",
+    [LENGTHS, [(4, 3, 1), (2, 1, 1)], [(6, 2, 5)]],
+    ids=["mixed", "one-token-rejected", "one-pair"],
+)
+def test_packed_pairs_give_the_concatenated_log_probs_and_gradients(model_and_pairs, lengths):
+    model, _, pad_id = model_and_pairs
+    pairs = random_pairs(model.config.vocab_size, lengths, seed=len(lengths))
     concat, concat_grads = logps_and_grads(model, collate_pairs(pairs, pad_id))
     packed, packed_grads = logps_and_grads(model, collate_packed_pairs(pairs, pad_id))
     assert model.config._attn_implementation == PACKED_PAIRS_ATTENTION

@@ -357,11 +357,12 @@ def packed_pairs_attention(
     """transformers' SDPA attention; for packed pairs (`rejected_start` given), two SDPA calls.
 
     Queries, keys and values are (B, heads, T, D). The first block (prompt + chosen, up to
-    `rejected_start`) is plain causal attention (SDPA's `is_causal`, flash kernels). The
-    rejected block's queries see the keys of the prompts (the first `prompt_width` positions)
-    and of the rejected block, under `attention_mask` (B, 1, T - rejected_start, prompt_width
-    + T - rejected_start): the row's own prompt, and causal within the rejected answer. So the
-    chosen keys are never computed against, and no masked-out half of a causal product either.
+    `rejected_start`) is plain causal attention (SDPA's `is_causal`: no mask, flash kernels).
+    The rejected block's queries see the keys of the prompts (the first `prompt_width`
+    positions) and of the rejected block, under `attention_mask` (B, 1, T - rejected_start,
+    prompt_width + T - rejected_start): the row's own prompt, and causal within the rejected
+    answer. Compared with one (T, T) masked attention, the rejected queries skip the chosen
+    answers' keys (but for the chosen tokens of rows with a shorter prompt, masked out).
     """
     if rejected_start is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
