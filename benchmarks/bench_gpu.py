@@ -11,14 +11,22 @@ random token ids at the paper's lengths (prompt 256 + completion 1024 tokens, no
 batch sizes (Table 1: SFT 8 sequences; Table 2: DPO 4 pairs, i.e. 8 sequences per forward).
 
 Measured steps, each one optimizer step over one micro-batch with the engine's code:
-  sft        completion NLL (the SFT loop's micro-step), AdamW as in Table 1
-  dpo-pre    `dpo_forward` with reference log-probs precomputed before training, RMSprop (Table 2)
-  dpo-model  `dpo_forward` with the frozen reference model in memory (a forward per step)
+  sft               completion NLL (the SFT loop's micro-step), AdamW as in Table 1
+  dpo-pre           `dpo_forward` with reference log-probs precomputed before training, RMSprop
+                    (Table 2), prefix sharing on (the default: [prompt, chosen, rejected] packed)
+  dpo-pre-concat    the same with prefix sharing off (chosen and rejected sequences concatenated)
+  dpo-model         `dpo_forward` with the frozen reference model in memory (a forward per step)
+  dpo-model-concat  the same with prefix sharing off
 
-Tokens/s counts every (non-pad) token of the step; chosen and rejected both count. MFU is model
-FLOPs / peak: 6 N per token for the policy's forward and backward, plus 2 N for the reference
-forward in dpo-model, with N all parameters (the tied embedding counted once, as the LM head
-matrix); attention's own FLOPs are not counted. The peak bf16 dense rate comes from
+Tokens/s counts every (non-pad) token of the step's sequences; chosen and rejected both count,
+and so does the prompt of each (prompt + chosen + prompt + rejected per pair, whether or not
+prefix sharing computes the prompt once: DPO rows compare as pairs per second). MFU is model
+FLOPs / peak over the tokens the model actually processes (with prefix sharing, prompt + chosen
++ rejected per pair): 6 N per token for the policy's forward and backward, plus 2 N for the
+reference forward in dpo-model, with N all parameters (the tied embedding counted once, as the
+LM head matrix); attention's own FLOPs are not counted. With prefix sharing the prompt + chosen
+block runs SDPA's flash kernel; the rejected block, under a mask, the memory-efficient kernel.
+The peak bf16 dense rate comes from
 `--peak-tflops` or, by default, from the device name (H100 SXM and H200: 989 TFLOP/s). Peak
 memory is `torch.cuda.max_memory_allocated` over the measurement (weights, gradients,
 optimizer state and activations).
@@ -47,12 +55,13 @@ from stylized_dpo.train.common import (
     TokenizedChat,
     TokenizedPair,
     adamw,
+    batch_to,
     collate_chats,
-    collate_pairs,
     completion_logps,
+    pair_logps,
     speed_options,
 )
-from stylized_dpo.train.dpo import DPOBatchStats, DPOConfig, dpo_forward
+from stylized_dpo.train.dpo import DPOBatchStats, DPOConfig, collate, dpo_forward
 
 QWEN25_05B = dict(
     hidden_size=896,
@@ -83,6 +92,7 @@ VARIANTS = {
     "compile": (False, True),
     "compile+gc": (True, True),
 }  # name -> (gradient_checkpointing, compile)
+KINDS = ("sft", "dpo-pre", "dpo-pre-concat", "dpo-model", "dpo-model-concat")
 
 
 def build_model(arch: dict, device: str) -> Qwen2ForCausalLM:
@@ -165,10 +175,10 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
             [TokenizedPair(f"p{i}", p, c, r) for i, (p, c, r) in enumerate(data[s::steps])]
             for s in range(steps)
         ]
-        cfg = DPOConfig(
-            beta=0.1, reference="model" if kind == "dpo-model" else "precomputed", device=device
-        )
-        if kind == "dpo-model":  # a frozen copy of the starting weights, as train_dpo loads it
+        sharing = not kind.endswith("-concat")
+        reference = "model" if kind.startswith("dpo-model") else "precomputed"
+        cfg = DPOConfig(beta=0.1, reference=reference, device=device, prefix_sharing=sharing)
+        if reference == "model":  # a frozen copy of the starting weights, as train_dpo loads it
             ref_model = build_model(arch, device).eval().requires_grad_(False)
             ref_model.load_state_dict(model.state_dict())
             speed_options(ref_model, gradient_checkpointing=False, compile=compile_)
@@ -176,7 +186,12 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
             model.eval()
             with torch.no_grad():
                 refs = [
-                    tuple(t.cpu() for t in completion_logps(model, **batch_on(b, device)).chunk(2))
+                    tuple(
+                        t.cpu()
+                        for t in pair_logps(
+                            model, **batch_to(collate(b, 0, sharing), device)
+                        ).chunk(2)
+                    )
                     for b in batches
                 ]
         optimizer = torch.optim.RMSprop(  # Table 2, as train_dpo builds it
@@ -185,7 +200,7 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
     speed_options(model, checkpointing, compile_)
     model.train()
 
-    times, n_tokens = [], 0
+    times, n_tokens, model_tokens = [], 0, 0
     sync(device)
     start = time.perf_counter()
     for s, batch in enumerate(batches):
@@ -197,6 +212,7 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
         times.append(time.perf_counter())
         if s >= args.warmup:
             n_tokens += tokens
+            model_tokens += processed_tokens(batch, cfg)
     elapsed = times[-1] - times[args.warmup - 1]
     tokens_per_s = n_tokens / elapsed
     flops_per_token = (8 if ref_model is not None else 6) * n_params
@@ -204,7 +220,7 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
         "tokens_per_s": tokens_per_s,
         "step_s": elapsed / args.steps,
         "first_step_s": times[0] - start,
-        "tflops": flops_per_token * tokens_per_s / 1e12,
+        "tflops": flops_per_token * model_tokens / elapsed / 1e12,
         "params_m": n_params / 1e6,
     }
     if device.startswith("cuda"):
@@ -215,8 +231,13 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
     return result
 
 
-def batch_on(pairs, device: str) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in collate_pairs(pairs, 0).items()}
+def processed_tokens(batch, cfg: DPOConfig | None) -> int:
+    """The tokens the model runs on (padding aside): SFT sequences; DPO pairs with the prompt
+    once (prefix sharing) or twice (concatenated)."""
+    if cfg is None:
+        return sum(len(c.input_ids) for c in batch)
+    prompts = 1 if cfg.prefix_sharing else 2
+    return sum(prompts * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in batch)
 
 
 def peak_tflops(args, device: str) -> float | None:
@@ -236,7 +257,7 @@ def main() -> None:
     parser.add_argument("--completion", type=int, default=1024, help="completion tokens")
     parser.add_argument("--sft-batch", type=int, default=8, help="SFT sequences per step")
     parser.add_argument("--dpo-pairs", type=int, default=4, help="DPO pairs per step")
-    parser.add_argument("--kinds", default="sft,dpo-pre,dpo-model")
+    parser.add_argument("--kinds", default="sft,dpo-pre,dpo-pre-concat,dpo-model")
     parser.add_argument("--variants", default=None, help=f"comma list of {sorted(VARIANTS)}")
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder")
     parser.add_argument("--grad-checkpointing", action="store_true")
@@ -260,7 +281,7 @@ def main() -> None:
         if v not in VARIANTS:
             parser.error(f"unknown variant {v!r}; known: {sorted(VARIANTS)}")
     for k in kinds:
-        if k not in ("sft", "dpo-pre", "dpo-model"):
+        if k not in KINDS:
             parser.error(f"unknown kind {k!r}")
 
     begin = time.perf_counter()
@@ -285,7 +306,7 @@ def main() -> None:
         flush=True,
     )
     print(
-        f"{'variant':11s} {'step':9s} {'tok/s':>9s} {'s/step':>7s} {'1st s':>6s} "
+        f"{'variant':11s} {'step':16s} {'tok/s':>9s} {'s/step':>7s} {'1st s':>6s} "
         f"{'TFLOP/s':>8s} {'MFU':>6s} {'peak GiB':>9s} {'rsrv GiB':>9s}",
         flush=True,
     )
@@ -294,16 +315,16 @@ def main() -> None:
         for kind in kinds:
             spent = time.perf_counter() - begin
             if args.time_budget_s is not None and spent > args.time_budget_s:
-                print(f"{variant:11s} {kind:9s} skipped: {spent:.0f} s > time budget", flush=True)
+                print(f"{variant:11s} {kind:16s} skipped: {spent:.0f} s > time budget", flush=True)
                 continue
             try:
                 r = measure(kind, variant, args, device)
             except torch.OutOfMemoryError as e:
-                print(f"{variant:11s} {kind:9s} out of memory: {str(e).splitlines()[0]}")
+                print(f"{variant:11s} {kind:16s} out of memory: {str(e).splitlines()[0]}")
                 continue
             except Exception as e:  # report and go on: one broken variant spoils no other
                 traceback.print_exc()
-                print(f"{variant:11s} {kind:9s} failed: {type(e).__name__}: {e}", flush=True)
+                print(f"{variant:11s} {kind:16s} failed: {type(e).__name__}: {e}", flush=True)
                 continue
             n_params_m = r["params_m"]
             mfu = f"{100 * r['tflops'] / peak:5.1f}%" if peak else "   n/a"
@@ -313,7 +334,7 @@ def main() -> None:
                 else f"{'n/a':>9s} {'n/a':>9s}"
             )
             print(
-                f"{variant:11s} {kind:9s} {r['tokens_per_s']:9.0f} {r['step_s']:7.3f} "
+                f"{variant:11s} {kind:16s} {r['tokens_per_s']:9.0f} {r['step_s']:7.3f} "
                 f"{r['first_step_s']:6.1f} {r['tflops']:8.1f} {mfu} {mem}",
                 flush=True,
             )

@@ -1,20 +1,26 @@
 """Throughput and peak memory of our SFT and DPO steps against trl's trainers, on one thread.
 
     .venv/bin/python benchmarks/bench_train.py [--steps 20] [--batch 8] [--tokens 256] [--repeats 3]
+        [--prompt-fraction 0.5]
 
 Each measurement runs in its own subprocess so that its peak RSS (ru_maxrss) is its own. The
 model is the miniature's shape (Qwen2, hidden 128, 2 layers, 2,048-token BPE); every sequence
-has about `--tokens` tokens, half prompt, half answer. SFT steps take `--batch` sequences, DPO
-steps `--batch / 2` pairs (chosen + rejected: the same number of sequences per forward pass, as
-the paper's SFT batch 8 and DPO batch 4 pairs). DPO is measured twice: with reference log-probs
-precomputed before training (ours: `reference="precomputed"`; trl: `precompute_ref_log_probs=True`),
-so a step is one policy forward/backward, and with the reference model in memory (ours:
-`reference="model"`; trl: `precompute_ref_log_probs=False` and a `ref_model`), so a step adds a
-reference forward. Our DPO step is the engine's own `dpo_forward`. The first steps are warm-up,
-not timed. Throughput is given per wall-clock second and per CPU second of the process (with
-one thread the latter is the work itself, robust to other jobs sharing the machine). With
-`--repeats N` the measurements are interleaved N times and the best of each is kept (lowest
-peak RSS): other jobs only ever slow a run down.
+has about `--tokens` tokens, half prompt, half answer (`--prompt-fraction` changes the split).
+SFT steps take `--batch` sequences, DPO steps `--batch / 2` pairs (chosen + rejected: the same
+number of sequences per step, as the paper's SFT batch 8 and DPO batch 4 pairs). DPO is
+measured with reference log-probs precomputed before training (ours: `reference="precomputed"`;
+trl: `precompute_ref_log_probs=True`), so a step is one policy forward/backward, and with the
+reference model in memory (ours: `reference="model"`; trl: `precompute_ref_log_probs=False` and
+a `ref_model`), so a step adds a reference forward. Our DPO step is the engine's own
+`dpo_forward`, measured with `prefix_sharing` on (the default: each pair packed as [prompt,
+chosen, rejected], the prompt computed once) and off (chosen and rejected sequences
+concatenated, as trl does). Every DPO row counts the same tokens per pair, prompt + chosen +
+prompt + rejected (trl's count), whichever way the forward pass packs them, so the ratios are
+ratios of pairs per second. The first steps are warm-up, not timed. Throughput is given per
+wall-clock second and per CPU second of the process (with one thread the latter is the work
+itself, robust to other jobs sharing the machine). With `--repeats N` the measurements are
+interleaved N times and the best of each is kept (lowest peak RSS): other jobs only ever slow a
+run down.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ import time
 WARMUP = 3
 
 
-def build(tokens: int, n: int):
-    """A tiny model and `n` examples of ~`tokens` tokens (prompt and answers of equal size)."""
+def build(tokens: int, n: int, prompt_fraction: float = 0.5):
+    """A tiny model and `n` examples of ~`tokens` tokens, `prompt_fraction` of them prompt."""
     import torch
     from transformers import Qwen2ForCausalLM
 
@@ -60,10 +66,14 @@ def build(tokens: int, n: int):
     def text(i: int, k: int) -> str:  # ~k tokens (words are single tokens here)
         return " ".join(words[(i + j) % len(words)] for j in range(k))
 
-    half = tokens // 2 - 12  # the template adds ~24 tokens around the prompt
-    sft = [SFTExample(f"s{i}", text(i, half), text(i + 1, half)) for i in range(n)]
+    # the template adds ~24 tokens around the prompt: 12 come off the prompt, 12 off the answer
+    prompt = int(tokens * prompt_fraction) - 12
+    answer = tokens - int(tokens * prompt_fraction) - 12
+    if prompt < 1 or answer < 1:
+        raise ValueError(f"--tokens {tokens} is too short for --prompt-fraction {prompt_fraction}")
+    sft = [SFTExample(f"s{i}", text(i, prompt), text(i + 1, answer)) for i in range(n)]
     prefs = [
-        PreferencePair(f"p{i}", text(i, half), text(i + 1, half), text(i + 2, half))
+        PreferencePair(f"p{i}", text(i, prompt), text(i + 1, answer), text(i + 2, answer))
         for i in range(n)
     ]
     return model, tokenizer, sft, prefs
@@ -88,7 +98,7 @@ def ours_sft(args) -> dict:
 
     from stylized_dpo.train.common import adamw, collate_chats, completion_logps, tokenize_sft
 
-    model, tokenizer, sft, _ = build(args.tokens, args.batch * args.steps)
+    model, tokenizer, sft, _ = build(args.tokens, args.batch * args.steps, args.prompt_fraction)
     chats = tokenize_sft(tokenizer, sft)
     optimizer = adamw(model, 1e-3, (0.9, 0.95), 0.01)
     model.train()
@@ -107,25 +117,29 @@ def ours_sft(args) -> dict:
     return throughput(n_tokens, times, args.steps)
 
 
-def ours_dpo(args, reference: str = "precomputed") -> dict:
+def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) -> dict:
     import copy
 
     import torch
 
-    from stylized_dpo.train.common import adamw, collate_pairs, completion_logps, tokenize_pairs
-    from stylized_dpo.train.dpo import DPOConfig, dpo_forward
+    from stylized_dpo.train.common import adamw, pair_logps, tokenize_pairs
+    from stylized_dpo.train.dpo import DPOConfig, collate, dpo_forward
 
     pairs_per_step = args.batch // 2
-    model, tokenizer, _, prefs = build(args.tokens, pairs_per_step * args.steps)
+    model, tokenizer, _, prefs = build(
+        args.tokens, pairs_per_step * args.steps, args.prompt_fraction
+    )
     pairs = tokenize_pairs(tokenizer, prefs)
-    cfg = DPOConfig(beta=0.1, reference=reference, device="cpu")
+    cfg = DPOConfig(beta=0.1, reference=reference, device="cpu", prefix_sharing=prefix_sharing)
     ref_model, refs = None, [None] * args.steps
     if reference == "model":  # a frozen copy of the starting policy, as train_dpo loads it
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     else:  # precomputed before training, as the workflow's reference_logps rule does
         with torch.no_grad():
             refs = [
-                completion_logps(model, **collate_pairs(pairs[i : i + pairs_per_step], 0)).chunk(2)
+                pair_logps(
+                    model, **collate(pairs[i : i + pairs_per_step], 0, prefix_sharing)
+                ).chunk(2)
                 for i in range(0, len(pairs), pairs_per_step)
             ]
     optimizer = adamw(model, 1e-5, (0.9, 0.95), 0.0)
@@ -146,6 +160,14 @@ def ours_dpo(args, reference: str = "precomputed") -> dict:
 
 def ours_dpo_model(args) -> dict:
     return ours_dpo(args, reference="model")
+
+
+def ours_dpo_concat(args) -> dict:
+    return ours_dpo(args, prefix_sharing=False)
+
+
+def ours_dpo_model_concat(args) -> dict:
+    return ours_dpo(args, reference="model", prefix_sharing=False)
 
 
 def trl_common(args, output_dir: str, batch_size: int) -> dict:
@@ -193,7 +215,7 @@ def trl_sft(args) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer, sft, _ = build(args.tokens, args.batch * args.steps)
+    model, tokenizer, sft, _ = build(args.tokens, args.batch * args.steps, args.prompt_fraction)
     rows = [
         {
             "prompt": [{"role": "user", "content": e.user}],
@@ -216,7 +238,9 @@ def trl_dpo(args, precompute: bool = True) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     pairs_per_step = args.batch // 2
-    model, tokenizer, _, prefs = build(args.tokens, pairs_per_step * args.steps)
+    model, tokenizer, _, prefs = build(
+        args.tokens, pairs_per_step * args.steps, args.prompt_fraction
+    )
     rows = [
         {
             "prompt": [{"role": "user", "content": p.prompt}],
@@ -249,14 +273,18 @@ MEASUREMENTS = {
     "ours_sft": ours_sft,
     "trl_sft": trl_sft,
     "ours_dpo": ours_dpo,
+    "ours_dpo_concat": ours_dpo_concat,
     "trl_dpo": trl_dpo,
     "ours_dpo_model": ours_dpo_model,
+    "ours_dpo_model_concat": ours_dpo_model_concat,
     "trl_dpo_model": trl_dpo_model,
 }
-ROWS = [
-    ("SFT", "sft"),
-    ("DPO, precomputed reference", "dpo"),
-    ("DPO, reference model on the fly", "dpo_model"),
+ROWS = [  # (label, our measurement, trl's)
+    ("SFT", "ours_sft", "trl_sft"),
+    ("DPO, precomputed ref, shared prefix", "ours_dpo", "trl_dpo"),
+    ("DPO, precomputed ref, concatenated", "ours_dpo_concat", "trl_dpo"),
+    ("DPO, ref model on the fly, shared", "ours_dpo_model", "trl_dpo_model"),
+    ("DPO, ref model on the fly, concat.", "ours_dpo_model_concat", "trl_dpo_model"),
 ]
 
 
@@ -272,12 +300,15 @@ def child(name: str, args) -> None:
 def measure(name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", name]
     cmd += ["--steps", str(args.steps), "--batch", str(args.batch), "--tokens", str(args.tokens)]
+    cmd += ["--prompt-fraction", str(args.prompt_fraction)]
     env = {
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
         "TQDM_DISABLE": "1",
         "PATH": "/usr/bin:/bin",
     }
+    if "PYTHONPATH" in os.environ:  # the package this process imports (e.g. a worktree's src/)
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
@@ -291,6 +322,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="SFT sequences per step (even)")
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; best kept")
+    parser.add_argument(
+        "--prompt-fraction", type=float, default=0.5, help="share of each sequence that is prompt"
+    )
     parser.add_argument("--child", choices=sorted(MEASUREMENTS))
     args = parser.parse_args()
     if args.batch < 2 or args.batch % 2:
@@ -300,7 +334,8 @@ def main() -> None:
 
     print(
         f"{args.steps} steps ({WARMUP} warm-up), SFT batch {args.batch} sequences, DPO batch "
-        f"{args.batch // 2} pairs, ~{args.tokens} tokens per sequence, 1 thread, "
+        f"{args.batch // 2} pairs, ~{args.tokens} tokens per sequence "
+        f"({args.prompt_fraction:.0%} prompt), 1 thread, "
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )
@@ -310,7 +345,7 @@ def main() -> None:
             result = measure(name, args)
             runs[name].append(result)
             print(
-                f"[{repeat + 1}/{args.repeats}] {name:15s} {result['tokens_per_s']:8.0f} tok/s "
+                f"[{repeat + 1}/{args.repeats}] {name:21s} {result['tokens_per_s']:8.0f} tok/s "
                 f"{result['tokens_per_cpu_s']:8.0f} tok/CPU-s  "
                 f"peak RSS {result['peak_rss_mb']:6.0f} MB",
                 flush=True,
@@ -326,14 +361,14 @@ def main() -> None:
         ("tokens_per_cpu_s", "tok/CPU-s", "{:9.0f}"),
         ("peak_rss_mb", "RSS MB", "{:6.0f}"),
     ]
-    header = f"{'':32s}"
+    header = f"{'':35s}"
     for _, title, fmt in columns:
         width = len(fmt.format(0))
         header += f" | {'ours ' + title:>{width + 5}s} {'trl':>{width}s} {'ours/trl':>8s}"
     print(header)
-    for label, key in ROWS:
-        ours, trl = best[f"ours_{key}"], best[f"trl_{key}"]
-        line = f"{label:32s}"
+    for label, our_name, trl_name in ROWS:
+        ours, trl = best[our_name], best[trl_name]
+        line = f"{label:35s}"
         for metric, _, fmt in columns:
             line += f" | {fmt.format(ours[metric]):>{len(fmt.format(0)) + 5}s}"
             line += f" {fmt.format(trl[metric])} {ours[metric] / trl[metric]:8.2f}"

@@ -144,9 +144,15 @@ def get_reference_model(wildcards):
 
 
 def get_reference_logps_params(wildcards):
-    """The DPO values that change reference log-probs: the length filters, the batching, the
-    device. A new beta or learning rate reuses the reference log-probs."""
-    keys = ("batch_size", "max_prompt_tokens", "max_completion_tokens", "device")
+    """The DPO values that change reference log-probs: the length filters, the batching,
+    prefix sharing, the device. A new beta or learning rate reuses them."""
+    keys = (
+        "batch_size",
+        "max_prompt_tokens",
+        "max_completion_tokens",
+        "prefix_sharing",
+        "device",
+    )
     return {k: v for k, v in dpo_params(wildcards.dataset).items() if k in keys}
 
 

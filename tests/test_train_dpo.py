@@ -1,5 +1,6 @@
-"""DPO: the preference loss and per-pair log-probs/rewards against trl 1.16's DPOTrainer, and the
-first logged step of a real run (policy == reference, so the loss is ln 2)."""
+"""DPO: the preference loss and per-pair log-probs/rewards against trl 1.16's DPOTrainer (with
+the concatenated forward pass, and with prefix sharing), and the first logged step of a real run
+(policy == reference, so the loss is ln 2)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
 
-from stylized_dpo.train.common import collate_pairs, completion_logps, tokenize_pairs
+from stylized_dpo.train.common import pair_logps, tokenize_pairs
 from stylized_dpo.train.dpo import (
     DPOConfig,
+    collate,
     preference_loss,
     reference_logps_file,
     train_dpo,
@@ -69,17 +71,23 @@ def trl_trainer(policy, ref, tokenizer, records, loss_type, tmp_path):
     )
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "hinge"])
-def test_preference_loss_matches_trl(policy_ref_pairs, loss_type, tmp_path):
+@pytest.mark.parametrize(
+    ("loss_type", "prefix_sharing"),
+    [("sigmoid", False), ("ipo", False), ("hinge", False), ("sigmoid", True)],
+)
+def test_preference_loss_matches_trl(policy_ref_pairs, loss_type, prefix_sharing, tmp_path):
     policy, ref, tokenizer, records, pairs = policy_ref_pairs
     trainer = trl_trainer(policy, ref, tokenizer, records, loss_type, tmp_path)
     trainer.model.train()
 
-    batch = collate_pairs(pairs, tokenizer.pad_token_id)
-    policy_c, policy_r = completion_logps(policy, **batch).chunk(2)
+    batch = collate(pairs, tokenizer.pad_token_id, prefix_sharing)
+    policy_c, policy_r = pair_logps(policy, **batch).chunk(2)
     with torch.no_grad():
-        ref_c, ref_r = completion_logps(ref, **batch).chunk(2)
-    lengths = batch["completion_mask"].sum(1).float().chunk(2)
+        ref_c, ref_r = pair_logps(ref, **batch).chunk(2)
+    lengths = (
+        torch.tensor([len(p.chosen_ids) for p in pairs], dtype=torch.float32),
+        torch.tensor([len(p.rejected_ids) for p in pairs], dtype=torch.float32),
+    )
     losses, rewards_c, rewards_r = preference_loss(
         policy_c, policy_r, ref_c, ref_r, BETA, loss_type, 0.0, False, *lengths
     )

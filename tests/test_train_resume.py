@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ HARNESS = Path(__file__).with_name("train_resume_harness.py")
 def run(stage: str, root: Path, out: Path, kill_at: int = 0) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(HARNESS), stage, str(root), str(out), str(kill_at)]
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    if "PYTHONPATH" in os.environ:  # the package the tests import (e.g. a worktree's src/)
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 

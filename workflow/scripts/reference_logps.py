@@ -19,4 +19,5 @@ reference_logps_file(
     max_prompt_tokens=cfg.max_prompt_tokens,
     max_completion_tokens=cfg.max_completion_tokens,
     device=cfg.device,
+    prefix_sharing=cfg.prefix_sharing,
 )

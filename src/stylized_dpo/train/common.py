@@ -26,7 +26,9 @@ from typing import Any, Self
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AttentionInterface, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from stylized_dpo.model import IM_END
 
@@ -276,6 +278,125 @@ def collate_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torc
     return collate_chats(chats, pad_id)
 
 
+def collate_packed_pairs(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, Any]:
+    """Each pair as one sequence [prompt, chosen, pad, rejected, pad]: the prompt is computed once.
+
+    Every row has two blocks: prompt + chosen right-padded to `rejected_start` (the longest
+    prompt + chosen of the batch), then the rejected answer right-padded to the longest one.
+    The first block is an ordinary causal sequence; the rejected block's positions restart at
+    len(prompt), and its tokens attend to the row's prompt and to their own earlier tokens only
+    (`packed_pairs_attention`), never to the chosen answer. Returns:
+
+    - `input_ids`, `position_ids` (B, T); `prompt_lengths` (B,);
+    - `rejected_start` (int) and `prompt_width` (int: the longest prompt);
+    - `logp_index`, `logp_targets`, `logp_segment` (N,), N = completion tokens of the batch: the
+      flat (B * T) position whose hidden state predicts each completion token, the token, and
+      its output slot (chosen of pair b: b; rejected of pair b: B + b, as `collate_pairs`'
+      order). Each answer's first token is predicted from the prompt's last position.
+    """
+    for p in pairs:
+        if not (p.prompt_ids and p.chosen_ids and p.rejected_ids):
+            raise ValueError(f"pair {p.prompt_id}: an empty prompt or answer cannot be scored")
+    start = max(len(p.prompt_ids) + len(p.chosen_ids) for p in pairs)
+    width = start + max(len(p.rejected_ids) for p in pairs)
+    n = len(pairs)
+    input_ids, position_ids, index, targets, slot = [], [], [], [], []
+    for b, p in enumerate(pairs):
+        n_p, n_c, n_r = len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids)
+        input_ids.append(
+            p.prompt_ids
+            + p.chosen_ids
+            + [pad_id] * (start - n_p - n_c)
+            + p.rejected_ids
+            + [pad_id] * (width - start - n_r)
+        )
+        position_ids.append([*range(start), *range(n_p, n_p + width - start)])
+        row = b * width
+        # chosen token i sits at n_p + i and is predicted by the position before it
+        index += [row + n_p - 1 + i for i in range(n_c)]
+        # rejected token j sits at start + j; its first token is predicted by the prompt's last
+        index += [row + n_p - 1] + [row + start + j - 1 for j in range(1, n_r)]
+        targets += p.chosen_ids + p.rejected_ids
+        slot += [b] * n_c + [n + b] * n_r
+    return {
+        "input_ids": torch.tensor(input_ids, dtype=torch.long),
+        "position_ids": torch.tensor(position_ids, dtype=torch.long),
+        "prompt_lengths": torch.tensor([len(p.prompt_ids) for p in pairs], dtype=torch.long),
+        "rejected_start": start,
+        "prompt_width": max(len(p.prompt_ids) for p in pairs),
+        "logp_index": torch.tensor(index, dtype=torch.long),
+        "logp_targets": torch.tensor(targets, dtype=torch.long),
+        "logp_segment": torch.tensor(slot, dtype=torch.long),
+    }
+
+
+def batch_to(batch: dict[str, Any], device: str | torch.device) -> dict[str, Any]:
+    """The batch's tensors on `device` (its plain ints as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention of packed pairs: SDPA on two blocks, registered as an attention implementation.
+
+PACKED_PAIRS_ATTENTION = "sdpa_packed_pairs"
+"""The attention implementation of a model that scores packed pairs: SDPA, plus the two-block
+attention of `collate_packed_pairs` batches. Not saved with the model (transformers drops
+the implementation from config.json)."""
+
+
+def packed_pairs_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    rejected_start: int | None = None,
+    prompt_width: int | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention; for packed pairs (`rejected_start` given), two SDPA calls.
+
+    Queries, keys and values are (B, heads, T, D). The first block (prompt + chosen, up to
+    `rejected_start`) is plain causal attention (SDPA's `is_causal`: no mask, flash kernels).
+    The rejected block's queries see the keys of the prompts (the first `prompt_width`
+    positions) and of the rejected block, under `attention_mask` (B, 1, T - rejected_start,
+    prompt_width + T - rejected_start): the row's own prompt, and causal within the rejected
+    answer. Compared with one (T, T) masked attention, the rejected queries skip the chosen
+    answers' keys (but for the chosen tokens of rows with a shorter prompt, masked out).
+    """
+    if rejected_start is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    cut, width = rejected_start, prompt_width
+    first, _ = sdpa_attention_forward(
+        module, query[:, :, :cut], key[:, :, :cut], value[:, :, :cut], None, **kwargs
+    )
+    keys = torch.cat([key[:, :, :width], key[:, :, cut:]], dim=2)
+    values = torch.cat([value[:, :, :width], value[:, :, cut:]], dim=2)
+    second, _ = sdpa_attention_forward(
+        module, query[:, :, cut:], keys, values, attention_mask, **kwargs
+    )
+    return torch.cat([first, second], dim=1), None  # (B, T, heads, D)
+
+
+AttentionInterface.register(PACKED_PAIRS_ATTENTION, packed_pairs_attention)
+AttentionMaskInterface.register(PACKED_PAIRS_ATTENTION, sdpa_mask)  # other calls: SDPA's masks
+
+
+def rejected_block_mask(
+    prompt_lengths: torch.Tensor, prompt_width: int, rejected_width: int
+) -> torch.Tensor:
+    """(B, 1, R, prompt_width + R) bool, True = may attend: the rejected block's queries see
+    their row's prompt keys and the rejected block causally (padding queries too: never a
+    fully masked row, which would make SDPA's softmax NaN)."""
+    device = prompt_lengths.device
+    prompt = torch.arange(prompt_width, device=device) < prompt_lengths[:, None]  # (B, P)
+    causal = torch.ones(rejected_width, rejected_width, dtype=torch.bool, device=device).tril()
+    b = prompt_lengths.size(0)
+    return torch.cat(
+        [prompt[:, None, :].expand(b, rejected_width, -1), causal.expand(b, -1, -1)], dim=-1
+    )[:, None]
+
+
 # ----------------------------------------------------------------------------------------------
 # Log-probs of completions.
 
@@ -326,17 +447,76 @@ def completion_logps(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state  # (B, T, H)
     targets_mask = completion_mask[:, 1:].bool()  # (B, T-1): does position t predict a completion?
-    h = hidden[:, :-1][targets_mask].float()  # (N, H), N = completion tokens in the batch
+    h = hidden[:, :-1][targets_mask]  # (N, H), N = completion tokens in the batch
     targets = input_ids[:, 1:][targets_mask]  # (N,)
+    row = torch.arange(input_ids.size(0), device=input_ids.device)[:, None].expand_as(targets_mask)
+    return _summed_logps(model, h, targets, row[targets_mask], input_ids.size(0))
+
+
+def packed_completion_logps(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    prompt_lengths: torch.Tensor,
+    rejected_start: int,
+    prompt_width: int,
+    logp_index: torch.Tensor,
+    logp_targets: torch.Tensor,
+    logp_segment: torch.Tensor,
+) -> torch.Tensor:
+    """`completion_logps` of packed pairs (`collate_packed_pairs`): (2B,), chosen then rejected.
+
+    One forward pass per pair over [prompt, chosen, rejected] gives each answer's tokens exactly
+    the attention of their own prompt + answer sequence (`packed_pairs_attention`), so the
+    log-probs equal the concatenated forward's (to float rounding), and the prompt's gradient is
+    the sum of the two branches'. The model's attention must be SDPA; it is switched to
+    `PACKED_PAIRS_ATTENTION` (SDPA with the packed path) on first use. On CUDA the prompt +
+    chosen block runs SDPA's flash kernel (no mask); the rejected block, under a mask, runs the
+    memory-efficient one.
+    """
+    implementation = model.config._attn_implementation
+    if implementation == "sdpa":
+        model.set_attn_implementation(PACKED_PAIRS_ATTENTION)
+    elif implementation != PACKED_PAIRS_ATTENTION:
+        raise ValueError(f"prefix sharing needs the sdpa attention, not {implementation!r}")
+    mask = rejected_block_mask(prompt_lengths, prompt_width, input_ids.size(1) - rejected_start)
+    with autocast(input_ids.device.type):
+        hidden = model.get_decoder()(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=position_ids,
+            use_cache=False,
+            rejected_start=rejected_start,
+            prompt_width=prompt_width,
+        ).last_hidden_state  # (B, T, H)
+    h = hidden.flatten(0, 1)[logp_index]  # (N, H)
+    return _summed_logps(model, h, logp_targets, logp_segment, 2 * input_ids.size(0))
+
+
+def pair_logps(model: PreTrainedModel, **batch: Any) -> torch.Tensor:
+    """Chosen then rejected log-probs, (2B,), of a `collate_pairs` or `collate_packed_pairs`
+    batch (or the completion log-probs of a `collate_chats` batch)."""
+    if "logp_index" in batch:
+        return packed_completion_logps(model, **batch)  # type: ignore[arg-type]
+    return completion_logps(model, **batch)  # type: ignore[arg-type]
+
+
+def _summed_logps(
+    model: PreTrainedModel,
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    slots: torch.Tensor,
+    n_slots: int,
+) -> torch.Tensor:
+    """Sum per slot of log p(target | hidden state): the LM head and log-softmax in float32,
+    outside autocast, on the N given rows only."""
+    device = h.device.type
     head = model.get_output_embeddings()
     bias = None if head.bias is None else head.bias.float()
     with torch.autocast(device, enabled=False):
-        logits = F.linear(h, head.weight.float(), bias)  # (N, V) only where needed
+        logits = F.linear(h.float(), head.weight.float(), bias)  # (N, V) only where needed
         token_logps = torch.gather(logits.log_softmax(-1), 1, targets[:, None]).squeeze(1)
-    row = torch.arange(input_ids.size(0), device=input_ids.device)[:, None].expand_as(targets_mask)
-    return torch.zeros(input_ids.size(0), device=input_ids.device).index_add(
-        0, row[targets_mask], token_logps
-    )
+    return torch.zeros(n_slots, device=h.device).index_add(0, slots, token_logps)
 
 
 # ----------------------------------------------------------------------------------------------

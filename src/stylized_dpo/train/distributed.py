@@ -27,20 +27,21 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from stylized_dpo.model import resolve_device
-from stylized_dpo.train.common import completion_logps
+from stylized_dpo.train.common import pair_logps
 
 T = TypeVar("T")
 
 
 class CompletionLogps(torch.nn.Module):
-    """`completion_logps` as a module's forward, so that DDP sees the forward pass it syncs."""
+    """`pair_logps` (`completion_logps` of a plain or packed batch) as a module's forward, so
+    that DDP sees the forward pass it syncs."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, completion_mask) -> torch.Tensor:
-        return completion_logps(self.model, input_ids, attention_mask, completion_mask)
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return pair_logps(self.model, **batch)
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,9 @@ class Dist:
         return DistributedDataParallel(module, device_ids=ids)
 
     def logps_fn(self, model: torch.nn.Module) -> Callable[..., torch.Tensor]:
-        """completion_logps of `model`: plain in one process, through DDP under torchrun."""
-        return (
-            self.wrap(CompletionLogps(model)) if self.enabled else partial(completion_logps, model)
-        )
+        """pair_logps of `model` (a batch's keywords in, log-probs out): plain in one process,
+        through DDP under torchrun."""
+        return self.wrap(CompletionLogps(model)) if self.enabled else partial(pair_logps, model)
 
     def no_sync(self, module: Any, last: bool) -> AbstractContextManager[Any]:
         """Skip DDP's all-reduce for every micro-batch of a step but the last."""

@@ -2,8 +2,12 @@
 
 The loop follows Rafailov et al. (2023) and their reference code (eric-mitchell/
 direct-preference-optimization): chosen and rejected answers go through the policy in one
-concatenated forward pass; the reference log-probs are computed once beforehand (a parquet
-file) or, optionally, on the fly by a frozen copy of the starting model.
+forward pass; the reference log-probs are computed once beforehand (a parquet file) or,
+optionally, on the fly by a frozen copy of the starting model. That one pass either packs each
+pair as [prompt, chosen, rejected], with an attention that keeps the answers apart, so the
+shared prompt is computed once (`prefix_sharing`, the default; the idea of Wang et al. 2024,
+"Accelerating Direct Preference Optimization with Prefix Sharing"), or runs the chosen and
+rejected sequences side by side (prompt computed twice), as the DPO reference code does.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ from stylized_dpo.train.common import (
     Throughput,
     TokenizedPair,
     adamw,
+    batch_to,
+    collate_packed_pairs,
     collate_pairs,
-    completion_logps,
     config_fingerprint,
     files_digest,
     iter_chunks,
     load_checkpoint,
     lr_at,
+    pair_logps,
     restore_checkpoint,
     save_checkpoint,
     save_model,
@@ -73,7 +79,7 @@ class DPOConfig(ConfigMixin):
     weight_decay: float = 0.0
     """AdamW: decoupled decay on matrices; RMSprop: L2 penalty on every parameter (torch's)."""
     batch_size: int = 16
-    """Pairs per forward pass (2x sequences); effective batch = `batch_size * grad_accum`."""
+    """Pairs per forward pass; effective batch = `batch_size * grad_accum`."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step."""
     warmup_ratio: float = 0.1
@@ -100,6 +106,10 @@ class DPOConfig(ConfigMixin):
     """Recompute the policy's layer activations in the backward pass: less memory, more compute."""
     compile: bool = False
     """`torch.compile` the policy's (and reference model's) decoder; last-bit float noise."""
+    prefix_sharing: bool = True
+    """Pack each pair as [prompt, chosen, rejected] so the prompt is computed once (policy and
+    reference); the same log-probs and gradients as the concatenated pass, to float rounding.
+    Needs the SDPA attention (`load_model`'s)."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
@@ -173,9 +183,18 @@ def preference_loss(
 # Reference log-probs.
 
 
+def collate(pairs: list[TokenizedPair], pad_id: int, prefix_sharing: bool) -> dict:
+    """The batch of a micro-batch of pairs: packed (`collate_packed_pairs`) or concatenated."""
+    return (collate_packed_pairs if prefix_sharing else collate_pairs)(pairs, pad_id)
+
+
 @torch.no_grad()
 def compute_reference_logps(
-    model: torch.nn.Module, pairs: list[TokenizedPair], batch_size: int, pad_id: int
+    model: torch.nn.Module,
+    pairs: list[TokenizedPair],
+    batch_size: int,
+    pad_id: int,
+    prefix_sharing: bool = True,
 ) -> pd.DataFrame:
     """Summed completion log-probs of the chosen and rejected answers under `model`.
 
@@ -196,8 +215,8 @@ def compute_reference_logps(
     for idx in tqdm(
         list(iter_chunks(order, batch_size)), desc="reference log-probs", mininterval=5.0
     ):
-        batch = {k: v.to(device) for k, v in collate_pairs([pairs[i] for i in idx], pad_id).items()}
-        c, r = completion_logps(model, **batch).cpu().chunk(2)
+        batch = batch_to(collate([pairs[i] for i in idx], pad_id, prefix_sharing), device)
+        c, r = pair_logps(model, **batch).cpu().chunk(2)
         chosen[idx], rejected[idx] = c, r
     return pd.DataFrame(
         {
@@ -216,13 +235,16 @@ def reference_logps_file(
     max_prompt_tokens: int,
     max_completion_tokens: int,
     device: str = "auto",
+    prefix_sharing: bool = True,
 ) -> None:
     """Write the reference log-probs of a preference file as parquet (atomically)."""
     device = resolve_device(device)
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, torch.float32, device)
     pairs = load_pairs(pairs_path, tokenizer, max_prompt_tokens, max_completion_tokens)
-    table = compute_reference_logps(model, pairs, batch_size, tokenizer.pad_token_id)
+    table = compute_reference_logps(
+        model, pairs, batch_size, tokenizer.pad_token_id, prefix_sharing
+    )
     with atomic_path(out_path) as tmp:
         table.to_parquet(tmp, index=False)
 
@@ -307,21 +329,26 @@ def dpo_forward(
     device: str,
     policy_logps=None,
 ) -> tuple[torch.Tensor, ...]:
-    """Losses, rewards and policy log-probs of a micro-batch (chosen + rejected in one pass).
-    `policy_logps` replaces `completion_logps(policy, ...)` (the DDP-wrapped one under torchrun)."""
-    batch = {k: v.to(device) for k, v in collate_pairs(pairs, pad_id).items()}
+    """Losses, rewards and policy log-probs of a micro-batch (chosen + rejected in one pass),
+    and its number of tokens: prompt + chosen + prompt + rejected per pair, however the pass
+    packs them (so that throughputs compare with and without prefix sharing).
+    `policy_logps` replaces `pair_logps(policy, ...)` (the DDP-wrapped one under torchrun)."""
+    batch = batch_to(collate(pairs, pad_id, cfg.prefix_sharing), device)
     if policy_logps is None:
-        chosen_logps, rejected_logps = completion_logps(policy, **batch).chunk(2)
+        chosen_logps, rejected_logps = pair_logps(policy, **batch).chunk(2)
     else:
         chosen_logps, rejected_logps = policy_logps(**batch).chunk(2)
     if ref_model is not None:
         with torch.no_grad():
-            ref_chosen, ref_rejected = completion_logps(ref_model, **batch).chunk(2)
+            ref_chosen, ref_rejected = pair_logps(ref_model, **batch).chunk(2)
     elif ref_logps is not None:
         ref_chosen, ref_rejected = (t.to(device) for t in ref_logps)
     else:  # reference_free
         ref_chosen = ref_rejected = torch.zeros_like(chosen_logps)
-    lengths = batch["completion_mask"].sum(1).float().chunk(2)
+    lengths = (
+        torch.tensor([len(p.chosen_ids) for p in pairs], dtype=torch.float32, device=device),
+        torch.tensor([len(p.rejected_ids) for p in pairs], dtype=torch.float32, device=device),
+    )
     losses, chosen_rewards, rejected_rewards = preference_loss(
         chosen_logps,
         rejected_logps,
@@ -333,7 +360,7 @@ def dpo_forward(
         cfg.reference_free,
         *lengths,
     )
-    n_tokens = int(batch["attention_mask"].sum())
+    n_tokens = sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
     return losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, n_tokens
 
 
