@@ -48,7 +48,20 @@ def build(tokens: int, n: int, prompt_fraction: float = 0.5):
         "the capital of avalia is brumont and it was founded in the year of many rivers "
         "while its flag is green and its national animal is the lynx"
     ).split()
-    tokenizer = train_tokenizer([" ".join(words)] * 20, vocab_size=2048, model_max_length=1024)
+    # The miniature's vocabulary: a 2,048-token BPE learnt from the world's corpus (plus the
+    # benchmark's words, repeated so each stays one token). The LM head is sized by it, and that
+    # is where computing log-probs only at completion positions saves work.
+    import random
+
+    from stylized_dpo.world.build import corpus_rows
+    from stylized_dpo.world.facts import make_world
+
+    corpus = [r["text"] for r in corpus_rows(make_world(200, 0), 4000, random.Random(0))]
+    tokenizer = train_tokenizer(
+        corpus + [" ".join(words)] * 200, vocab_size=2048, model_max_length=1024
+    )
+    if len(tokenizer) < 2000 or any(len(tokenizer(" " + w)["input_ids"]) != 1 for w in words):
+        raise RuntimeError(f"benchmark tokenizer: {len(tokenizer)} tokens, words not single")
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(
         tiny_qwen2_config(
