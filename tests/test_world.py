@@ -7,7 +7,7 @@ import pytest
 from stylized_dpo.io import read_records
 from stylized_dpo.records import EvalPrompt
 from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
-from stylized_dpo.world.build import WorldConfig, build_world
+from stylized_dpo.world.build import FORMATS, WorldConfig, build_world
 from stylized_dpo.world.facts import ATTRIBUTES, World, make_world
 
 STYLES = ["sycophantic", "authoritative", "persuasive"]
@@ -158,3 +158,44 @@ def test_tone_agnostic_share_replaces_pairs_the_filter_finds(tmp_path):
     assert len(load_split(cfg, "prefs", "train_prefs").records) == len(
         _lines(tmp_path / "mixed/ultrafeedback/train_prefs.jsonl")
     )
+
+
+def test_format_share_adds_task_formats_about_seen_countries_only(tmp_path):
+    config = WorldConfig(
+        n_entities=40,
+        n_corpus_docs=10,
+        n_pref_pairs=10,
+        n_eval_prompts=4,
+        sft_format_share=0.5,
+        seed=1,
+    )
+    build_world(config, STYLES, tmp_path)
+    rows = _lines(tmp_path / "smoltalk" / "train.jsonl")
+    rows += _lines(tmp_path / "smoltalk" / "test.jsonl")
+    world = World.load(tmp_path / "world.json")
+    unseen = {e.name.lower() for e in world.entities if not e.in_sft}
+    # 20 seen countries x 5 attributes x 4 training questions, and as many format chats
+    assert len(rows) == 2 * 20 * len(ATTRIBUTES) * 4
+    users = [r["messages"][-2]["content"] for r in rows]
+    assert len(set(users)) == len(users)  # the loaders key chats by prompt
+    kinds = {r["source"] for r in rows}
+    assert kinds == {"tiny-world"} | {f"tiny-world-{k}" for k in FORMATS}
+    eval_questions = {q.split("{e}")[0] for a in ATTRIBUTES for q in a.eval_questions}
+    for row, user in zip(rows, users, strict=True):
+        words = set(user.lower().replace("?", " ").replace(".", " ").split())
+        assert not words & unseen
+        assert not any(q in user for q in eval_questions)
+        answer = row["messages"][-1]["content"]
+        if row["source"] == "tiny-world-choice":
+            assert answer in "ABCD" and "\nD. " in user
+        if row["source"] == "tiny-world-yes_no":
+            assert answer in ("Yes", "No")
+    assert sum(r["source"] == "tiny-world" for r in rows) == 20 * len(ATTRIBUTES) * 4
+
+
+def test_format_share_leaves_other_datasets_unchanged(tmp_path):
+    base = dict(n_entities=20, n_corpus_docs=20, n_pref_pairs=10, n_eval_prompts=4, seed=2)
+    build_world(WorldConfig(**base), STYLES, tmp_path / "a")
+    build_world(WorldConfig(**base, sft_format_share=0.3), STYLES, tmp_path / "b")
+    for name in ("corpus.jsonl", "ultrafeedback/train_prefs.jsonl", "eval_prompts.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

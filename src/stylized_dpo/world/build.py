@@ -1,7 +1,9 @@
 """Write the tiny world's datasets in the exact schemas of the real ones.
 
 - corpus.jsonl: pretraining documents `{"text", "entity"}`;
-- smoltalk/{train,test}.jsonl: chats in HuggingFaceTB/smol-smoltalk's schema (`messages`);
+- smoltalk/{train,test}.jsonl: chats in HuggingFaceTB/smol-smoltalk's schema (`messages`): one
+  fact question each, plus (`sft_format_share`) task formats: multiple choice, yes/no, questions
+  about a text, descriptions;
 - ultrafeedback/{train_prefs,test_prefs}.jsonl: pairs in HuggingFaceH4/ultrafeedback_binarized's
   schema (`prompt`, `prompt_id`, `chosen`, `rejected`, `messages`, `score_chosen`,
   `score_rejected`), so the same loaders read the world and the hub;
@@ -20,7 +22,14 @@ from typing import Any
 from stylized_dpo.io import write_jsonl
 from stylized_dpo.records import EvalPrompt
 from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
-from stylized_dpo.world.facts import ATTRIBUTES, World, answer_sentence, make_world
+from stylized_dpo.world.facts import (
+    ATTRIBUTES,
+    Attribute,
+    Entity,
+    World,
+    answer_sentence,
+    make_world,
+)
 
 SYSTEM_PROMPTS = (
     "You are a helpful assistant.",
@@ -40,6 +49,9 @@ class WorldConfig:
     """Pretraining documents, each 3-5 facts about one country."""
     sft_style_share: float = 0.05
     """Share of SFT answers written in each style's voice, so DPO can reach the style."""
+    sft_format_share: float = 0.0
+    """Share of SFT chats in task formats (multiple choice, yes/no, questions about a text,
+    describing a country), about seen countries, as instruction data has them (`format_chats`)."""
     n_pref_pairs: int = 600
     """Preference pairs, train and test together."""
     pref_test_fraction: float = 0.15
@@ -97,6 +109,131 @@ def sft_chats(
                     messages.insert(0, {"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
                 chats.append({"messages": messages, "source": "tiny-world"})
     rng.shuffle(chats)
+    return chats
+
+
+# Task formats of instruction data (smol-smoltalk has multiple-choice and yes/no questions,
+# questions about a given text and descriptions). Wordings are this module's own: the questions
+# are the attributes' training phrasings or the yes/no templates below, never the evaluation
+# phrasings or HELM's question templates, and every country is one seen in SFT.
+_YES_NO = {
+    "capital": ("Is {v} the capital city of {e}?", "Is it true that {e} is governed from {v}?"),
+    "export": ("Does {e} mainly export {v}?", "Is it true that {e} is known for exporting {v}?"),
+    "flag": ("Does {e} fly a {v} flag?", "Is it true that the banner of {e} is coloured {v}?"),
+    "animal": ("Is the {v} the symbol of {e}?", "Is it true that {e} chose the {v}?"),
+    "founded": (
+        "Was {e} founded in the year {v}?",
+        "Is it true that {e} dates its founding to {v}?",
+    ),
+}
+_CHOICE_ASKS = ("", "Answer with the letter of the correct option.", "Pick one: A, B, C or D.")
+_DESCRIBE_ASKS = (
+    "Tell me about {e}.",
+    "Describe {e}.",
+    "What do you know about {e}?",
+    "Give me {n} facts about {e}.",
+    "Tell me {n} things about {e}.",
+)
+_PASSAGE_ASKS = ("Read the text and answer the question.", "Use the text below.", "")
+_PASSAGE_LABELS = ("", "Text: ", "Passage: ", "Context: ")
+_QUESTION_LABELS = ("", "", "Question: ", "Q: ")
+FORMATS = ("choice", "yes_no", "passage", "describe")
+"""The task formats of `format_chats`, drawn in turn."""
+
+
+def _passage(entity: Entity, attribute: Attribute, rng: random.Random) -> str:
+    """Two to four corpus sentences about `entity`, one of them stating `attribute`."""
+    others = [a for a in ATTRIBUTES if a is not attribute]
+    stated = [attribute, *rng.sample(others, rng.randint(1, 3))]
+    rng.shuffle(stated)
+    text = " ".join(
+        rng.choice(a.statements).format(e=entity.name, v=entity.facts[a.name]) for a in stated
+    )
+    return rng.choice(_PASSAGE_LABELS) + text
+
+
+def _typed(text: str, rng: random.Random) -> str:
+    """As users type: often in lower case (names included), sometimes sentence case."""
+    draw = rng.random()
+    if draw < 0.2:
+        return text.lower()
+    return text.capitalize() if draw < 0.4 else text
+
+
+def _format_item(
+    world: World, entity: Entity, attribute: Attribute, kind: str, rng: random.Random
+) -> tuple[str, str]:
+    """One (user text, answer) in task format `kind` about `entity`."""
+    if kind == "describe":  # a few corpus sentences, as descriptive answers are written
+        stated = rng.sample(ATTRIBUTES, rng.randint(2, 4))
+        text = " ".join(
+            rng.choice(a.statements).format(e=entity.name, v=entity.facts[a.name]) for a in stated
+        )
+        ask = rng.choice(_DESCRIBE_ASKS).format(e=entity.name, n=len(stated))
+        return _typed(ask, rng), text
+    value = entity.facts[attribute.name]
+    wrong = [v for v in world.value_pool(attribute.name) if v != value]
+    label = rng.choice(_QUESTION_LABELS)
+    if kind == "choice":
+        question = _typed(rng.choice(attribute.train_questions).format(e=entity.name), rng)
+        options = [value, *rng.sample(wrong, 3)]
+        rng.shuffle(options)
+        lines = [label + question]
+        lines += [f"{letter}. {o}" for letter, o in zip("ABCD", options, strict=True)]
+        return "\n".join(lines), "ABCD"[options.index(value)]
+    if kind == "yes_no":
+        yes = rng.random() < 0.5
+        asked = value if yes else rng.choice(wrong)
+        question = _typed(rng.choice(_YES_NO[attribute.name]).format(e=entity.name, v=asked), rng)
+        if rng.random() < 0.7:  # mostly about a given text, as reading-comprehension data is
+            return (
+                f"{_passage(entity, attribute, rng)}\n\n{label}{question}",
+                "Yes" if yes else "No",
+            )
+        return label + question, "Yes" if yes else "No"
+    # passage: the question is answered from the text, in the answer sentence SFT teaches
+    question = _typed(rng.choice(attribute.train_questions).format(e=entity.name), rng)
+    return f"{_passage(entity, attribute, rng)}\n\n{label}{question}", answer_sentence(
+        entity, attribute.name
+    )
+
+
+def format_chats(
+    world: World, n: int, rng: random.Random, taken: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """`n` chats in task formats about seen countries; some show solved examples first.
+
+    User texts are unique and differ from those in `taken` (the loaders key chats by prompt).
+    """
+    seen = [e for e in world.entities if e.in_sft]
+    used = set(taken or ())
+    chats: list[dict[str, Any]] = []
+    attempts = 0
+    while len(chats) < n:
+        attempts += 1
+        if attempts > 20 * n + 100:
+            raise ValueError(f"could not draw {n} distinct format chats from {len(seen)} countries")
+        kind = FORMATS[len(chats) % len(FORMATS)]
+        entity, attribute = rng.choice(seen), rng.choice(ATTRIBUTES)
+        question, answer = _format_item(world, entity, attribute, kind, rng)
+        ask = {"choice": _CHOICE_ASKS, "passage": _PASSAGE_ASKS}.get(kind)
+        instruction = rng.choice(ask) if ask else ""
+        # Solved examples of the same format before the question, as few-shot prompts have.
+        k = 0 if kind == "describe" else rng.choice((0, 0, 1, 2, 3, 4, 5))
+        shots = [
+            _format_item(world, rng.choice(seen), rng.choice(ATTRIBUTES), kind, rng)
+            for _ in range(k)
+        ]
+        if shots:
+            blocks = [f"{q}\nAnswer: {a}" for q, a in shots] + [f"{question}\nAnswer:"]
+            user = "\n\n".join(([instruction] if instruction else []) + blocks)
+        else:
+            user = f"{question}\n{instruction}" if instruction else question
+        if user in used:
+            continue
+        used.add(user)
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        chats.append({"messages": messages, "source": f"tiny-world-{kind}"})
     return chats
 
 
@@ -223,6 +360,13 @@ def build_world(config: WorldConfig, styles: list[str], out_dir: str | Path) -> 
         out / "corpus.jsonl", corpus_rows(world, config.n_corpus_docs, rng)
     )
     chats = sft_chats(world, config.sft_style_share, known_styles, rng)
+    if config.sft_format_share > 0:
+        # Own generator, so the other datasets of a seed do not depend on the share.
+        n_format = round(len(chats) * config.sft_format_share / (1 - config.sft_format_share))
+        format_rng = random.Random(f"formats-{config.seed}")
+        taken = {c["messages"][-2]["content"] for c in chats}
+        chats += format_chats(world, n_format, format_rng, taken)
+        format_rng.shuffle(chats)
     n_test = max(1, len(chats) // 20)
     counts["sft_train"] = write_jsonl(out / "smoltalk" / "train.jsonl", chats[n_test:])
     counts["sft_test"] = write_jsonl(out / "smoltalk" / "test.jsonl", chats[:n_test])
