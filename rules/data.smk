@@ -133,7 +133,8 @@ rule tokenize_sft:
         "../envs/training.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        # smol-smoltalk's ~460k chats as Python id lists before they become Arrow columns
+        mem_mb=24000 if config["data"]["sft"]["source"] == "hub" else 4000,
     params:
         kind="sft",
         max_prompt_tokens=lambda wildcards: get_sft_params(wildcards)[
@@ -159,7 +160,7 @@ rule tokenize_prefs:
         "../envs/training.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=8000 if config["data"]["prefs"]["source"] == "hub" else 4000,
     params:
         kind="prefs",
         max_prompt_tokens=lambda wildcards: dpo_params(wildcards.dataset)[
