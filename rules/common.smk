@@ -163,4 +163,5 @@ def get_final_output():
         "results/data/prefs/style_measures.csv",
         "results/style/generations.csv",
         *SYCOPHANCY_TARGETS,
+        *(["results/helm/summary_all.csv"] if "_all" in HELM_SUITES else []),
     ]

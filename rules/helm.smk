@@ -48,15 +48,29 @@ rule helm_run:
         "../workflow/scripts/helm_run.py"
 
 
+# HELM's mean win rates compare the models summarised together: the paper's tables read a suite
+# of the paper's models alone, so the extension switches (common.smk) leave them as they are;
+# with extra models, `summary_all.csv` compares every model.
+HELM_SUITES = {"": ["base", "sft"] + PAPER_DPO_MODELS}
+if MODELS != HELM_SUITES[""]:
+    HELM_SUITES["_all"] = MODELS
+
+
 rule helm_summarize:
     input:
-        runs=expand("results/helm/runs/{model}", model=MODELS),
-        models=expand("results/models/{model}", model=MODELS),
+        runs=lambda wildcards: expand(
+            "results/helm/runs/{model}", model=HELM_SUITES[wildcards.suite]
+        ),
+        models=lambda wildcards: expand(
+            "results/models/{model}", model=HELM_SUITES[wildcards.suite]
+        ),
     output:
-        summary="results/helm/summary.csv",
-        helm=directory("results/helm/summarize"),
+        summary="results/helm/summary{suite}.csv",
+        helm=directory("results/helm/summarize{suite}"),
     log:
-        "logs/helm/summarize.log",
+        "logs/helm/summarize{suite}.log",
+    wildcard_constraints:
+        suite="(?:%s)" % "|".join(HELM_SUITES),
     conda:
         "../envs/helm.yaml"
     threads: 1
@@ -64,6 +78,6 @@ rule helm_summarize:
         mem_mb=2000,
     params:
         helm=config["helm"],
-        models=MODELS,
+        models=lambda wildcards: HELM_SUITES[wildcards.suite],
     script:
         "../workflow/scripts/helm_summarize.py"

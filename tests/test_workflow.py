@@ -249,6 +249,9 @@ def test_tone_filter_adds_its_branch_and_reruns_nothing_else(small_run, tmp_path
         f"dpo-{d}-tonal" for d in DATASETS
     }
     assert "sft" not in jobs and "pretrain_base" not in jobs and "style_rewrite" not in jobs
+    # the paper's HELM tables compare the paper's models only: a new branch leaves them alone
+    assert jobs["helm_summarize"] == 1 and "results/helm/summary_all.csv" in out
+    assert not {"table4", "table5", "table6", "table7", "table8"} & set(jobs)
 
 
 @pytest.mark.slow
