@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from stylized_dpo.data import sha256_file
+from stylized_dpo.data import percentiles, sha256_file
 from stylized_dpo.io import atomic_path, read_records, write_json
 from stylized_dpo.records import PreferencePair, SFTExample
 from stylized_dpo.train.common import (
@@ -58,14 +58,6 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     }
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _percentiles(values: list[int]) -> dict[str, int]:
-    ordered = sorted(values)
-    if not ordered:
-        return {}
-    pick = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "max": 1.0}
-    return {k: ordered[min(len(ordered) - 1, int(q * len(ordered)))] for k, q in pick.items()}
 
 
 def tokenize_file(
@@ -129,9 +121,9 @@ def write_shard(
         "rows_in": len(kept) + sum(drops.values()),
         "rows_out": len(kept),
         "drops": drops,
-        "prompt_tokens": _percentiles([len(item.prompt_ids) for item in kept]),
+        "prompt_tokens": percentiles([len(item.prompt_ids) for item in kept]),
         **{
-            f"{name[: -len('_ids')]}_tokens": _percentiles([len(getattr(i, name)) for i in kept])
+            f"{name[: -len('_ids')]}_tokens": percentiles([len(getattr(i, name)) for i in kept])
             for name in completions
         },
     }
