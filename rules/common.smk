@@ -134,6 +134,8 @@ def get_helm_run_input(wildcards):
     inputs = {"model": model_dir(wildcards.model)}
     if config["helm"]["data"] == "world":
         inputs["data"] = "results/helm/data"
+    elif config["helm"]["data"] == "local":
+        inputs["data"] = config["helm"]["data_path"]
     return inputs
 
 

@@ -1,8 +1,22 @@
 # HELM (crfm-helm 0.5.16) on the five core scenarios, offline, per model; then one summary.
 # helm-run and helm-summarize come from config `helm.executable_dir` (their own environment:
 # crfm-helm's pins clash with the main stack); the scripts call them as subprocesses.
-# `helm.data: world` runs offline on scenario files built from the tiny world; `download` lets
-# HELM fetch the real benchmarks (the paper's configuration).
+# `helm.data: world` runs offline on scenario files built from the tiny world; `local` offline
+# on HELM's own files pre-placed at `helm.data_path`; `download` lets HELM fetch the real
+# benchmarks (the paper's configuration). helm_run's runtime is estimated from its requests
+# (stylized_dpo.evals.helm.runtime_min_estimate, unless compute.runtime_min.helm_run is set) and
+# its memory from the model's weights.
+from stylized_dpo.evals.helm import HelmConfig, mem_mb_estimate, runtime_min_estimate
+
+HELM_CONFIG = HelmConfig.from_dict(config["helm"])
+HELM_GPU = config["helm"].get("device", "cpu") != "cpu"
+HELM_RUNTIME_MIN = (
+    config.get("compute", {})
+    .get("runtime_min", {})
+    .get("helm_run", runtime_min_estimate(HELM_CONFIG))
+)
+# The keys that change what HELM computes (the throughput only sizes the job).
+HELM_PARAMS = {k: v for k, v in config["helm"].items() if k != "requests_per_s"}
 
 
 rule helm_data:
@@ -20,6 +34,7 @@ rule helm_data:
     params:
         n_instances=config["world"]["helm_instances"],
         seed=config["seed"],
+        mmlu_subjects=config["helm"]["mmlu_subjects"],
     script:
         "../workflow/scripts/helm_data.py"
 
@@ -37,10 +52,12 @@ rule helm_run:
         "../envs/helm.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=4000,
-        gpu=lambda wildcards: 0 if config["helm"].get("device", "cpu") == "cpu" else 1,
+        mem_mb=lambda wildcards, input: mem_mb_estimate(input.model, HELM_CONFIG),
+        gpu=1 if HELM_GPU else 0,
+        gpu_mem_mb=GPU_MEM_MB if HELM_GPU else 0,
+        runtime=HELM_RUNTIME_MIN,
     params:
-        helm=config["helm"],
+        helm=HELM_PARAMS,
         max_eval_instances=config["helm"]["max_eval_instances"],
         scenarios=config["helm"]["scenarios"],
         data_augmentation=config["helm"]["data_augmentation"],
@@ -77,7 +94,7 @@ rule helm_summarize:
     resources:
         mem_mb=2000,
     params:
-        helm=config["helm"],
+        helm=HELM_PARAMS,
         models=lambda wildcards: HELM_SUITES[wildcards.suite],
     script:
         "../workflow/scripts/helm_summarize.py"

@@ -12,5 +12,6 @@ card = write_helm_scenarios(
     snakemake.output.data,
     n_instances=snakemake.params.n_instances,
     seed=snakemake.params.seed,
+    mmlu_subjects=snakemake.params.mmlu_subjects,
 )
 print({k: v for k, v in card.items() if k != "eval_countries"})

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +49,15 @@ SCENARIOS = ("mmlu", "boolq", "natural_qa", "quac", "hellaswag")
 DEPLOYMENT_PREFIX = "stylized-dpo"
 CLIENT_CLASS = "stylized_dpo.evals.helm_client.LogprobHuggingFaceClient"
 PLUGIN = "stylized_dpo.evals.helm_client"
-MMLU_SUBJECT = "high_school_geography"
+MMLU_CORE_SUBJECTS = (
+    "abstract_algebra",
+    "college_chemistry",
+    "computer_security",
+    "econometrics",
+    "us_foreign_policy",
+)
+"""The MMLU subjects of HELM's core run entries (`run_entries_core_scenarios`); helm-summarize
+merges their runs into one MMLU column (each subject's per-trial means weigh equally)."""
 SUITE = "stylized-dpo"
 ECE_METRIC = "ECE (10-bin)"
 """HELM's display name of `ece_10_bin` (the `metric` column uses HELM's display names)."""
@@ -64,6 +74,16 @@ GROUP_TO_SCENARIO = {
     "hellaswag": "hellaswag",
 }
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+DATA_MODES = ("world", "local", "download")
+PERTURBATIONS = {"canonical": 4, "robustness": 1, "fairness": 3}
+"""Perturbations per evaluation instance of each `data_augmentation` (HELM's run expander:
+robustness = MildMix; fairness = dialect, gender, person names; canonical = both)."""
+FAIRNESS_FILES = (
+    "perturbations/dialect/SAE_to_AAVE_mapping.json",
+    "perturbations/person_name/data/person_names.txt",
+)
+PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
+"""nltk's `punkt_tab/english` parameter files (HELM's bias metrics tokenise with punkt)."""
 
 
 class HelmError(RuntimeError):
@@ -78,6 +98,8 @@ class HelmConfig:
     """Folder holding `helm-run` and `helm-summarize`; "" means PATH."""
     scenarios: tuple[str, ...] = SCENARIOS
     """Core scenarios to run (keys of SCENARIOS)."""
+    mmlu_subjects: tuple[str, ...] = MMLU_CORE_SUBJECTS
+    """MMLU subjects, one HELM run each (HELM's core set by default)."""
     max_eval_instances: int = 40
     """Evaluation instances per scenario (HELM's `--max-eval-instances`)."""
     data_augmentation: str = "canonical"
@@ -98,14 +120,38 @@ class HelmConfig:
     device: str = "cpu"
     """Torch device of the Hugging Face client (`cpu`, `cuda`, or `auto`)."""
     num_threads: int = 1
-    """HELM request threads (`-n`)."""
+    """HELM request threads (`-n`): the requests in flight at once."""
+    batch_size: int = 1
+    """Requests the client serves in one forward pass (`helm_client`); needs
+    `num_threads >= batch_size`, since HELM sends one request per thread."""
+    requests_per_s: float = 1.0
+    """Served requests per second, for the job's runtime estimate (`benchmarks/bench_helm.py`
+    measures it for a model and batch size)."""
     data: str = "world"
-    """`world`: offline, on scenario files built from the tiny world; `download`: HELM fetches
-    the real benchmarks and perturbation resources itself (needs the network)."""
+    """`world`: offline, on scenario files built from the tiny world; `local`: offline, on HELM's
+    own files pre-placed at `data_path`; `download`: HELM fetches the real benchmarks and
+    perturbation resources itself (needs the network)."""
+    data_path: str | None = None
+    """`data: local`: a folder in HELM's download layout (`scenarios/<scenario>/data/...`,
+    `perturbations/...`) plus `nltk_data/` (see `local_data_files`)."""
 
     def __post_init__(self) -> None:
-        if self.data not in ("world", "download"):
-            raise ValueError(f"helm.data must be world or download, got {self.data!r}")
+        if self.data not in DATA_MODES:
+            raise ValueError(f"helm.data must be one of {DATA_MODES}, got {self.data!r}")
+        if self.data == "local" and not self.data_path:
+            raise ValueError("helm.data: local needs helm.data_path (a folder of HELM's files)")
+        if self.data_augmentation not in PERTURBATIONS:
+            raise ValueError(
+                f"helm.data_augmentation must be one of {sorted(PERTURBATIONS)}, "
+                f"got {self.data_augmentation!r}"
+            )
+        if self.batch_size < 1 or self.num_threads < self.batch_size:
+            raise ValueError(
+                f"helm.batch_size ({self.batch_size}) must be between 1 and helm.num_threads "
+                f"({self.num_threads}): HELM sends one request per thread"
+            )
+        if self.requests_per_s <= 0:
+            raise ValueError(f"helm.requests_per_s must be positive, got {self.requests_per_s}")
         unknown = set(self.scenarios) - set(SCENARIOS)
         if unknown:
             raise ValueError(f"unknown HELM scenarios {sorted(unknown)}; known: {SCENARIOS}")
@@ -114,6 +160,11 @@ class HelmConfig:
                 f"natural_qa_mode must be openbook_longans or closedbook, "
                 f"got {self.natural_qa_mode!r}"
             )
+        if not self.mmlu_subjects or len(set(self.mmlu_subjects)) != len(self.mmlu_subjects):
+            raise ValueError(f"helm.mmlu_subjects must be distinct names, got {self.mmlu_subjects}")
+        bad = [s for s in self.mmlu_subjects if not re.fullmatch(r"[a-z_]+", s)]
+        if bad:
+            raise ValueError(f"helm.mmlu_subjects: not an MMLU subject name: {bad}")
         unknown = set(self.max_output_tokens) - set(SCENARIOS)
         if unknown:
             raise ValueError(f"max_output_tokens names unknown scenarios {sorted(unknown)}")
@@ -128,7 +179,7 @@ class HelmConfig:
             raise ValueError(f"unknown helm config keys {sorted(unknown)}")
         d = dict(d)
         d["max_output_tokens"] = dict(d.get("max_output_tokens") or {})
-        for key in ("scenarios", "plain_prompt_models"):
+        for key in ("scenarios", "mmlu_subjects", "plain_prompt_models"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -145,6 +196,69 @@ class HelmConfig:
         return str(path.resolve())
 
 
+# ---- job size ------------------------------------------------------------------------------------
+
+MMLU_TEST_SIZES = {
+    "abstract_algebra": 100,
+    "college_chemistry": 100,
+    "computer_security": 100,
+    "econometrics": 114,
+    "us_foreign_policy": 100,
+}
+"""Test questions of the core subjects in MMLU: HELM evaluates at most these many."""
+CHOICES = {"hellaswag": 4}
+"""Requests per instance: `multiple_choice_separate` scores each of HellaSwag's 4 endings."""
+STARTUP_S = 120.0
+PER_RUN_S = 60.0
+"""Allowances beside serving: HELM's start and model load, and each run's scenario loading,
+perturbation and metrics (a few seconds each on the miniature; real NaturalQuestions pages
+are larger)."""
+HELM_BASE_MB = 2500
+"""Resident memory of helm-run with a tiny model (measured: `benchmarks/bench_helm.py`)."""
+UNKNOWN_MODEL_MB = 2000
+"""Weights assumed while a model does not exist yet (dry runs): Qwen2.5-0.5B in fp32. The job
+itself is sized from the weights it reads."""
+REAL_DATA_MB = 4000
+"""Allowance for the real benchmarks' raw files as HELM reads them (local or download)."""
+
+
+def expected_requests(config: HelmConfig) -> dict[str, int]:
+    """Requests per scenario, at most: instances x trials x (1 + perturbations) x choices.
+
+    Instances are `max_eval_instances` per run (MMLU: per subject, capped by the subject's test
+    set); perturbations that leave an instance unchanged are skipped by HELM, so this bounds
+    the real count from above.
+    """
+    per_instance = config.num_train_trials * (1 + PERTURBATIONS[config.data_augmentation])
+    out = {}
+    for scenario in config.scenarios:
+        if scenario == "mmlu":
+            instances = sum(
+                min(config.max_eval_instances, MMLU_TEST_SIZES.get(s, config.max_eval_instances))
+                for s in config.mmlu_subjects
+            )
+        else:
+            instances = config.max_eval_instances
+        out[scenario] = instances * per_instance * CHOICES.get(scenario, 1)
+    return out
+
+
+def runtime_min_estimate(config: HelmConfig) -> int:
+    """Wall-clock minutes of one model's helm-run: serving at `requests_per_s` plus allowances,
+    with a quarter on top."""
+    n_runs = len(run_entries("m", config))
+    serving = sum(expected_requests(config).values()) / config.requests_per_s
+    return math.ceil(1.25 * (STARTUP_S + n_runs * PER_RUN_S + serving) / 60)
+
+
+def mem_mb_estimate(model_dir: str | Path, config: HelmConfig) -> int:
+    """Host memory of one model's helm-run: HELM, twice the weights (loading), the data."""
+    weights = [f.stat().st_size for f in Path(model_dir).glob("*.safetensors")]
+    weights_mb = sum(weights) / 2**20 if weights else UNKNOWN_MODEL_MB
+    data_mb = REAL_DATA_MB if config.data != "world" else 0
+    return math.ceil(HELM_BASE_MB + 2 * weights_mb + data_mb)
+
+
 def deployment_name(model: str) -> str:
     """One HELM deployment per model: HELM's request cache is keyed by deployment and prompt."""
     return f"{DEPLOYMENT_PREFIX}/{model}"
@@ -157,9 +271,12 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise HelmError(f"{path} is missing") from e
 
 
-def model_entries(model: str, model_dir: str | Path, config: HelmConfig) -> tuple[dict, dict, dict]:
+def model_entries(
+    model: str, model_dir: str | Path, config: HelmConfig, relative_to: str | Path | None = None
+) -> tuple[dict, dict, dict]:
     """(model metadata, deployment, tokenizer config) entries of one local model directory."""
     path = Path(model_dir).resolve()
+    where = str(path) if relative_to is None else os.path.relpath(path, Path(relative_to).resolve())
     model_config = _read_json(path / "config.json")
     tok_config = _read_json(path / "tokenizer_config.json")
     name = deployment_name(model)
@@ -186,9 +303,10 @@ def model_entries(model: str, model_dir: str | Path, config: HelmConfig) -> tupl
         "client_spec": {
             "class_name": CLIENT_CLASS,
             "args": {
-                "pretrained_model_name_or_path": str(path),
+                "pretrained_model_name_or_path": where,
                 "device": config.device,
                 "apply_chat_template": model not in config.plain_prompt_models,
+                **({"batch_size": config.batch_size} if config.batch_size > 1 else {}),
             },
         },
     }
@@ -196,7 +314,7 @@ def model_entries(model: str, model_dir: str | Path, config: HelmConfig) -> tupl
         "name": name,
         "tokenizer_spec": {
             "class_name": "helm.tokenizers.huggingface_tokenizer.HuggingFaceTokenizer",
-            "args": {"pretrained_model_name_or_path": str(path)},
+            "args": {"pretrained_model_name_or_path": where},
         },
         "end_of_text_token": eos or "",
         "prefix_token": "",
@@ -223,12 +341,18 @@ def _count_parameters(path: Path) -> int | None:
 
 
 def write_local_config(
-    models: dict[str, str | Path], out_dir: str | Path, config: HelmConfig
+    models: dict[str, str | Path],
+    out_dir: str | Path,
+    config: HelmConfig,
+    relative_to: str | Path | None = None,
 ) -> Path:
-    """HELM's `--local-path` folder (model_metadata/model_deployments/tokenizer_configs.yaml)."""
+    """HELM's `--local-path` folder (model_metadata/model_deployments/tokenizer_configs.yaml).
+
+    With `relative_to` (the folder HELM runs in), model paths are written relative to it.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    entries = [model_entries(m, d, config) for m, d in models.items()]
+    entries = [model_entries(m, d, config, relative_to) for m, d in models.items()]
     files = {
         "model_metadata.yaml": {"models": [e[0] for e in entries]},
         "model_deployments.yaml": {"model_deployments": [e[1] for e in entries]},
@@ -247,38 +371,133 @@ def run_entries(model: str, config: HelmConfig) -> list[str]:
     if config.max_train_instances is not None:
         args += f",max_train_instances={config.max_train_instances}"
     by_scenario = {
-        "mmlu": f"mmlu:subject={MMLU_SUBJECT}",
-        "boolq": "boolq",
-        "natural_qa": f"natural_qa:mode={config.natural_qa_mode}",
-        "quac": "quac",
-        "hellaswag": "commonsense:dataset=hellaswag,method=multiple_choice_separate_original",
+        "mmlu": [f"mmlu:subject={subject}" for subject in config.mmlu_subjects],
+        "boolq": ["boolq"],
+        "natural_qa": [f"natural_qa:mode={config.natural_qa_mode}"],
+        "quac": ["quac"],
+        "hellaswag": ["commonsense:dataset=hellaswag,method=multiple_choice_separate_original"],
     }
     entries = []
     for s in config.scenarios:
-        entry = by_scenario[s] + ("," if ":" in by_scenario[s] else ":") + args
-        if s in config.max_output_tokens:
-            entry += f",num_output_tokens={int(config.max_output_tokens[s])}"
-        entries.append(entry)
+        for head in by_scenario[s]:
+            entry = head + ("," if ":" in head else ":") + args
+            if s in config.max_output_tokens:
+                entry += f",num_output_tokens={int(config.max_output_tokens[s])}"
+            entries.append(entry)
     return entries
 
 
-def helm_env(data_dir: str | Path | None, threads: int) -> dict[str, str]:
-    """The environment of a HELM command: offline with local data, or HELM's own downloads."""
+def local_data_files(config: HelmConfig) -> list[str]:
+    """The files HELM reads offline for the configured run entries, relative to the data folder.
+
+    HELM's download layout (each scenario's `ensure_file_downloaded` targets, which it skips when
+    present), its perturbation resources, and nltk's punkt parameters; `world` data has the same
+    layout. MMLU's `val/` and `auxiliary_train/` files are optional to HELM, so not listed.
+    """
+    by_scenario = {
+        "mmlu": [
+            f"scenarios/mmlu/data/{split}/{subject}_{split}.csv"
+            for subject in config.mmlu_subjects
+            for split in ("dev", "test")
+        ],
+        "boolq": [f"scenarios/boolq/data/{f}" for f in ("train", "dev", "boolq_perturbed.jsonl")],
+        "natural_qa": [f"scenarios/natural_qa/data/nq-dev-{k:02d}.jsonl.gz" for k in range(5)],
+        "quac": ["scenarios/quac/data/train.json", "scenarios/quac/data/val.json"],
+        "hellaswag": [f"scenarios/hellaswag/data/hellaswag_{s}.jsonl" for s in ("train", "val")],
+    }
+    files = [f for scenario in config.scenarios for f in by_scenario[scenario]]
+    if config.data_augmentation in ("canonical", "fairness"):
+        files += FAIRNESS_FILES
+    files += [f"nltk_data/tokenizers/punkt_tab/english/{name}" for name in PUNKT_FILES]
+    return files
+
+
+def check_local_data(data_dir: str | Path, config: HelmConfig) -> None:
+    """Raise naming every file HELM would need and `data_dir` lacks (before any model loads)."""
+    root = Path(data_dir)
+    missing = [f for f in local_data_files(config) if not (root / f).is_file()]
+    if missing:
+        raise HelmError(
+            f"{root}: {len(missing)} of HELM's files are missing (HELM's download layout, "
+            "config helm.data_path):\n  " + "\n  ".join(missing)
+        )
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """`dst` mirrors `src` with real folders and per-file links: HELM writes caches beside its
+    inputs (NaturalQuestions' `*-instances.jsonl`), and pre-placed data may be read-only."""
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.suffix == ".lock":
+            continue  # HELM's download locks (a copied benchmark_output has them): HELM opens
+            # them for writing and refuses links
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path.resolve())
+
+
+def helm_env(offline: bool, threads: int) -> dict[str, str]:
+    """The environment of a HELM command: offline with local data, or HELM's own downloads.
+
+    Offline, nltk's data is `nltk_data/` in the command's working directory.
+    """
     env = dict(os.environ)
-    if data_dir is not None:
+    if offline:
         env.update(OFFLINE_ENV)
-        env["NLTK_DATA"] = str(Path(data_dir).resolve() / "nltk_data")
+        env["NLTK_DATA"] = "nltk_data"
     env["OMP_NUM_THREADS"] = str(threads)
     env["TOKENIZERS_PARALLELISM"] = "false"
     return env
 
 
-def _run(cmd: Sequence[str], env: dict[str, str], log: Path) -> float:
-    """Run a HELM command, its output appended to `log`; returns the wall time."""
+def make_relocatable(root: str | Path, prefixes: dict[str, str]) -> list[str]:
+    """Rewrite absolute paths in the text files under `root` (HELM's logs and JSON echo them).
+
+    `prefixes` maps an absolute folder to what replaces it (longest first); returns the files
+    changed, relative to `root`.
+    """
+    base = Path(root)
+    order = sorted(prefixes, key=len, reverse=True)
+    changed = []
+    for path in sorted(base.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if not any(prefix.encode() in data for prefix in order):
+            continue
+        text = data.decode("utf-8", errors="surrogateescape")
+        for prefix in order:
+            text = text.replace(prefix, prefixes[prefix])
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+        changed.append(str(path.relative_to(base)))
+    return changed
+
+
+def _relocate(out: Path, config: HelmConfig) -> None:
+    """Absolute paths in `out` -> relative to `out`, or named by what they are: the working
+    directory, HELM's environment (its warnings and tracebacks name its files)."""
+    folders = [(Path.cwd(), "<workdir>"), (out, ".")]
+    helm_env_dir = Path(config.executable("helm-run")).parent.parent
+    if (helm_env_dir / "pyvenv.cfg").is_file():  # a virtual environment, not e.g. /usr
+        folders.append((helm_env_dir, "<helm-env>"))
+    prefixes = {}
+    for folder, name in folders:
+        prefixes[str(folder.absolute())] = name
+        prefixes[str(folder.resolve())] = name
+    make_relocatable(out, prefixes)
+
+
+def _run(cmd: Sequence[str], env: dict[str, str], log: Path, cwd: Path) -> float:
+    """Run a HELM command in `cwd`, its output appended to `log`; returns the wall time."""
     print("$", " ".join(cmd), flush=True)
     start = time.monotonic()
     with open(log, "a", encoding="utf-8") as f:
-        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(
+            cmd, env=env, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, check=False
+        )
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
@@ -296,23 +515,30 @@ def run_model(
     config: HelmConfig,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """helm-run on one model; output in `out_dir` (config/, benchmark_output/, helm-run.log).
+    """helm-run on one model; output in `out_dir` (config/, benchmark_output/runs/, helm-run.log).
 
-    `data_dir` is the output of `write_helm_scenarios` (scenarios/, perturbations/, nltk_data/),
-    run offline; None lets HELM download the real benchmarks and perturbation files itself.
-    Returns a small record (run names, wall time) also written to `out_dir/run.json`.
+    `data_dir` holds HELM's files in its download layout (`write_helm_scenarios` for the world,
+    or pre-placed ones for `data: local`; see `local_data_files`), run offline; None lets HELM
+    download the real benchmarks and perturbation files itself. helm-run runs in `out_dir` with
+    relative paths, the inputs linked in and removed afterwards, so the output does not name
+    the machine's folders. Returns a small record (run names, wall time, requests) also
+    written to `out_dir/run.json`.
     """
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
+    data = Path(data_dir) if data_dir is not None else None
+    if data is not None:
+        check_local_data(data, config)
     out.mkdir(parents=True)
     bench = out / "benchmark_output"
-    data = Path(data_dir) if data_dir is not None else None
-    for sub in ("scenarios", "perturbations") if data is not None else ():
-        if not (data / sub).is_dir():
-            raise HelmError(f"{data / sub} is missing: run the helm_data step first")
-        shutil.copytree(data / sub, bench / sub)
-    local = write_local_config({model: model_dir}, out / "config", config)
+    linked = [bench / "scenarios", bench / "perturbations", out / "nltk_data"]
+    if data is not None:
+        _link_tree(data / "scenarios", linked[0])
+        _link_tree(data / "perturbations", linked[1])
+        # nltk refuses files that resolve outside NLTK_DATA; punkt's parameters are small.
+        shutil.copytree(data / "nltk_data", linked[2])
+    write_local_config({model: model_dir}, out / "config", config, relative_to=out)
     entries = run_entries(model, config)
     cmd = [
         config.executable("helm-run"),
@@ -320,23 +546,41 @@ def run_model(
         "--suite", SUITE,
         "--max-eval-instances", str(config.max_eval_instances),
         "--num-train-trials", str(config.num_train_trials),
-        "--local-path", str(local),
-        "--output-path", str(bench),
+        "--local-path", "config",
+        "--output-path", "benchmark_output",
         "--plugins", PLUGIN,
         "--num-threads", str(config.num_threads),
         "--disable-cache",
         "--exit-on-error",
     ]  # fmt: skip
     log = out / "helm-run.log"
-    seconds = _run(cmd, helm_env(data, threads), log)
+    seconds = _run(cmd, helm_env(data is not None, threads), log, cwd=out)
+    for path in linked:
+        if path.exists():
+            shutil.rmtree(path)  # inputs (and HELM's caches of them), not results
+    _relocate(out, config)
     runs = [p.name for p in _run_dirs(bench / "runs" / SUITE)]
     if len(runs) != len(entries):
         raise HelmError(f"expected {len(entries)} runs in {bench / 'runs' / SUITE}, got {runs}")
-    record = {"model": model, "runs": runs, "entries": entries, "seconds": round(seconds, 1)}
+    n_requests = sum(_count_requests(bench / "runs" / SUITE / run) for run in runs)
+    record = {
+        "model": model,
+        "runs": runs,
+        "entries": entries,
+        "seconds": round(seconds, 1),
+        "requests": n_requests,
+        "requests_per_s": round(n_requests / seconds, 3) if seconds else None,
+    }
     with atomic_path(out / "run.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"helm-run {model}: {len(runs)} runs in {seconds:.1f} s", flush=True)
     return record
+
+
+def _count_requests(run: Path) -> int:
+    """Requests HELM sent for one run (`scenario_state.json`'s request states)."""
+    state = _read_json(run / "scenario_state.json")
+    return len(state.get("request_states", []))
 
 
 def _run_dirs(suite: Path) -> list[Path]:
@@ -384,12 +628,12 @@ def summarize(
             raise HelmError(f"{src} is missing: helm-run for {model} did not finish")
         for run in _run_dirs(src):
             shutil.copytree(run, suite_dir / run.name)
-    local = write_local_config(model_dirs, out / "config", config)
+    write_local_config(model_dirs, out / "config", config, relative_to=out)
     cmd = [
         config.executable("helm-summarize"),
         "--suite", SUITE,
-        "--output-path", str(bench),
-        "--local-path", str(local),
+        "--output-path", "benchmark_output",
+        "--local-path", "config",
         "--schema-path", schema_path(config),
         # One thread: Mako compiles templates with `ast`, and concurrent compiles in CPython 3.11
         # fail at random ("AST constructor recursion depth mismatch", seen here in 1 of 5 runs).
@@ -398,7 +642,8 @@ def summarize(
     log = out / "helm-summarize.log"
     if log.exists():
         log.unlink()
-    _run(cmd, helm_env(out, 1), log)
+    _run(cmd, helm_env(True, 1), log, cwd=out)
+    _relocate(out, config)
     rows = summary_rows(suite_dir, list(model_dirs), config.scenarios)
     write_summary_csv(summary_csv, rows)
     return rows
@@ -490,13 +735,13 @@ def summary_rows(
 def _no_ece_reason(suite: Path, model: str, scenario: str) -> str:
     """Why HELM left a generation scenario's ECE out (it needs some non-zero token log-prob)."""
     prefixes = {"mmlu": "mmlu:", "boolq": "boolq:", "natural_qa": "natural_qa:", "quac": "quac:"}
-    run = _find_run(suite, model, prefixes.get(scenario, scenario))
-    if run is None:
+    runs = _find_runs(suite, model, prefixes.get(scenario, scenario))  # MMLU: one per subject
+    if not runs:
         return ""
-    data = json.loads((run / "per_instance_stats.json").read_text(encoding="utf-8"))
     logprobs = [
         stat["sum"]
-        for item in data
+        for run in runs
+        for item in json.loads((run / "per_instance_stats.json").read_text(encoding="utf-8"))
         for stat in item["stats"]
         if stat["name"]["name"] == "logprob" and not item.get("perturbation")
     ]
@@ -548,12 +793,18 @@ def _fill_hellaswag_calibration(
         )
 
 
-def _find_run(suite: Path, model: str, prefix: str) -> Path | None:
+def _find_runs(suite: Path, model: str, prefix: str) -> list[Path]:
     tag = f"model={deployment_name(model).replace('/', '_')}"
-    for run in sorted(suite.iterdir()):
-        if run.is_dir() and run.name.startswith(prefix) and tag in run.name.split(","):
-            return run
-    return None
+    return [
+        run
+        for run in sorted(suite.iterdir())
+        if run.is_dir() and run.name.startswith(prefix) and tag in run.name.split(",")
+    ]
+
+
+def _find_run(suite: Path, model: str, prefix: str) -> Path | None:
+    runs = _find_runs(suite, model, prefix)
+    return runs[0] if runs else None
 
 
 def per_instance_pairs(path: str | Path, split: str) -> dict[int, list[tuple[float, float]]]:

@@ -4,11 +4,14 @@
 crfm-helm's own scenario classes read (HELM skips a download when the file already exists), under
 `<out_dir>/scenarios/<scenario>/data/`:
 
-- mmlu: `dev/` and `test/<subject>_<split>.csv`, rows `question,A,B,C,D,answer_letter`
-  (subject `high_school_geography`, the MMLU subject closest to the world's facts);
-- boolq: `train` and `dev` JSONL rows `{passage, question, answer}` plus `boolq_perturbed.jsonl`
-  (the contrast-set file, in allenai/contrast-sets' JSON schema: questions with their answer
-  flipped by changing the value asked about);
+- mmlu: `dev/` and `test/<subject>_<split>.csv`, rows `question,A,B,C,D,answer_letter`, one
+  pair of files per configured subject (HELM's core five by default, so the run entries and the
+  summary's MMLU column are HELM's): the world has no algebra or chemistry, so each subject file
+  holds multiple-choice questions about the world's facts, subject k asking every evaluation
+  country about attribute i + k, so the subjects ask different facts of the same countries;
+- boolq: `train` and `dev` JSONL rows `{question, title, answer, passage}` plus
+  `boolq_perturbed.jsonl` (the contrast-set file, in allenai/contrast-sets' JSON schema:
+  questions with their answer flipped by changing the value asked about);
 - natural_qa: `nq-dev-0{0..4}.jsonl.gz` in NaturalQuestions' raw schema (`document_html`,
   `document_tokens`, `annotations` with byte offsets of the long and short answers); the long
   answer is a paragraph about the country, the short answer the value;
@@ -45,11 +48,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stylized_dpo.evals.helm import MMLU_CORE_SUBJECTS, PUNKT_FILES
 from stylized_dpo.io import atomic_path, write_json
 from stylized_dpo.world.facts import ATTRIBUTE_BY_NAME, ATTRIBUTES, Entity, World
 
-MMLU_SUBJECT = "high_school_geography"
-"""The MMLU subject the world's multiple-choice questions are filed under."""
 N_TRAIN = 10
 """Training (in-context example) instances written per scenario; HELM samples up to 5."""
 NQ_FILES = 5
@@ -95,7 +97,6 @@ STAND_INS = {
     ),
 }
 """Offline stand-ins for files HELM downloads at run time (recorded in card.json)."""
-PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
 
 
 def _statement(rng: random.Random, entity: Entity, attribute: str) -> str:
@@ -148,10 +149,12 @@ def _attribute_for(i: int) -> str:
 # ---- MMLU -------------------------------------------------------------------------------------
 
 
-def mmlu_rows(world: World, entities: Sequence[Entity], rng: random.Random) -> list[list[str]]:
+def mmlu_rows(
+    world: World, entities: Sequence[Entity], rng: random.Random, offset: int = 0
+) -> list[list[str]]:
     rows = []
     for i, entity in enumerate(entities):
-        attribute = _attribute_for(i)
+        attribute = _attribute_for(i + offset)
         value = entity.facts[attribute]
         choices = [value, *_distractors(world, attribute, value, 3, rng)]
         rng.shuffle(choices)
@@ -472,7 +475,13 @@ def _write_jsonl_plain(path: Path, rows: Sequence[dict[str, Any]], keys: Sequenc
             f.write(json.dumps({k: row[k] for k in keys}, ensure_ascii=False) + "\n")
 
 
-def write_helm_scenarios(world: World, out_dir: str | Path, n_instances: int, seed: int) -> dict:
+def write_helm_scenarios(
+    world: World,
+    out_dir: str | Path,
+    n_instances: int,
+    seed: int,
+    mmlu_subjects: Sequence[str] = MMLU_CORE_SUBJECTS,
+) -> dict:
     """Write the five scenarios' local files (and the offline stand-ins) under `out_dir`.
 
     Returns the card (also written to `out_dir/card.json`): instance counts per scenario and
@@ -486,11 +495,13 @@ def write_helm_scenarios(world: World, out_dir: str | Path, n_instances: int, se
     rng = random.Random(seed)
 
     data = scenarios / "mmlu" / "data"
-    _write_csv(data / "dev" / f"{MMLU_SUBJECT}_dev.csv", mmlu_rows(world, train_entities[:5], rng))
-    _write_csv(data / "test" / f"{MMLU_SUBJECT}_test.csv", mmlu_rows(world, eval_entities, rng))
+    for k, subject in enumerate(mmlu_subjects):
+        dev = mmlu_rows(world, train_entities[:5], rng, offset=k)
+        _write_csv(data / "dev" / f"{subject}_dev.csv", dev)
+        _write_csv(data / "test" / f"{subject}_test.csv", mmlu_rows(world, eval_entities, rng, k))
 
     data = scenarios / "boolq" / "data"
-    keys = ("passage", "question", "answer")
+    keys = ("question", "title", "answer", "passage")  # BoolQ's fields, in its order
     _write_jsonl_plain(data / "train", boolq_rows(world, train_entities, rng), keys)
     dev = boolq_rows(world, eval_entities, rng)
     _write_jsonl_plain(data / "dev", dev, keys)
@@ -544,7 +555,7 @@ def write_helm_scenarios(world: World, out_dir: str | Path, n_instances: int, se
         "eval_countries_seen_in_sft": n_seen,
         "eval_countries_unseen": n_instances - n_seen,
         "eval_countries": [{"name": e.name, "in_sft": e.in_sft} for e in eval_entities],
-        "mmlu_subject": MMLU_SUBJECT,
+        "mmlu_subjects": list(mmlu_subjects),
         "stand_ins": STAND_INS,
     }
     write_json(out / "card.json", card)
