@@ -11,6 +11,7 @@ the model without its chat template (HELM's client would apply it only on one si
 
     python benchmarks/bench_helm.py                              # the miniature's model
     python benchmarks/bench_helm.py --shape qwen2.5-0.5b --layers 2  # Qwen2.5-0.5B's widths
+    python benchmarks/bench_helm.py --shape qwen2.5-0.5b --layers 24 --device cuda --batch-size 32
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="mmlu,boolq,natural_qa,hellaswag")
     parser.add_argument("--max-output-tokens", type=int, default=8)
     parser.add_argument("--arms", default="stock,ours,ours_batched")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args()
 
     import stylized_dpo.evals.helm as helm
@@ -115,6 +117,7 @@ def main() -> None:
                 plain_prompt_models=("bench",),
                 num_threads=batch,
                 batch_size=batch,
+                device=args.device,
             )
             record = helm.run_model("bench", tmp / "model", tmp / "data", tmp / arm, config)
             serving = serving_seconds(tmp / arm / "helm-run.log")

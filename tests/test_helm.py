@@ -591,3 +591,35 @@ def test_batched_server_answers_each_request_as_alone(tmp_path):
         w["completions"][0]["text"] for w in result["want"][11:22] if w["completions"][0]["text"]
     ]
     assert any(result["stop"] in t for t in stopped)  # the multi-token stop did fire
+
+
+def _helm_run_resources(*args: str) -> list[dict[str, str]]:
+    snakemake = Path(sys.executable).with_name("snakemake")
+    out = subprocess.run(
+        [str(snakemake), "-n", "--configfile", "config/paper.yaml", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    blocks = out.stdout.split("rule helm_run:")[1:]
+    lines = [next(x for x in b.splitlines() if x.strip().startswith("resources:")) for b in blocks]
+    return [dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", ")) for line in lines]
+
+
+def test_paper_helm_jobs_declare_the_estimated_runtime_and_memory(tmp_path):
+    import yaml
+
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    config = HelmConfig.from_dict(paper["helm"])
+    jobs = _helm_run_resources()
+    assert len(jobs) == 6
+    for res in jobs:
+        assert int(res["runtime"]) == runtime_min_estimate(config) > 60
+        # The models do not exist in a dry run: 2 GB of weights assumed, real benchmark data.
+        assert int(res["mem_mb"]) == mem_mb_estimate(tmp_path / "absent", config) > 4000
+        assert res["gpu"] == "1"
+    override = tmp_path / "runtime.yaml"
+    override.write_text("compute: {runtime_min: {helm_run: 45}}\n")
+    assert {r["runtime"] for r in _helm_run_resources(str(override))} == {"45"}

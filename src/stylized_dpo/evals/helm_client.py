@@ -95,7 +95,7 @@ class LogprobHuggingFaceServer(HuggingFaceServer):
         pretrained_model_name_or_path: str,
         wrapped_tokenizer: Any,
         batch_size: int = 1,
-        batch_wait_s: float = 0.02,
+        batch_wait_s: float = 0.005,
         **kwargs: Any,
     ):
         super().__init__(pretrained_model_name_or_path, wrapped_tokenizer, **kwargs)
