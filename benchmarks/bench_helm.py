@@ -6,7 +6,8 @@ scenarios) on the same random model, three ways:
 - `ours`: `LogprobHuggingFaceClient` unbatched (`batch_size: 1`, one thread);
 - `ours_batched`: `LogprobHuggingFaceClient` with `batch_size: B` and `B` HELM threads.
 It prints requests per second of serving (the time HELM's executor spends on requests, from
-helm-run's log) and of the whole helm-run, and each arm's ratio to `stock`. Every arm prompts
+helm-run's log) and of the whole helm-run, each arm's ratio to `stock`, and the largest
+helm-run's resident memory so far (the arms run one after another). Every arm prompts
 the model without its chat template (HELM's client would apply it only on one side).
 
     python benchmarks/bench_helm.py                              # the miniature's model
@@ -21,6 +22,7 @@ import json
 import os
 import random
 import re
+import resource
 import tempfile
 from pathlib import Path
 
@@ -121,6 +123,8 @@ def main() -> None:
             )
             record = helm.run_model("bench", tmp / "model", tmp / "data", tmp / arm, config)
             serving = serving_seconds(tmp / arm / "helm-run.log")
+            # ru_maxrss of children is the largest helm-run so far (KiB on Linux).
+            rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             results[arm] = {
                 "requests": record["requests"],
                 "serving_s": round(serving, 2),
@@ -128,15 +132,16 @@ def main() -> None:
                 "requests_per_s": record["requests"] / serving,
                 "requests_per_wall_s": record["requests"] / record["seconds"],
                 "batch_size": batch,
+                "peak_rss_mb_so_far": round(rss_mb),
             }
     base = results.get("stock")
     print(f"{'arm':<14}{'batch':>6}{'requests':>10}{'serving s':>11}{'req/s':>9}"
-          f"{'wall s':>9}{'req/wall-s':>12}{'x stock':>9}")  # fmt: skip
+          f"{'wall s':>9}{'req/wall-s':>12}{'x stock':>9}{'max RSS MB':>12}")  # fmt: skip
     for arm, r in results.items():
         ratio = r["requests_per_s"] / base["requests_per_s"] if base else float("nan")
         print(f"{arm:<14}{r['batch_size']:>6}{r['requests']:>10}{r['serving_s']:>11.1f}"
               f"{r['requests_per_s']:>9.2f}{r['wall_s']:>9.1f}{r['requests_per_wall_s']:>12.2f}"
-              f"{ratio:>9.2f}")  # fmt: skip
+              f"{ratio:>9.2f}{r['peak_rss_mb_so_far']:>12}")  # fmt: skip
     print(json.dumps(results))
 
 

@@ -303,9 +303,9 @@ def test_request_estimate_follows_the_paper_settings(tmp_path):
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"\0" * (300 * 2**20))
     world = HelmConfig()
-    assert mem_mb_estimate(model, world) == 2500 + 600
-    assert mem_mb_estimate(tmp_path / "absent", world) == 2500 + 2 * 2000
-    assert mem_mb_estimate(model, paper) == 2500 + 600 + 4000
+    assert mem_mb_estimate(model, world) == 1000 + 600
+    assert mem_mb_estimate(tmp_path / "absent", world) == 1000 + 2 * 2000
+    assert mem_mb_estimate(model, paper) == 1000 + 600 + 4000
 
 
 def test_make_relocatable_rewrites_absolute_paths(tmp_path):

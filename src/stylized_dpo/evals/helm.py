@@ -213,8 +213,10 @@ PER_RUN_S = 60.0
 """Allowances beside serving: HELM's start and model load, and each run's scenario loading,
 perturbation and metrics (a few seconds each on the miniature; real NaturalQuestions pages
 are larger)."""
-HELM_BASE_MB = 2500
-"""Resident memory of helm-run with a tiny model (measured: `benchmarks/bench_helm.py`)."""
+HELM_BASE_MB = 1000
+"""helm-run's own resident memory, rounded up: `benchmarks/bench_helm.py` measured 633 MB with
+the miniature's model, and 1,549 MB with 664 MB of weights (Qwen2.5-0.5B's widths, 2 layers),
+i.e. ~1.4x the weights on top, which the estimate's 2x covers."""
 UNKNOWN_MODEL_MB = 2000
 """Weights assumed while a model does not exist yet (dry runs): Qwen2.5-0.5B in fp32. The job
 itself is sized from the weights it reads."""
