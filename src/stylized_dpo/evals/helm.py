@@ -3,9 +3,11 @@
 Steps (each a Snakemake rule, see rules/helm.smk):
 1. `run_model`: write a local HELM config folder for one model directory (model metadata, a
    deployment served by `stylized_dpo.evals.helm_client.LogprobHuggingFaceClient`, a tokenizer),
-   copy the scenario data and the offline stand-ins into a fresh `benchmark_output/`, and call
-   `helm-run` on the core run entries with `data_augmentation` (canonical: MildMix robustness,
-   dialect / gender / race-name fairness perturbations), fully offline.
+   check and link the scenario data and the offline stand-ins (the world's, or HELM's own files
+   pre-placed for `data: local`) into a fresh `benchmark_output/`, and call `helm-run` on the
+   core run entries with `data_augmentation` (canonical: MildMix robustness, dialect / gender /
+   race-name fairness perturbations), fully offline. HELM runs in the run folder on relative
+   paths, and absolute paths it writes are rewritten, so results can be moved.
 2. `summarize`: gather every model's runs into one suite, call `helm-summarize` with HELM's
    classic schema, and turn the "Core scenarios" tables (accuracy, calibration, robustness,
    fairness) into `summary.csv` (`model,family,scenario,metric,value,note`).
@@ -13,7 +15,9 @@ Steps (each a Snakemake rule, see rules/helm.smk):
 HELM lives in its own environment (its pins clash with the main stack), so HELM runs as a
 subprocess; this module imports only the standard library and PyYAML, and runs in either one.
 
-Run entries follow HELM's core scenario entries (`run_specs_core_scenarios.conf`). HELM's core
+Run entries follow HELM's core scenario entries (`run_specs_core_scenarios.conf`): MMLU is one
+run per subject (`helm.mmlu_subjects`, HELM's core five), merged by helm-summarize into the MMLU
+column of the core table, so its value is the mean of the subjects' means. HELM's core
 set has NaturalQuestions both closed-book and open-book (`mode=openbook_longans`); the paper
 reports one NaturalQuestions F1, and its values (0.62 for Qwen2.5-0.5B) are open-book values, so
 the default is `openbook_longans` (config `helm.natural_qa_mode`). HellaSwag uses
