@@ -58,6 +58,58 @@ class ToneAgnosticPatterns:
         return None
 
 
+@dataclass(frozen=True)
+class LabelledPrompt:
+    """A prompt with the tone-agnostic category a reader gives it (None: tone matters)."""
+
+    prompt: str
+    category: str | None
+    source: str = ""
+    """Where prompts like it come from (UltraFeedback's sources: flan_v2_niv2, sharegpt, ...)."""
+
+
+def _rates(tp: int, fp: int, fn: int) -> dict[str, float | None]:
+    return {
+        "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+    }
+
+
+def score_patterns(patterns: ToneAgnosticPatterns, items: list[LabelledPrompt]) -> dict[str, Any]:
+    """Precision and recall of "tone-agnostic or not" on labelled prompts, and per category:
+    the recall of each labelled category (flagged under any category; `same_category` counts
+    those flagged under their own) and the precision of each category the patterns assign."""
+    overall = Counter()
+    labelled: dict[str, Counter[str]] = {}
+    assigned: dict[str, Counter[str]] = {}
+    for item in items:
+        found = patterns.category_of(item.prompt)
+        truth = item.category is not None
+        overall["tp" if found and truth else "fp" if found else "fn" if truth else "tn"] += 1
+        if item.category is not None:
+            c = labelled.setdefault(item.category, Counter())
+            c["n"] += 1
+            c["flagged"] += found is not None
+            c["same_category"] += found == item.category
+        if found is not None:
+            a = assigned.setdefault(found, Counter())
+            a["flagged"] += 1
+            a["tone_agnostic"] += truth
+    return {
+        "n": len(items),
+        **{k: overall[k] for k in ("tp", "fp", "fn", "tn")},
+        **_rates(overall["tp"], overall["fp"], overall["fn"]),
+        "per_category": {
+            cat: {**c, "recall": round(c["flagged"] / c["n"], 4)}
+            for cat, c in sorted(labelled.items())
+        },
+        "per_assigned_category": {
+            cat: {**a, "precision": round(a["tone_agnostic"] / a["flagged"], 4)}
+            for cat, a in sorted(assigned.items())
+        },
+    }
+
+
 def filter_tone_agnostic(
     pairs_path: str | os.PathLike[str],
     patterns_path: str | os.PathLike[str],
