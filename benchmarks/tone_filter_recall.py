@@ -66,11 +66,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patterns", type=Path, default=PATTERNS)
     parser.add_argument("--labels", type=Path, default=LABELS)
-    parser.add_argument("--show", choices=["dev", "heldout", "blind", "final"], help="list one split's errors")
+    parser.add_argument("--show", choices=["dev", "heldout", "blind", "final", "final2"], help="list one split's errors")
     args = parser.parse_args()
     patterns = ToneAgnosticPatterns.from_file(args.patterns)
     rows = load(args.labels)
-    for split in ("dev", "heldout", "blind", "final"):
+    for split in ("dev", "heldout", "blind", "final", "final2"):
         report(split, patterns, [r for r in rows if r["split"] == split])
     report("all", patterns, rows)
     if args.show:
