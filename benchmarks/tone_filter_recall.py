@@ -22,6 +22,7 @@ from stylized_dpo.tone_filter import LabelledPrompt, ToneAgnosticPatterns, score
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = ROOT / "config" / "prompts" / "tone_agnostic.yaml"
 LABELS = ROOT / "tests" / "data" / "tone_agnostic_prompts.jsonl"
+SPLITS = ("dev", "heldout", "blind1", "blind2", "blind3", "blind4")
 
 
 def load(path: Path) -> list[dict]:
@@ -66,12 +67,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patterns", type=Path, default=PATTERNS)
     parser.add_argument("--labels", type=Path, default=LABELS)
-    parser.add_argument("--show", choices=["dev", "heldout", "blind", "final", "final2"], help="list one split's errors")
+    parser.add_argument("--show", choices=SPLITS, help="list one split's errors")
     args = parser.parse_args()
     patterns = ToneAgnosticPatterns.from_file(args.patterns)
     rows = load(args.labels)
-    for split in ("dev", "heldout", "blind", "final", "final2"):
-        report(split, patterns, [r for r in rows if r["split"] == split])
+    for split in SPLITS:
+        if any(r["split"] == split for r in rows):
+            report(split, patterns, [r for r in rows if r["split"] == split])
     report("all", patterns, rows)
     if args.show:
         print(f"\n## errors on {args.show}")
