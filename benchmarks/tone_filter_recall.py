@@ -22,7 +22,7 @@ from stylized_dpo.tone_filter import LabelledPrompt, ToneAgnosticPatterns, score
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = ROOT / "config" / "prompts" / "tone_agnostic.yaml"
 LABELS = ROOT / "tests" / "data" / "tone_agnostic_prompts.jsonl"
-SPLITS = ("dev", "heldout", "blind1", "blind2", "blind3", "blind4")
+SPLITS = ("dev", "heldout", "blind1", "blind2", "blind3", "blind4", "blind5")
 
 
 def load(path: Path) -> list[dict]:
