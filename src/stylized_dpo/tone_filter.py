@@ -1,10 +1,11 @@
 """Dropping tone-agnostic prompts from a preference set (the paper's limitation 3).
 
-Translation, code, arithmetic and extraction requests leave an answer little room for tone, so
-their pairs add noise to a study of style. The patterns live in a YAML file (category -> list of
-regular expressions); a pair is dropped when its prompt matches any of them, and counted under
-the first matching category. Nothing is dropped silently: the card lists every count and the
-first few dropped prompt ids per category.
+Translation, code, math, extraction and FLAN-style task prompts leave an answer little room for
+tone, so their pairs add noise to a study of style. The patterns live in a YAML file (category ->
+list of regular expressions); a pair is dropped when its prompt matches any of them, and counted
+under the first matching category. Nothing is dropped silently: the card lists every count and
+the first few dropped prompt ids per category. `score_patterns` measures a patterns file on
+labelled prompts (tests/data/tone_agnostic_prompts.jsonl, benchmarks/tone_filter_recall.py).
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class LabelledPrompt:
     """A prompt with the tone-agnostic category a reader gives it (None: tone matters)."""
 
     prompt: str
+    """The user's message."""
     category: str | None
+    """The category it belongs to (translation, code, ...), None where tone matters."""
     source: str = ""
     """Where prompts like it come from (UltraFeedback's sources: flan_v2_niv2, sharegpt, ...)."""
 
@@ -79,7 +82,7 @@ def score_patterns(patterns: ToneAgnosticPatterns, items: list[LabelledPrompt]) 
     """Precision and recall of "tone-agnostic or not" on labelled prompts, and per category:
     the recall of each labelled category (flagged under any category; `same_category` counts
     those flagged under their own) and the precision of each category the patterns assign."""
-    overall = Counter()
+    overall: Counter[str] = Counter()
     labelled: dict[str, Counter[str]] = {}
     assigned: dict[str, Counter[str]] = {}
     for item in items:
