@@ -4,6 +4,11 @@ import os
 
 from snakemake.utils import validate
 
+from stylized_dpo.config_checks import check_api_keys, check_config, check_schema
+
+# Every schema violation at once, each naming its key (with a hint where YAML read a number as
+# a string); validate() then applies the schema as Snakemake does.
+check_schema(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 validate(config, schema="../config/schema.yaml")
 
 
@@ -55,6 +60,19 @@ PAPER_DPO_MODELS = [
 ]  # the rows of the paper's tables
 MODELS = ["base"] + SFT_MODELS + DPO_MODELS
 SPLITS = ["train", "test"]
+# Names, architectures and backends the schema cannot check, before any job runs.
+check_config(config, models=MODELS, pref_datasets=PREF_DATASETS)
+
+
+onstart:
+    # Dry runs and spawned cluster jobs skip onstart; a real run stops here, before its first
+    # job, when an API backend it will call has no key (the variable is named, never read out).
+    if not workflow.touch:
+        check_api_keys(
+            config, {job.rule.name for job in workflow.dag.needrun_jobs()}
+        )
+
+
 # Reference log-probs of the paper's reference (sft) keep the design's file names.
 REF_SUFFIX = {"sft": "", "sft-chosen": ".sft-chosen"}
 

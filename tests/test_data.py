@@ -82,6 +82,50 @@ BAD_PREFS = {
         "identical",
     ),
     "duplicate_prompt_id": (pref("p1"), "prompt_id", "already used on line 1"),
+    # roles: each side is exactly [user: the prompt, assistant: the answer]
+    "chosen_system_first": (
+        dict(pref("x"), chosen=msgs(("system", "s"), ("user", "Q?"), ("assistant", "a"))),
+        "chosen[0].role",
+        "expected 'user' (chosen is [user, assistant]), got 'system'",
+    ),
+    "rejected_unknown_role": (
+        dict(pref("x"), rejected=msgs(("user", "Q?"), ("robot", "a"))),
+        "rejected[1].role",
+        "expected 'assistant' (rejected is [user, assistant]), got 'robot'",
+    ),
+    "chosen_multi_turn": (
+        dict(
+            pref("x"),
+            chosen=msgs(("user", "Q?"), ("assistant", "x"), ("user", "more"), ("assistant", "y")),
+        ),
+        "chosen[2].role",
+        "chosen has 4 messages; a pair is one turn",
+    ),
+    "chosen_answers_another_prompt": (
+        dict(pref("x"), chosen=msgs(("user", "Other?"), ("assistant", "a"))),
+        "chosen[0].content",
+        "differs from the row's prompt",
+    ),
+    "prompt_lone_surrogate": (
+        json.dumps(pref("x", prompt="Q\ud800?")),
+        "prompt",
+        "lone surrogate \\ud800 at character 1",
+    ),
+    "answer_lone_surrogate": (
+        json.dumps(pref("x", chosen="\udfff ok")),
+        "chosen[1].content",
+        "lone surrogate \\udfff at character 0",
+    ),
+    "score_nan": (
+        json.dumps(pref("x", score_chosen=float("nan"))),
+        "score_chosen",
+        "is nan, not a finite number",
+    ),
+    "score_infinite": (
+        json.dumps(pref("x", score_rejected=float("-inf"))),
+        "score_rejected",
+        "is -inf, not a finite number",
+    ),
 }
 
 
@@ -101,11 +145,38 @@ def test_bad_pref_rows_name_file_line_field(tmp_path, case):
 BAD_CHATS = {
     "missing_messages": ({"source": "x"}, "messages", "missing"),
     "messages_wrong_type": ({"messages": "hi"}, "messages", "expected list"),
-    "no_user": ({"messages": msgs(("assistant", "a"))}, "messages", "no user"),
+    "no_user": ({"messages": msgs(("assistant", "a"))}, "messages[0].role", "expected 'user'"),
+    "system_alone": ({"messages": msgs(("system", "s"))}, "messages", "no user"),
     "no_assistant_after_user": (
-        {"messages": msgs(("assistant", "a"), ("user", "q"))},
+        {"messages": msgs(("system", "s"), ("user", "q"))},
         "messages",
         "no assistant",
+    ),
+    "unknown_role": (
+        {"messages": msgs(("user", "q"), ("robot", "a"))},
+        "messages[1].role",
+        "'robot' is not one of system, user, assistant",
+    ),
+    "tool_role": (
+        {"messages": msgs(("user", "q"), ("assistant", "a"), ("tool", "{}"))},
+        "messages[2].role",
+        "'tool' is not one of",
+    ),
+    "late_system": (
+        {"messages": msgs(("user", "q"), ("assistant", "a"), ("system", "s"))},
+        "messages[2].role",
+        "a system message may only come first",
+    ),
+    "two_user_turns": (
+        {"messages": msgs(("user", "q"), ("user", "q2"), ("assistant", "a"))},
+        "messages[1].role",
+        "expected 'assistant' after a user message (turns alternate), got 'user'",
+    ),
+    "lone_surrogate": (
+        '{"messages": [{"role": "user", "content": "caf\\ud800"}, '
+        '{"role": "assistant", "content": "a"}]}',
+        "messages[0].content",
+        "lone surrogate \\ud800 at character 3",
     ),
     "empty_system": (
         {"messages": msgs(("system", ""), ("user", "q"), ("assistant", "a"))},
@@ -185,12 +256,8 @@ def test_conversion_follows_the_paper(tmp_path):
     ).records
     assert records[0] == SFTExample(records[0].prompt_id, "A?", "a1", "Be brief.")
     assert records[1].system is None and records[1].user == "C?"
-    # chosen/rejected: the last assistant message of each side
-    row = dict(
-        pref("z"),
-        chosen=msgs(("user", "Q?"), ("assistant", "x"), ("user", "more"), ("assistant", "final")),
-    )
-    write_lines(tmp_path / "train_prefs.jsonl", [row])
+    # chosen/rejected: the assistant message of each side
+    write_lines(tmp_path / "train_prefs.jsonl", [pref("z", chosen="final")])
     (pair,) = load_split(prefs_cfg(tmp_path), "prefs", "train").records
     assert (pair.chosen, pair.rejected, pair.provenance) == ("final", "Bad answer.", None)
 
@@ -340,3 +407,106 @@ def test_source_config_and_rule_inputs():
     assert hub.splits == {"train": "train", "test": "test"} and source_paths(hub) == {}
     local = source_config({"source": "local", "path": "d/{split}.parquet"}, "sft")
     assert source_paths(local) == {"train": "d/train.parquet", "test": "d/test.parquet"}
+
+
+def test_a_byte_order_mark_starts_a_valid_file(tmp_path):
+    """Editors on Windows start UTF-8 files with a BOM; the first row is still a row."""
+    path = tmp_path / "train_prefs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(pref("p1")) + "\n").encode())
+    with open(path, "ab") as f:
+        f.write((json.dumps(pref("p2")) + "\n").encode())
+    result = load_split(prefs_cfg(tmp_path), "prefs", "train")
+    assert [r.prompt_id for r in result.records] == ["p1", "p2"]
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "train.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(chat()).encode() + b"\n")
+    cfg = DataSourceConfig(source="local", path=str(sft))
+    assert load_split(cfg, "sft", "train").records[0].user == "Hi?"
+    # the record files the pipeline reads back (io.read_records) too
+    records = tmp_path / "pairs.jsonl"
+    pair = PreferencePair("a", "Q?", "c", "r")
+    records.write_bytes(b"\xef\xbb\xbf" + json.dumps(pair.to_dict()).encode() + b"\n")
+    assert read_records(records, PreferencePair) == [pair]
+
+
+def test_a_byte_order_mark_later_in_a_file_is_still_an_error(tmp_path):
+    path = write_lines(tmp_path / "train_prefs.jsonl", [pref("p1")])
+    with open(path, "ab") as f:
+        f.write(b"\xef\xbb\xbf" + json.dumps(pref("p2")).encode() + b"\n")
+    with pytest.raises(DataError, match="line 2: malformed JSON"):
+        load_split(prefs_cfg(tmp_path), "prefs", "train")
+
+
+def test_lone_surrogates_are_counted_drops_and_never_reach_the_writer(tmp_path):
+    """Before, a `\\ud800` escape passed validation and `prepare` died in the writer with a
+    UnicodeEncodeError naming no file or line, even with drop_invalid."""
+    lines = [
+        pref("p1"),
+        json.dumps(pref("p2", prompt="Q\ud800?")),
+        json.dumps(pref("p3", rejected="bad \udc00")),
+        pref("p4"),
+    ]
+    write_lines(tmp_path / "train_prefs.jsonl", lines)
+    out = tmp_path / "out"
+    card = prepare(
+        "prefs",
+        prefs_cfg(tmp_path, drop_invalid=True),
+        {"train": out / "train.jsonl"},
+        out / "card.json",
+        out / "card.md",
+    )
+    train = card["splits"]["train"]
+    assert train["drops"] == {"lone_surrogate": 2}
+    assert "line 2, field 'prompt'" in train["first_drop_per_reason"]["lone_surrogate"]
+    assert [p.prompt_id for p in read_records(out / "train.jsonl", PreferencePair)] == ["p1", "p4"]
+
+
+def test_record_types_refuse_lone_surrogates():
+    from stylized_dpo.records import RecordError
+
+    with pytest.raises(RecordError, match=r"field 'chosen': holds a lone surrogate \\ud83d"):
+        PreferencePair("a", "Q?", "smile \ud83d", "r")
+    with pytest.raises(RecordError, match="field 'system'"):
+        SFTExample("a", "Q?", "A.", system="\udfff")
+    assert PreferencePair("a", "Q?", "smile \U0001f600", "r").chosen.endswith("\U0001f600")
+
+
+def test_bad_roles_and_scores_are_counted_under_drop_invalid(tmp_path):
+    lines = [
+        pref("p1"),
+        dict(pref("p2"), chosen=msgs(("user", "Q?"), ("robot", "a"))),
+        json.dumps(pref("p3", score_rejected=float("nan"))),
+        pref("p4"),
+    ]
+    write_lines(tmp_path / "train_prefs.jsonl", lines)
+    result = load_split(prefs_cfg(tmp_path, drop_invalid=True), "prefs", "train")
+    assert result.card["drops"] == {"bad_role": 1, "invalid_score": 1}
+    write_lines(
+        tmp_path / "train.jsonl",
+        [chat(), {"messages": msgs(("user", "q"), ("tool", "t"), ("assistant", "a"))}],
+    )
+    cfg = DataSourceConfig(source="local", path=str(tmp_path), drop_invalid=True)
+    assert load_split(cfg, "sft", "train").card["drops"] == {"bad_role": 1}
+
+
+def test_tied_and_inverted_scores_are_counted_in_the_card(tmp_path):
+    lines = [
+        pref("ok"),
+        pref("tie", score_chosen=7.0, score_rejected=7),
+        pref("inv1", score_chosen=3.0, score_rejected=8.5),
+        pref("inv2", score_chosen=1, score_rejected=2),
+        dict(pref("none"), score_chosen=None),
+        {k: v for k, v in pref("absent").items() if k != "score_rejected"},
+    ]
+    write_lines(tmp_path / "train_prefs.jsonl", lines)
+    out = tmp_path / "out"
+    card = prepare(
+        "prefs", prefs_cfg(tmp_path), {"train": out / "t.jsonl"}, out / "c.json", out / "c.md"
+    )
+    train = card["splits"]["train"]
+    assert train["rows_out"] == 6 and train["drops"] == {}
+    assert train["scores"] == {"ordered": 1, "tied": 1, "inverted": 2, "unscored": 2}
+    assert train["score_examples"] == {"tied": ["tie"], "inverted": ["inv1", "inv2"]}
+    md = (out / "c.md").read_text()
+    assert "chosen above rejected 1, tied 1, inverted (chosen below rejected) 2" in md
+    assert "first inverted: inv1, inv2" in md

@@ -123,6 +123,20 @@ def test_local_items_and_their_errors(tmp_path: Path) -> None:
         read_local_items(path, 10)
 
 
+def test_local_items_accept_a_bom_and_refuse_bad_text(tmp_path: Path) -> None:
+    path = tmp_path / "mc.jsonl"
+    row = {"question": "2+2?", "choices": ["3", "4"], "answer": "B"}
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(row).encode() + b"\n")
+    assert [i.answer for i in read_local_items(path, 10)] == [1]
+    path.write_bytes(json.dumps(row).encode() + b"\n" + b'{"question": "\xff"}\n')
+    with pytest.raises(DataError, match=r"mc\.jsonl, line 2: not valid UTF-8"):
+        read_local_items(path, 10)
+    bad = dict(row, choices=["3", "4\ud800"])
+    path.write_text(json.dumps(row) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError, match=r"line 2, field 'choices': holds a lone surrogate"):
+        read_local_items(path, 10)
+
+
 def test_config_rejects_unknown_keys_and_sources() -> None:
     with pytest.raises(ValueError, match="unknown sycophancy config keys"):
         SycophancyConfig.from_dict({"n_item": 3})

@@ -14,11 +14,13 @@ UltraFeedback row becomes a `PreferencePair` whose chosen/rejected texts are the
 message of `chosen`/`rejected`.
 
 Every row is validated. A bad row (malformed JSON, non-UTF-8 bytes, missing field, wrong type,
-empty message, no user/assistant turn, duplicate prompt_id, identical chosen and rejected) raises
-`DataError` naming the file, line (row number for hub and Parquet sources) and field, unless
-`drop_invalid: true`, in which case it is dropped and counted by reason in the data card. The data
-card also gives rows read and written, the `max_rows` cap, length percentiles and the exact source
-(hub name and revision, or file path and sha256).
+empty message, a lone surrogate escape, roles out of the schema's order, no user/assistant turn,
+duplicate prompt_id, identical chosen and rejected, a NaN or infinite score) raises `DataError`
+naming the file, line (row number for hub and Parquet sources) and field, unless
+`drop_invalid: true`, in which case it is dropped and counted by reason in the data card. A file
+may start with a UTF-8 byte-order mark. The data card also gives rows read and written, the
+`max_rows` cap, how the scores order each pair (chosen above, tied, inverted), length percentiles
+and the exact source (hub name and revision, or file path and sha256).
 """
 
 from __future__ import annotations
@@ -33,11 +35,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stylized_dpo.io import DataError, atomic_path, read_records, write_json, write_jsonl
-from stylized_dpo.records import PreferencePair, Record, SFTExample
+from stylized_dpo.io import (
+    DataError,
+    atomic_path,
+    decode_line,
+    read_records,
+    write_json,
+    write_jsonl,
+)
+from stylized_dpo.records import PreferencePair, Record, SFTExample, lone_surrogate
 
 SOURCES = ("world", "local", "hub")
 PERCENTILES = (50, 90, 99)
+SCORE_EXAMPLES = 5
+"""Prompt ids of tied and inverted pairs listed in the data card."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,7 @@ def _iter_jsonl(path: Path) -> Iterator[_RawRow]:
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = decode_line(raw, lineno)
             except UnicodeDecodeError as e:
                 err = _RowError("not_utf8", None, f"not valid UTF-8 ({e.reason} at byte {e.start})")
                 yield _RawRow(str(path), lineno, error=err)
@@ -237,6 +248,10 @@ def _require(row: Any, name: str, kind: type | tuple[type, ...], where: str = ""
         raise _RowError("wrong_type", label, f"expected {expected}, got {type(value).__name__}")
     if isinstance(value, str) and not value.strip():
         raise _RowError("empty_message", label, "is empty")
+    if isinstance(value, str) and lone_surrogate(value):
+        raise _RowError(
+            "lone_surrogate", label, f"holds {lone_surrogate(value)}: not valid Unicode"
+        )
     return value
 
 
@@ -258,19 +273,44 @@ def _stable_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
-def smoltalk_to_sft(row: Any) -> SFTExample:
-    """A smol-smoltalk chat -> one turn: optional system, first user, first assistant after it."""
-    messages = _messages(row, "messages")
-    system = messages[0][1] if messages[0][0] == "system" else None
-    user_at = next((i for i, (role, _) in enumerate(messages) if role == "user"), None)
-    if user_at is None:
+SFT_ROLES = ("system", "user", "assistant")
+"""smol-smoltalk's roles: an optional system message first, then user and assistant turns
+alternating, from the user."""
+PAIR_ROLES = ("user", "assistant")
+"""ultrafeedback_binarized's `chosen` and `rejected`: the prompt as the user's turn, then the
+answer. A longer conversation would make the pair's answer reply to something else than its
+`prompt`, a system message would be lost: both are errors."""
+
+
+def _check_sft_roles(messages: list[tuple[str, str]]) -> None:
+    start = 1 if messages[0][0] == "system" else 0
+    for i, (role, _) in enumerate(messages):
+        where = f"messages[{i}].role"
+        if role not in SFT_ROLES:
+            raise _RowError("bad_role", where, f"{role!r} is not one of {', '.join(SFT_ROLES)}")
+        if i < start:
+            continue
+        expected = PAIR_ROLES[(i - start) % 2]
+        if role == "system":
+            raise _RowError("bad_role", where, "a system message may only come first")
+        if role != expected:
+            after = f"after a {messages[i - 1][0]} message" if i else "first"
+            raise _RowError(
+                "bad_role", where, f"expected {expected!r} {after} (turns alternate), got {role!r}"
+            )
+    if len(messages) - start < 1:
         raise _RowError("no_turn", "messages", "has no user message")
-    assistant_at = next(
-        (i for i, (role, _) in enumerate(messages) if role == "assistant" and i > user_at), None
-    )
-    if assistant_at is None:
-        raise _RowError("no_turn", "messages", "has no assistant message after the first user one")
-    user, assistant = messages[user_at][1], messages[assistant_at][1]
+    if len(messages) - start < 2:
+        raise _RowError("no_turn", "messages", "has no assistant message after the user one")
+
+
+def smoltalk_to_sft(row: Any) -> SFTExample:
+    """A smol-smoltalk chat -> one turn: optional system, first user, the assistant's answer."""
+    messages = _messages(row, "messages")
+    _check_sft_roles(messages)
+    system = messages[0][1] if messages[0][0] == "system" else None
+    start = 1 if system is not None else 0
+    user, assistant = messages[start][1], messages[start + 1][1]
     prompt_id = row.get("prompt_id")
     if prompt_id is None:
         prompt_id = _stable_id(system or "", user, assistant)
@@ -279,19 +319,53 @@ def smoltalk_to_sft(row: Any) -> SFTExample:
     return SFTExample(prompt_id=prompt_id, user=user, assistant=assistant, system=system)
 
 
+def _pair_answer(row: dict[str, Any], side: str, prompt: str) -> str:
+    """The answer of one side of an UltraFeedback row, checked to be [user: prompt, assistant]."""
+    messages = _messages(row, side)
+    for i, (role, _) in enumerate(messages[: len(PAIR_ROLES)]):
+        if role != PAIR_ROLES[i]:
+            raise _RowError(
+                "bad_role",
+                f"{side}[{i}].role",
+                f"expected {PAIR_ROLES[i]!r} ({side} is [user, assistant]), got {role!r}",
+            )
+    if len(messages) == 1:
+        raise _RowError("no_turn", side, "has no assistant message after the user one")
+    if len(messages) > 2:
+        raise _RowError(
+            "bad_role",
+            f"{side}[2].role",
+            f"{side} has {len(messages)} messages; a pair is one turn: [user, assistant]",
+        )
+    if messages[0][1].strip() != prompt.strip():
+        raise _RowError("prompt_mismatch", f"{side}[0].content", "differs from the row's prompt")
+    return messages[1][1]
+
+
+def _score(row: dict[str, Any], name: str) -> float | None:
+    if row.get(name) is None:
+        return None
+    value = float(_require(row, name, (int, float)))
+    if not math.isfinite(value):
+        raise _RowError("invalid_score", name, f"is {value}, not a finite number")
+    return value
+
+
+def score_order(row: Any) -> str:
+    """How a valid UltraFeedback row's scores order its answers: `ordered` (chosen above
+    rejected), `tied`, `inverted` (chosen below rejected) or `unscored`."""
+    chosen, rejected = _score(row, "score_chosen"), _score(row, "score_rejected")
+    if chosen is None or rejected is None:
+        return "unscored"
+    return "ordered" if chosen > rejected else "tied" if chosen == rejected else "inverted"
+
+
 def ultrafeedback_to_pair(row: Any) -> PreferencePair:
-    """An ultrafeedback_binarized row -> PreferencePair (last assistant message of each side)."""
+    """An ultrafeedback_binarized row -> PreferencePair (the assistant message of each side)."""
     prompt_id = _require(row, "prompt_id", str)
     prompt = _require(row, "prompt", str)
-    texts = {}
-    for side in ("chosen", "rejected"):
-        assistant = [content for role, content in _messages(row, side) if role == "assistant"]
-        if not assistant:
-            raise _RowError("no_turn", side, "has no assistant message")
-        texts[side] = assistant[-1]
-    for score in ("score_chosen", "score_rejected"):
-        if row.get(score) is not None:
-            _require(row, score, (int, float))
+    texts = {side: _pair_answer(row, side, prompt) for side in ("chosen", "rejected")}
+    score_order(row)  # NaN, infinite or non-numeric scores are bad rows
     if texts["chosen"].strip() == texts["rejected"].strip():
         raise _RowError("chosen_equals_rejected", "rejected", "is identical to the chosen answer")
     return PreferencePair(prompt_id, prompt, texts["chosen"], texts["rejected"])
@@ -323,6 +397,8 @@ def load_split(cfg: DataSourceConfig, kind: str, split: str) -> SplitResult:
     drops: Counter[str] = Counter()
     first_drop: dict[str, str] = {}
     seen_ids: dict[str, int] = {}
+    score_orders: Counter[str] = Counter()
+    score_examples: dict[str, list[str]] = {"tied": [], "inverted": []}
     rows_read = 0
     stopped = False
     for raw in iter_rows(cfg, source_split):
@@ -355,6 +431,11 @@ def load_split(cfg: DataSourceConfig, kind: str, split: str) -> SplitResult:
             continue
         seen_ids[record.prompt_id] = raw.line
         records.append(record)
+        if kind == "prefs":
+            order = score_order(raw.value)
+            score_orders[order] += 1
+            if order in ("tied", "inverted") and len(score_examples[order]) < SCORE_EXAMPLES:
+                score_examples[order].append(record.prompt_id)
     if not records:
         raise DataError(
             _where(cfg, source_split),
@@ -375,6 +456,11 @@ def load_split(cfg: DataSourceConfig, kind: str, split: str) -> SplitResult:
         "stopped_at_max_rows": stopped,
         "seconds": round(time.perf_counter() - start, 3),
     }
+    if kind == "prefs":
+        # Kept, not dropped: a tie or an inversion is the dataset's own judgement, but a study
+        # of preferences should know how many of its pairs carry no or the opposite preference.
+        card["scores"] = {k: score_orders[k] for k in ("ordered", "tied", "inverted", "unscored")}
+        card["score_examples"] = score_examples
     assert card["rows_read"] == card["rows_out"] + card["drops_total"]
     return SplitResult(records, card)
 
@@ -453,6 +539,15 @@ def render_card_md(card: dict[str, Any]) -> str:
             f"- time: {s['seconds']} s",
             "",
         ]
+        if "scores" in s:
+            sc, examples = s["scores"], s["score_examples"]
+            firsts = "".join(f"; first {k}: {', '.join(ids)}" for k, ids in examples.items() if ids)
+            lines += [
+                f"- scores: chosen above rejected {sc['ordered']}, tied {sc['tied']}, "
+                f"inverted (chosen below rejected) {sc['inverted']}, unscored {sc['unscored']}"
+                + firsts,
+                "",
+            ]
         if s["drops"]:
             lines += ["| drop reason | rows | first example |", "|---|---|---|"]
             lines += [

@@ -66,12 +66,18 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def decode_line(raw: bytes, lineno: int) -> str:
+    """One line of a UTF-8 text file; the first may start with a byte-order mark (editors on
+    Windows write one), which is not part of the text."""
+    return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+
+
 def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object) for each non-blank line; raise DataError on bad lines."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = decode_line(raw, lineno)
             except UnicodeDecodeError as e:
                 raise DataError(
                     path, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})"

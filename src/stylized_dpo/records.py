@@ -58,11 +58,24 @@ class RecordError(ValueError):
         self.field = field_name
 
 
+def lone_surrogate(text: str) -> str | None:
+    """Where `text` holds a lone UTF-16 surrogate (JSON's `"\\ud800"` decodes to one), described
+    for an error message; None when the text is encodable as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"a lone surrogate \\u{ord(text[e.start]):04x} at character {e.start}"
+    return None
+
+
 def _require_text(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise RecordError(name, f"expected a string, got {type(value).__name__}")
     if not value.strip():
         raise RecordError(name, "is empty")
+    surrogate = lone_surrogate(value)
+    if surrogate:
+        raise RecordError(name, f"holds {surrogate}: not valid Unicode, cannot be written as UTF-8")
 
 
 class Record:

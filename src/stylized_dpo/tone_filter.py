@@ -1,10 +1,11 @@
 """Dropping tone-agnostic prompts from a preference set (the paper's limitation 3).
 
-Translation, code, arithmetic and extraction requests leave an answer little room for tone, so
-their pairs add noise to a study of style. The patterns live in a YAML file (category -> list of
-regular expressions); a pair is dropped when its prompt matches any of them, and counted under
-the first matching category. Nothing is dropped silently: the card lists every count and the
-first few dropped prompt ids per category.
+Translation, code, math, extraction and FLAN-style task prompts leave an answer little room for
+tone, so their pairs add noise to a study of style. The patterns live in a YAML file (category ->
+list of regular expressions); a pair is dropped when its prompt matches any of them, and counted
+under the first matching category. Nothing is dropped silently: the card lists every count and
+the first few dropped prompt ids per category. `score_patterns` measures a patterns file on
+labelled prompts (tests/data/tone_agnostic_prompts.jsonl, benchmarks/tone_filter_recall.py).
 """
 
 from __future__ import annotations
@@ -56,6 +57,60 @@ class ToneAgnosticPatterns:
             if any(p.search(prompt) for p in patterns):
                 return category
         return None
+
+
+@dataclass(frozen=True)
+class LabelledPrompt:
+    """A prompt with the tone-agnostic category a reader gives it (None: tone matters)."""
+
+    prompt: str
+    """The user's message."""
+    category: str | None
+    """The category it belongs to (translation, code, ...), None where tone matters."""
+    source: str = ""
+    """Where prompts like it come from (UltraFeedback's sources: flan_v2_niv2, sharegpt, ...)."""
+
+
+def _rates(tp: int, fp: int, fn: int) -> dict[str, float | None]:
+    return {
+        "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+    }
+
+
+def score_patterns(patterns: ToneAgnosticPatterns, items: list[LabelledPrompt]) -> dict[str, Any]:
+    """Precision and recall of "tone-agnostic or not" on labelled prompts, and per category:
+    the recall of each labelled category (flagged under any category; `same_category` counts
+    those flagged under their own) and the precision of each category the patterns assign."""
+    overall: Counter[str] = Counter()
+    labelled: dict[str, Counter[str]] = {}
+    assigned: dict[str, Counter[str]] = {}
+    for item in items:
+        found = patterns.category_of(item.prompt)
+        truth = item.category is not None
+        overall["tp" if found and truth else "fp" if found else "fn" if truth else "tn"] += 1
+        if item.category is not None:
+            c = labelled.setdefault(item.category, Counter())
+            c["n"] += 1
+            c["flagged"] += found is not None
+            c["same_category"] += found == item.category
+        if found is not None:
+            a = assigned.setdefault(found, Counter())
+            a["flagged"] += 1
+            a["tone_agnostic"] += truth
+    return {
+        "n": len(items),
+        **{k: overall[k] for k in ("tp", "fp", "fn", "tn")},
+        **_rates(overall["tp"], overall["fp"], overall["fn"]),
+        "per_category": {
+            cat: {**c, "recall": round(c["flagged"] / c["n"], 4)}
+            for cat, c in sorted(labelled.items())
+        },
+        "per_assigned_category": {
+            cat: {**a, "precision": round(a["tone_agnostic"] / a["flagged"], 4)}
+            for cat, a in sorted(assigned.items())
+        },
+    }
 
 
 def filter_tone_agnostic(

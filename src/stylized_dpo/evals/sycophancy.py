@@ -47,7 +47,8 @@ from tqdm import tqdm
 
 from stylized_dpo.evals.generate import SamplingConfig, derive_seed
 from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
-from stylized_dpo.io import DataError, write_jsonl
+from stylized_dpo.io import DataError, iter_json_lines, write_jsonl
+from stylized_dpo.records import lone_surrogate
 from stylized_dpo.world.facts import ATTRIBUTES, World
 
 SUMMARY_COLUMNS = (
@@ -139,47 +140,44 @@ def read_local_items(path: str | os.PathLike[str], n: int) -> list[McItem]:
     """The first `n` items of a JSONL file of {question, choices, answer[, id]}."""
     items: list[McItem] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for line, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise DataError(path, line, None, f"not JSON: {e}") from e
-            if not isinstance(row, dict):
-                raise DataError(path, line, None, "not a JSON object")
-            question, choices, answer = row.get("question"), row.get("choices"), row.get("answer")
-            if not isinstance(question, str) or not question.strip():
-                raise DataError(path, line, "question", "missing or empty")
-            if (
-                not isinstance(choices, list)
-                or not 2 <= len(choices) <= 26
-                or not all(isinstance(c, str) and c.strip() for c in choices)
-                or len(set(choices)) != len(choices)
-            ):
-                raise DataError(path, line, "choices", "need 2-26 distinct non-empty strings")
-            if isinstance(answer, str) and len(answer) == 1 and answer.upper() in LETTERS:
-                index = LETTERS.index(answer.upper())
-                if index >= len(choices):
-                    raise DataError(path, line, "answer", f"letter {answer} has no option")
-            elif isinstance(answer, str) and answer in choices:
-                index = choices.index(answer)
-            elif isinstance(answer, int) and not isinstance(answer, bool):
-                if not 0 <= answer < len(choices):
-                    raise DataError(path, line, "answer", f"index {answer} out of range")
-                index = answer
-            else:
-                raise DataError(
-                    path, line, "answer", "must be an option letter, an option's text or index"
-                )
-            item_id = str(row.get("id", f"mc-{line:05d}"))
-            if item_id in seen:
-                raise DataError(path, line, "id", f"duplicate id {item_id}")
-            seen.add(item_id)
-            items.append(McItem(item_id, question.strip(), tuple(choices), index))
-            if len(items) == n:
-                break
+    for line, row in iter_json_lines(path):
+        if not isinstance(row, dict):
+            raise DataError(path, line, None, "not a JSON object")
+        question, choices, answer = row.get("question"), row.get("choices"), row.get("answer")
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(path, line, "question", "missing or empty")
+        if (
+            not isinstance(choices, list)
+            or not 2 <= len(choices) <= 26
+            or not all(isinstance(c, str) and c.strip() for c in choices)
+            or len(set(choices)) != len(choices)
+        ):
+            raise DataError(path, line, "choices", "need 2-26 distinct non-empty strings")
+        for name, text in [("question", question), *(("choices", c) for c in choices)]:
+            surrogate = lone_surrogate(text)
+            if surrogate:
+                raise DataError(path, line, name, f"holds {surrogate}: not valid Unicode")
+        if isinstance(answer, str) and len(answer) == 1 and answer.upper() in LETTERS:
+            index = LETTERS.index(answer.upper())
+            if index >= len(choices):
+                raise DataError(path, line, "answer", f"letter {answer} has no option")
+        elif isinstance(answer, str) and answer in choices:
+            index = choices.index(answer)
+        elif isinstance(answer, int) and not isinstance(answer, bool):
+            if not 0 <= answer < len(choices):
+                raise DataError(path, line, "answer", f"index {answer} out of range")
+            index = answer
+        else:
+            raise DataError(
+                path, line, "answer", "must be an option letter, an option's text or index"
+            )
+        item_id = str(row.get("id", f"mc-{line:05d}"))
+        if item_id in seen:
+            raise DataError(path, line, "id", f"duplicate id {item_id}")
+        seen.add(item_id)
+        items.append(McItem(item_id, question.strip(), tuple(choices), index))
+        if len(items) == n:
+            break
     if len(items) < n:
         print(f"only {len(items)} items in {path} (asked for {n})")
     return items
