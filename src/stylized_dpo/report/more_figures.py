@@ -4,7 +4,8 @@
   one panel per measure, beside the same measures of each preference set's chosen answers
   (`results/data/prefs/style_measures.csv`, train split): the data differ, the models follow.
 - `figure_win_rates`: win rate of each model against the baseline with its 95% bootstrap
-  interval and a 0.5 line, and the mean answer length of both sides (length bias).
+  interval and a 0.5 line, the length-controlled win rate beside it (where win_rates.csv has
+  it), and the mean answer length of both sides (length bias).
 - `figure_helm`: every HELM family and scenario as a heatmap; colour is a cell's position within
   its column (best = darkest), with ECE reversed so the colour reads the same way; values printed.
 - `figure_sycophancy`: accuracy before and after a user's push-back, and the flip rate with its
@@ -31,6 +32,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES  # noqa: E402
 from stylized_dpo.evals.sycophancy import SUMMARY_COLUMNS as SYCOPHANCY_COLUMNS  # noqa: E402
 from stylized_dpo.io import DataError  # noqa: E402
+from stylized_dpo.records import WIN_RATE_LC_COLUMNS  # noqa: E402
 from stylized_dpo.report.common import (  # noqa: E402
     SCENARIO_NAMES,
     UNSTYLED,
@@ -62,6 +64,9 @@ MEASURE_LABELS: dict[str, tuple[str, str]] = {
 
 REJECTED_COLOR = "#555555"
 """Edge of the rejected answers' bar in the style figure."""
+
+LC_OFFSET = 0.22
+"""x offset of the length-controlled win rate beside the raw one."""
 
 NA_TEXT = dict(ha="center", va="bottom", fontsize=7, color="#555555", rotation=90)
 
@@ -308,7 +313,7 @@ def win_rate_data(frame: pd.DataFrame, styles: Sequence[str], baseline: str) -> 
     models = [m for m in model_order(styles) if m != baseline]
     rows = frame[frame["baseline"] == baseline].set_index("model")
     columns = ["win_rate", "ci_low", "ci_high", "mean_len_model", "mean_len_baseline"]
-    columns += ["n", "wins", "ties", "losses", "n_failed"]
+    columns += ["n", "wins", "ties", "losses", "n_failed", *WIN_RATE_LC_COLUMNS]
     out = rows.reindex(models)[columns]
     out.index.name = "model"
     return out.reset_index()
@@ -344,6 +349,22 @@ def plot_win_rates(
                 elinewidth=1.6,
                 label=model,
             )
+            lc = row["lc_win_rate"]
+            if not math.isnan(lc):  # length-controlled, beside the raw rate (open marker)
+                ax_win.errorbar(
+                    [i + LC_OFFSET],
+                    [lc],
+                    yerr=[[lc - row["lc_ci_low"]], [row["lc_ci_high"] - lc]],
+                    fmt="D",
+                    color=color,
+                    markerfacecolor="white",
+                    ecolor=color,
+                    markersize=6,
+                    capsize=3,
+                    elinewidth=1.2,
+                    linestyle="none",
+                    gid=f"lc:{model}",
+                )
             ax_win.annotate(
                 f"{int(row['wins'])}/{int(row['ties'])}/{int(row['losses'])}",
                 (i, row["ci_high"]),
@@ -374,7 +395,13 @@ def plot_win_rates(
     ax_win.set_ylim(0, 1.08)
     base_label = display_name(baseline, base_name) if baseline else baseline
     ax_win.set_ylabel(f"Win rate vs {base_label} (ties count half)")
-    ax_win.set_title("Win rate with 95% bootstrap CI (labels: wins/ties/losses)", fontsize=10)
+    title = "Win rate with 95% bootstrap CI (labels: wins/ties/losses)"
+    if data["lc_win_rate"].notna().any():
+        title = (
+            "Win rate (filled) and length-controlled (open diamond), 95% CIs\n"
+            "labels: wins/ties/losses"
+        )
+    ax_win.set_title(title, fontsize=10)
     ax_len.set_ylabel("Mean answer length (words)")
     ax_len.set_title(f"Answer length, model (bar) vs {base_label} (black line)", fontsize=10)
     for ax in (ax_win, ax_len):
