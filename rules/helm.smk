@@ -79,5 +79,7 @@ rule helm_summarize:
     params:
         helm=config["helm"],
         models=lambda wildcards: HELM_SUITES[wildcards.suite],
+        statistics=config["statistics"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/helm_summarize.py"

@@ -92,8 +92,10 @@ def paired_test(
     n_resamples: int,
     rng: np.random.Generator,
     level: float = 0.95,
+    n_permutations: int | None = None,
 ) -> PairedResult:
-    """Mean of a - b with a paired bootstrap interval and the sign-flip p-value."""
+    """Mean of a - b with a paired bootstrap interval (`n_resamples`) and the sign-flip p-value
+    (`n_permutations` draws, default `n_resamples`)."""
     d = _paired(a, b)
     low, high = bootstrap_mean_ci(d, n_resamples, rng, level)
     return PairedResult(
@@ -101,8 +103,8 @@ def paired_test(
         difference=float(d.mean()) if d.size else math.nan,
         ci_low=low,
         ci_high=high,
-        p_value=sign_flip_pvalue(d, n_resamples, rng),
-        test="paired bootstrap, sign-flip p",
+        p_value=sign_flip_pvalue(d, n_permutations or n_resamples, rng),
+        test="paired bootstrap CI, sign-flip p",
     )
 
 
