@@ -17,6 +17,7 @@ from stylized_dpo.evals.stats import (
     mcnemar_exact,
     paired_binary_test,
     paired_test,
+    percentile_interval,
     sign_flip_pvalue,
 )
 
@@ -164,3 +165,13 @@ def test_length_controlled_interval_and_separation():
     # A model that wins every pair: the ridge keeps the fit finite and the rate near 1.
     won = length_controlled_rates([0] * 30, [1.0] * 30, rng.normal(0, 5, 30), 1)
     assert 0.99 < won[0] <= 1.0
+
+
+def test_percentile_interval_refuses_a_shifted_bootstrap():
+    rng = np.random.default_rng(9)
+    draws = rng.normal(1.0, 0.5, 100_000)
+    assert percentile_interval(draws, 1.0) == pytest.approx((1 - 0.98, 1 + 0.98), abs=0.01)
+    # Resamples far above the estimate (as ECE's on few instances): no interval.
+    low, high = percentile_interval(draws + 2.0, 1.0)
+    assert math.isnan(low) and math.isnan(high)
+    assert percentile_interval([2.0] * 10, 2.0) == (2.0, 2.0)

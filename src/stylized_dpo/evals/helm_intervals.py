@@ -13,6 +13,10 @@ bootstrap resamples of the instances:
   (`helm.ece_equal_mass`);
 - mean win rate: HELM's `compute_aggregate_row_win_rates` on the resampled cells of every model,
   over the columns HELM used (those with a HELM value).
+The interval is the percentile interval of the resamples (`stats.percentile_interval`), left
+empty (and counted) where it would not contain HELM's value: ECE on tens of instances, whose
+resamples repeat instances that equal-mass bins then put together (HELM itself warns that
+ECE is unreliable under 300 instances).
 With several train trials a cell is the mean over trials, as in HELM, and an instance is
 resampled with all its trials. One resample draws the same instances for every model (they
 answered the same instances), so the intervals of a column and of the win rates are joint.
@@ -37,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, deployment_name, ece_equal_mass
-from stylized_dpo.evals.stats import seeded_rng
+from stylized_dpo.evals.stats import percentile_interval, seeded_rng
 from stylized_dpo.io import atomic_path
 from stylized_dpo.records import HELM_INTERVAL_COLUMNS, HELM_SUMMARY_COLUMNS
 
@@ -286,12 +290,6 @@ def win_rate_columns(
     }
 
 
-def _percentiles(x: np.ndarray, level: float) -> tuple[float, float]:
-    alpha = (1 - level) / 2
-    low, high = np.quantile(x, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
 def add_intervals(
     rows: Sequence[dict[str, str]],
     suite_dir: str | Path,
@@ -327,7 +325,7 @@ def add_intervals(
             models, mean_win_rates(points, LOWER_IS_BETTER[family]), strict=True
         ):
             point_mwr[(model, family, "mean_win_rate")] = float(rate)
-    counts = {"cells": 0, "with_interval": 0, "not_reproduced": 0}
+    counts = {"cells": 0, "with_interval": 0, "not_reproduced": 0, "biased": 0}
     out = []
     for r in rows:
         key = (r["model"], r["family"], r["scenario"])
@@ -338,9 +336,13 @@ def add_intervals(
                 key in point_mwr and abs(point_mwr[key] - helm_value[key]) <= TOLERANCE
             )
             if ok and key in draws:
-                low, high = _percentiles(draws[key], level)
-                row["ci_low"], row["ci_high"] = repr(low), repr(high)
-                counts["with_interval"] += 1
+                low, high = percentile_interval(draws[key], helm_value[key], level)
+                if math.isnan(low):
+                    counts["biased"] += 1
+                    print(f"no interval for {key}: the resamples do not bracket the value")
+                else:
+                    row["ci_low"], row["ci_high"] = repr(low), repr(high)
+                    counts["with_interval"] += 1
             else:
                 counts["not_reproduced"] += 1
                 print(f"no interval for {key}: HELM's value not reproduced from per-instance stats")
@@ -364,6 +366,7 @@ def add_intervals_to_csv(
         tmp.write_text(buffer.getvalue(), encoding="utf-8")
     print(
         f"HELM intervals: {counts['with_interval']} of {counts['cells']} values "
-        f"({counts['not_reproduced']} not reproduced from per-instance stats)"
+        f"({counts['not_reproduced']} not reproduced from per-instance stats, "
+        f"{counts['biased']} whose resamples do not bracket the value)"
     )
     return counts

@@ -13,6 +13,8 @@ model. For each:
   within the suite; interval from the joint bootstrap over instances of
   `helm_intervals.bootstrap_suite`, p-value by swapping the two models' per-instance values on
   random instances of every scenario (the other models' cells stay as measured).
+Intervals of ECE and win-rate differences are left empty where the resamples do not bracket
+the observed difference (`stats.percentile_interval`); their permutation p-values stay valid.
 Intervals come from `statistics.n_bootstrap` resamples, permutation p-values from
 `statistics.n_permutations` swaps (smallest p: 1 / (n + 1)). Holm's correction runs across the
 whole table (`p_holm`); `significant` is p_holm < alpha. Seeded per comparison, so a row does
@@ -47,6 +49,7 @@ from stylized_dpo.evals.stats import (
     holm,
     paired_binary_test,
     paired_test,
+    percentile_interval,
     seeded_rng,
 )
 from stylized_dpo.io import DataError, read_records
@@ -275,7 +278,7 @@ def _ece_test(
     observed = a.point() - b.point()
     picks = rng.integers(0, n, size=(config.n_bootstrap, n))
     boot = np.array([cell_value(a, r) - cell_value(b, r) for r in picks])
-    low, high = np.quantile(boot, [0.025, 0.975])
+    low, high = percentile_interval(boot, observed)
     null = _swap_ece(a, b, config.n_permutations, rng)
     return PairedResult(
         n=n,
@@ -313,7 +316,7 @@ def win_rate_rows(
                 draws[(model, family, "mean_win_rate")]
                 - draws[(reference, family, "mean_win_rate")]
             )
-            low, high = np.quantile(boot, [0.025, 0.975])
+            low, high = percentile_interval(boot, observed)
             rng = seeded_rng(seed, "helm-mwr", model, reference, family)
             null = _swapped_win_rates(suite, family, used, points, i, j, config, rng)
             result = PairedResult(

@@ -34,6 +34,28 @@ def bootstrap_mean_ci(
     return float(low), float(high)
 
 
+def percentile_interval(
+    draws: Sequence[float], estimate: float, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of bootstrap draws, or (nan, nan) where the bootstrap is not valid.
+
+    Where the estimate itself lies outside the interval, the resamples are shifted from it by
+    more than their spread and the interval would describe another quantity. ECE on a few
+    instances is the case seen: a resample repeats instances, equal-mass bins then hold
+    copies of one point, and the resampled ECE sits above the estimate almost always. No
+    interval is reported then (counted by the callers), rather than a misleading one.
+    """
+    x = np.asarray(draws, dtype=float)
+    if x.size == 0 or math.isnan(estimate):
+        return math.nan, math.nan
+    alpha = (1 - level) / 2
+    low, high = (float(v) for v in np.quantile(x, [alpha, 1 - alpha]))
+    tol = 1e-12 * max(1.0, abs(estimate))
+    if not low - tol <= estimate <= high + tol:
+        return math.nan, math.nan
+    return low, high
+
+
 # ---- paired comparisons ---------------------------------------------------------------------
 # Two models answered the same items; each test below looks at the per-item pairs, so that
 # item difficulty cancels out. The p-values are two-sided.
