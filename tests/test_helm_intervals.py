@@ -14,6 +14,7 @@ from helm_suite_fixture import write_suite
 from stylized_dpo.evals.helm import ece_equal_mass
 from stylized_dpo.evals.helm_intervals import (
     add_intervals,
+    ece_equal_mass_batch,
     mean_win_rates,
     read_suite,
 )
@@ -153,3 +154,13 @@ def test_intervals_only_where_helms_value_is_reproduced(tmp_path: Path) -> None:
     assert 0.0 <= low <= high == 1.0
     assert counts["not_reproduced"] == 3 and counts["cells"] == len(values)
     assert all(r["ci_low"] == "" for r in out if not r["value"])
+
+
+def test_batched_ece_equals_helms_binning() -> None:
+    rng = np.random.default_rng(3)
+    for n in (1, 3, 10, 17, 40):
+        probs = rng.choice([0.3, 0.5, 0.55, 0.9, 1.0], size=(25, n))  # ties across bins
+        probs[:5] = rng.random((5, n))
+        correct = rng.integers(0, 2, size=(25, n))
+        expected = [ece_equal_mass(list(p), list(c)) for p, c in zip(probs, correct, strict=True)]
+        assert ece_equal_mass_batch(probs, correct) == pytest.approx(expected, abs=1e-12)

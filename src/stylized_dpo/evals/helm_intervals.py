@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, deployment_name, ece_equal_mass
+from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, deployment_name
 from stylized_dpo.evals.stats import percentile_interval, seeded_rng
 from stylized_dpo.io import atomic_path
 from stylized_dpo.records import HELM_INTERVAL_COLUMNS, HELM_SUMMARY_COLUMNS
@@ -72,14 +72,42 @@ class CellData:
 
 def cell_value(cell: CellData, rows: np.ndarray) -> float:
     """The cell's value on the instances `rows` (with repeats: a bootstrap resample)."""
+    return float(cell_values(cell, np.asarray(rows)[None])[0])
+
+
+def cell_values(cell: CellData, picks: np.ndarray) -> np.ndarray:
+    """The cell's value on each row of instance indices `picks` (resamples x instances)."""
     if cell.family == "calibration":
         assert cell.probs is not None and cell.correct is not None
-        eces = [
-            ece_equal_mass(list(cell.probs[rows, t]), [int(c) for c in cell.correct[rows, t]])
+        per_trial = [
+            ece_equal_mass_batch(cell.probs[picks, t], cell.correct[picks, t])
             for t in range(cell.probs.shape[1])
         ]
-        return float(np.mean(eces))
-    return float(cell.values[rows].mean(axis=0).mean())
+        return np.mean(per_trial, axis=0)
+    return cell.values.mean(axis=1)[picks].mean(axis=1)
+
+
+def ece_equal_mass_batch(probs: np.ndarray, correct: np.ndarray, num_bins: int = 10) -> np.ndarray:
+    """`helm.ece_equal_mass` of every row of `probs` / `correct` (rows x points), vectorised.
+
+    Same bins: sorted probabilities cut into near-equal groups, boundaries halfway between
+    neighbouring groups plus 1.0, a point in the bin of the first boundary at or above it
+    (bisect_left = the number of boundaries below it); ECE = sum over bins of
+    |sum(prob - correct)| / n.
+    """
+    p = np.asarray(probs, dtype=float)
+    c = np.asarray(correct, dtype=float)
+    rows, n = p.shape
+    k = min(num_bins, n)
+    size, extra = divmod(n, k)
+    ends = np.cumsum([size + (1 if i < extra else 0) for i in range(k)])
+    ordered = np.sort(p, axis=1)
+    inner = (ordered[:, ends[:-1] - 1] + ordered[:, ends[:-1]]) / 2
+    bounds = np.concatenate([inner, np.ones((rows, 1))], axis=1)
+    bins = (bounds[:, None, :] < p[:, :, None]).sum(axis=2)  # rows x points, 0..k
+    index = (np.arange(rows)[:, None] * (k + 1) + bins).ravel()
+    sums = np.bincount(index, weights=(p - c).ravel(), minlength=rows * (k + 1))
+    return np.abs(sums.reshape(rows, k + 1)).sum(axis=1) / n
 
 
 def _stat(item: dict[str, Any], name: str, split: str) -> float | None:
@@ -249,13 +277,8 @@ def bootstrap_suite(
     for (model, family, scenario), cell in suite.cells.items():
         if scenario not in picks:
             continue
-        if family == "calibration":
-            draws[(model, family, scenario)] = np.array(
-                [cell_value(cell, rows) for rows in picks[scenario]]
-            )
-        else:
-            per_instance = cell.values.mean(axis=1)  # an instance keeps all its trials
-            draws[(model, family, scenario)] = per_instance[picks[scenario]].mean(axis=1)
+        # An instance keeps all its trials.
+        draws[(model, family, scenario)] = cell_values(cell, picks[scenario])
     for family, used in columns.items():
         if not used or any((m, family, s) not in draws for m in suite.models for s in used):
             continue

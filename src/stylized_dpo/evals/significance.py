@@ -40,7 +40,8 @@ from stylized_dpo.evals.helm_intervals import (
     CellData,
     SuiteData,
     bootstrap_suite,
-    cell_value,
+    cell_values,
+    ece_equal_mass_batch,
     mean_win_rates,
     win_rate_columns,
 )
@@ -208,22 +209,22 @@ def _swap_ece(
     a: CellData, b: CellData, n_permutations: int, rng: np.random.Generator
 ) -> np.ndarray:
     """ECE(a) - ECE(b) after swapping the models' (prob, correct) on random instances."""
-    n = len(a.instance_ids)
-    rows = np.arange(n)
-    out = np.empty(n_permutations)
-    for k in range(n_permutations):
-        swap = rng.integers(0, 2, n).astype(bool)
-        out[k] = _ece_mix(a, b, swap, rows) - _ece_mix(b, a, swap, rows)
-    return out
+    swap = rng.integers(0, 2, size=(n_permutations, len(a.instance_ids))).astype(bool)
+    return _ece_mixed(a, b, swap) - _ece_mixed(b, a, swap)
 
 
-def _ece_mix(first: CellData, second: CellData, swap: np.ndarray, rows: np.ndarray) -> float:
+def _ece_mixed(first: CellData, second: CellData, swap: np.ndarray) -> np.ndarray:
+    """ECE of `first` with `second`'s instances where `swap` (permutations x instances)."""
     assert first.probs is not None and second.probs is not None
     assert first.correct is not None and second.correct is not None
-    probs = np.where(swap[:, None], second.probs, first.probs)
-    correct = np.where(swap[:, None], second.correct, first.correct)
-    mixed = CellData("calibration", first.metric, first.instance_ids, probs, probs, correct)
-    return cell_value(mixed, rows)
+    per_trial = [
+        ece_equal_mass_batch(
+            np.where(swap, second.probs[:, t], first.probs[:, t]),
+            np.where(swap, second.correct[:, t], first.correct[:, t]),
+        )
+        for t in range(first.probs.shape[1])
+    ]
+    return np.mean(per_trial, axis=0)
 
 
 def _permutation_p(observed: float, null: np.ndarray) -> float:
@@ -277,7 +278,7 @@ def _ece_test(
     n = len(a.instance_ids)
     observed = a.point() - b.point()
     picks = rng.integers(0, n, size=(config.n_bootstrap, n))
-    boot = np.array([cell_value(a, r) - cell_value(b, r) for r in picks])
+    boot = cell_values(a, picks) - cell_values(b, picks)
     low, high = percentile_interval(boot, observed)
     null = _swap_ece(a, b, config.n_permutations, rng)
     return PairedResult(
@@ -365,11 +366,9 @@ def _swapped_win_rates(
         if a.instance_ids != b.instance_ids:
             raise ValueError(f"{scenario}: {models[i]} and {models[j]} answered other instances")
         if family == "calibration":
-            for k in range(r):
-                swap = rng.integers(0, 2, n).astype(bool)
-                rows = np.arange(n)
-                table[k, i, c] = _ece_mix(a, b, swap, rows)
-                table[k, j, c] = _ece_mix(b, a, swap, rows)
+            swap = rng.integers(0, 2, size=(r, n)).astype(bool)
+            table[:, i, c] = _ece_mixed(a, b, swap)
+            table[:, j, c] = _ece_mixed(b, a, swap)
         else:
             x, y = a.values.mean(axis=1), b.values.mean(axis=1)
             swap = rng.integers(0, 2, size=(r, n)).astype(bool)
