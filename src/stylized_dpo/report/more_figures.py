@@ -7,7 +7,8 @@
   interval and a 0.5 line, the length-controlled win rate beside it (where win_rates.csv has
   it), and the mean answer length of both sides (length bias).
 - `figure_helm`: every HELM family and scenario as a heatmap; colour is a cell's position within
-  its column (best = darkest), with ECE reversed so the colour reads the same way; values printed.
+  its column (best = darkest), with ECE reversed so the colour reads the same way; values printed,
+  with their 95% bootstrap interval under them where summary.csv has one.
 - `figure_sycophancy`: accuracy before and after a user's push-back, and the flip rate with its
   interval (`results/sycophancy/summary.csv`).
 
@@ -459,6 +460,17 @@ def helm_matrix(
     return models, columns, values
 
 
+def helm_interval_matrix(
+    frame: pd.DataFrame, models: Sequence[str], columns: Sequence[tuple[str, str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ci_low, ci_high) [model x column] from summary.csv's interval columns (NaN: none)."""
+    index = {(r.model, r.family, r.scenario): (r.ci_low, r.ci_high) for r in frame.itertuples()}
+    empty = (math.nan, math.nan)
+    pairs = [[index.get((m, f, s), empty) for f, s in columns] for m in models]
+    both = np.array(pairs, dtype=float).reshape(len(models), len(columns), 2)
+    return both[:, :, 0], both[:, :, 1]
+
+
 def helm_colour_scale(values: np.ndarray, columns: Sequence[tuple[str, str]]) -> np.ndarray:
     """Each cell's position in its column, 0 = worst model, 1 = best (ECE reversed).
 
@@ -491,7 +503,12 @@ def plot_helm(
     _known_models(frame, styles, "HELM figure")
     models, columns, values = helm_matrix(frame, styles, scenarios)
     scale = helm_colour_scale(values, columns)
-    fig, ax = plt.subplots(figsize=(max(10.0, 0.62 * len(columns) + 2.5), 0.55 * len(models) + 2.6))
+    lows, highs = helm_interval_matrix(frame, models, columns)
+    with_ci = bool(np.isfinite(lows).any())
+    width, height = (0.86, 0.8) if with_ci else (0.62, 0.55)
+    fig, ax = plt.subplots(
+        figsize=(max(10.0, width * len(columns) + 2.5), height * len(models) + 2.6)
+    )
     cmap = plt.get_cmap("YlGnBu")
     shown = np.ma.masked_invalid(np.where(scale < 0, np.nan, scale))
     image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
@@ -528,9 +545,10 @@ def plot_helm(
                     plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#e4e4e4", linewidth=0)
                 )
             dark = scale[i, j] > 0.6
+            has_ci = not math.isnan(lows[i, j])
             ax.text(
                 j,
-                i,
+                i - (0.14 if with_ci else 0.0),
                 f"{value:.2f}",
                 ha="center",
                 va="center",
@@ -538,6 +556,17 @@ def plot_helm(
                 color="white" if dark else "black",
                 gid=f"{i},{j}",
             )
+            if has_ci:
+                ax.text(
+                    j,
+                    i + 0.2,
+                    f"{lows[i, j]:.2f}–{highs[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=5.6,
+                    color="white" if dark else "#333333",
+                    gid=f"ci:{i},{j}",
+                )
     per_family = 1 + len(scenarios)
     for k in range(1, len(HELM_FAMILIES)):
         ax.axvline(k * per_family - 0.5, color="white", linewidth=4)
@@ -564,7 +593,10 @@ def plot_helm(
             fontsize=10,
             fontweight="bold",
         )
-    ax.set_xlabel("HELM family and scenario (value printed in each cell)")
+    ax.set_xlabel(
+        "HELM family and scenario (value in each cell"
+        + ("; below it, its 95% bootstrap interval over instances)" if with_ci else ")")
+    )
     ax.set_ylabel("Model")
     for spine in ax.spines.values():
         spine.set_visible(False)
