@@ -164,3 +164,11 @@ def test_batched_ece_equals_helms_binning() -> None:
         correct = rng.integers(0, 2, size=(25, n))
         expected = [ece_equal_mass(list(p), list(c)) for p, c in zip(probs, correct, strict=True)]
         assert ece_equal_mass_batch(probs, correct) == pytest.approx(expected, abs=1e-12)
+
+
+def test_batched_ece_in_blocks_equals_row_by_row() -> None:
+    rng = np.random.default_rng(4)
+    probs, correct = rng.random((900, 1000)), rng.integers(0, 2, size=(900, 1000))
+    ece = ece_equal_mass_batch(probs, correct)  # 400 rows per block here
+    for i in (0, 399, 400, 899):
+        assert ece[i] == pytest.approx(ece_equal_mass(list(probs[i]), list(correct[i])), abs=1e-12)

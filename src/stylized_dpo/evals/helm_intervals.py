@@ -98,6 +98,14 @@ def ece_equal_mass_batch(probs: np.ndarray, correct: np.ndarray, num_bins: int =
     p = np.asarray(probs, dtype=float)
     c = np.asarray(correct, dtype=float)
     rows, n = p.shape
+    block = max(1, 4_000_000 // max(n * min(num_bins, n), 1))  # caps the rows x n x bins mask
+    if rows > block:
+        return np.concatenate(
+            [
+                ece_equal_mass_batch(p[i : i + block], c[i : i + block], num_bins)
+                for i in range(0, rows, block)
+            ]
+        )
     k = min(num_bins, n)
     size, extra = divmod(n, k)
     ends = np.cumsum([size + (1 if i < extra else 0) for i in range(k)])
