@@ -226,3 +226,28 @@ def test_pairwise_judge_position_bias_is_a_tie(tmp_path: Path, monkeypatch: pyte
     assert (pref.loc["authoritative", "ties"], pref.loc["authoritative", "win_share"]) == (4, 0.5)
     assert (pref.loc["sycophantic", "n"], pref.loc["sycophantic", "n_failed"]) == (3, 1)
     assert re.match(r"pairwise judge", pref.loc["sycophantic", "scorer"])
+
+
+def test_local_reward_model_backend(tmp_path: Path) -> None:
+    from eval_helpers import save_tiny_chat_model
+
+    model = save_tiny_chat_model(tmp_path / "rm", classifier=True)
+    World(0, (ALAND,)).save(tmp_path / "world.json")
+    table = style_bias(
+        list(STYLE_WRAP),
+        _prefs(tmp_path),
+        tmp_path / "sb.csv",
+        JudgeConfig(),
+        WinRateConfig(backend="reward_model", model=str(model), batch_size=3),
+        StyleBiasConfig(n_pairs=4),
+        seed=0,
+        n_bootstrap=200,
+        n_permutations=500,
+        world_path=tmp_path / "world.json",
+    )
+    reward = table[table["measure"] == "reward"].set_index("style")
+    # Every pair scored (the rewards of a random model are distinct), none dropped but the row
+    # without an original; the counts add up.
+    assert list(reward["n"]) == [4, 4] and list(reward["n_dropped"]) == [1, 1]
+    assert (reward["rewrite_wins"] + reward["ties"] + reward["original_wins"] == 4).all()
+    assert reward["scorer"].str.startswith("reward (").all()
