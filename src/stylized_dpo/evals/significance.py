@@ -245,7 +245,13 @@ def helm_cell_rows(
             for scenario in suite.scenarios:
                 a = suite.cells.get((model, family, scenario))
                 b = suite.cells.get((reference, family, scenario))
-                if a is None or b is None or a.instance_ids != b.instance_ids:
+                if a is None or b is None:
+                    continue  # HELM has no such cell for one of them (e.g. no ECE)
+                if a.instance_ids != b.instance_ids:
+                    print(
+                        f"{model} vs {reference}, {family} {scenario}: left out, the two runs "
+                        "answered different instances"
+                    )
                     continue
                 rng = seeded_rng(seed, "helm", model, reference, family, scenario)
                 if family == "calibration":
