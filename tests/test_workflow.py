@@ -174,8 +174,12 @@ def test_small_run_writes_every_contract_file(small_run):
     # HELM's values carry bootstrap intervals from the per-instance stats, which reproduce them.
     summary = pd.read_csv(small_run / "results/helm/summary.csv")
     with_value = summary[summary["value"].notna()]
-    assert with_value["ci_low"].notna().mean() > 0.8
-    assert (with_value["ci_low"] <= with_value["value"] + 1e-12).all()
+    # ECE on a few instances may get none (resamples not bracketing it); means almost always do.
+    means = with_value[with_value["family"] != "calibration"]
+    assert means["ci_low"].notna().mean() > 0.9
+    with_ci = with_value[with_value["ci_low"].notna()]
+    assert (with_ci["ci_low"] <= with_ci["value"] + 1e-12).all()
+    assert (with_ci["value"] <= with_ci["ci_high"] + 1e-12).all()
     log = (small_run / "logs/helm/summarize.log").read_text()
     assert "0 not reproduced from per-instance stats" in log
 
