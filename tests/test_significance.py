@@ -190,3 +190,44 @@ def test_report_outputs(tmp_path: Path) -> None:
     write_claims(status, out / "c.csv", out / "c.md", base_name="Qwen", label="L")
     figure_claims(status, out / "c.pdf", out / "c.png", base_name="Qwen", alpha=0.05, label="L")
     assert (out / "c.png").stat().st_size > 0 and "supported" in (out / "c.md").read_text()
+
+
+def test_win_rate_permutation_p_matches_exact_enumeration(tmp_path: Path) -> None:
+    import itertools
+
+    from stylized_dpo.evals.helm_intervals import mean_win_rates
+
+    # One column (boolq, 8 instances), three models: the exact null of MWR(sft) - MWR(base)
+    # over all 2^8 swaps of the two models' outcomes, the third model's cell as measured.
+    base = np.array([1, 0, 0, 0, 1, 0, 0, 0], float)
+    sft = np.array([1, 1, 1, 0, 1, 1, 0, 1], float)
+    third = np.array([1, 1, 0, 0, 1, 0, 0, 0], float)
+    data = {
+        (m, "boolq"): {"value": list(v)} for m, v in zip(MODELS, [base, sft, third], strict=True)
+    }
+    suite = read_suite(write_suite(tmp_path, data), MODELS, ["boolq"])
+    rows = [
+        {"model": m, "family": "accuracy", "scenario": "boolq", "value": "0.5", "note": ""}
+        for m in MODELS
+    ]
+    config = SignificanceConfig(n_bootstrap=200, n_permutations=40000)
+    table = significance_table(MODELS, _judge_files(tmp_path / "j"), suite, rows, config, seed=1)
+    row = table[
+        (table["model"] == "sft")
+        & (table["reference"] == "base")
+        & (table["scenario"] == "mean_win_rate")
+    ].iloc[0]
+
+    def diff(a, b):
+        rates = mean_win_rates(np.array([[a.mean()], [b.mean()], [third.mean()]]), False)
+        return rates[1] - rates[0]
+
+    observed = diff(base, sft)
+    null = []
+    for swap in itertools.product((False, True), repeat=8):
+        s = np.array(swap)
+        null.append(diff(np.where(s, sft, base), np.where(s, base, sft)))
+    exact = float(np.mean(np.abs(null) >= abs(observed) - 1e-12))
+    assert row["difference"] == pytest.approx(observed)
+    assert 0.02 < exact < 0.9  # neither trivial extreme
+    assert row["p_value"] == pytest.approx(exact, abs=0.01)

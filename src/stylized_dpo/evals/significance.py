@@ -386,7 +386,7 @@ def _swapped_win_rates(
 
 def finish(rows: list[dict[str, Any]], alpha: float) -> pd.DataFrame:
     """Holm across every row; which side each row favours at the corrected level."""
-    table = pd.DataFrame(rows, columns=[c for c in SIGNIFICANCE_COLUMNS])
+    table = pd.DataFrame(rows, columns=list(SIGNIFICANCE_COLUMNS))
     table["p_holm"] = holm(table["p_value"].tolist()) if len(table) else []
     table["significant"] = table["p_holm"] < alpha
     sign = np.sign(table["difference"].astype(float))
