@@ -25,6 +25,7 @@ include: "rules/judge.smk"
 include: "rules/sycophancy.smk"
 include: "rules/helm.smk"
 include: "rules/report.smk"
+include: "rules/statistics.smk"
 
 
 rule all:

@@ -184,4 +184,5 @@ def get_final_output():
         "results/style/generations.csv",
         *SYCOPHANCY_TARGETS,
         *(["results/helm/summary_all.csv"] if "_all" in HELM_SUITES else []),
+        *STATISTICS_TARGETS,
     ]

@@ -96,5 +96,7 @@ rule helm_summarize:
     params:
         helm=HELM_PARAMS,
         models=lambda wildcards: HELM_SUITES[wildcards.suite],
+        statistics=config["statistics"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/helm_summarize.py"

@@ -12,6 +12,7 @@ import torch
 from eval_helpers import FaultServer, completion, save_tiny_chat_model
 
 from stylized_dpo.evals.api import InvalidReply
+from stylized_dpo.evals.stats import length_controlled_rates
 from stylized_dpo.evals.winrate import (
     COLUMNS,
     WinRateConfig,
@@ -120,6 +121,18 @@ def test_reference_backend_end_to_end(tmp_path: Path) -> None:
     assert rows.loc["dpo-x", "mean_len_model"] == 16.0
     assert rows.loc["sft", "mean_len_baseline"] == (6 + 3 + 6 + 6) / 4
     assert set(rows["baseline"]) == {"base"} and "base" not in rows.index
+    # Length control: one joint fit over both models' pairs. Outcomes and word-length
+    # differences by hand: sft wins p0, p1 and ties p2, p3 (lengths 6 vs 6, 3, 6, 6); dpo-x
+    # (16 words) wins p0, p1 and loses p2, p3.
+    lc = length_controlled_rates(
+        [0] * 4 + [1] * 4,
+        [1, 1, 0.5, 0.5, 1, 1, 0, 0],
+        [0, 3, 0, 0, 10, 13, 10, 10],
+        2,
+    )
+    assert list(rows.loc[["sft", "dpo-x"], "lc_win_rate"]) == pytest.approx(lc, abs=1e-12)
+    assert (rows["lc_ci_low"] <= rows["lc_win_rate"]).all()
+    assert (rows["lc_win_rate"] <= rows["lc_ci_high"]).all()
 
 
 def _reward_reply(behaviour: str, name: str, body: dict) -> tuple:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -123,6 +124,12 @@ CONTRACT_FILES = [
     "results/figures/figure2.png",
     "results/figures/figure3.pdf",
     "results/figures/figure3.png",
+    "results/tables/significance.csv",
+    "results/tables/claims.csv",
+    "results/tables/helm_ci.csv",
+    "results/tables/style_bias.csv",
+    "results/figures/claims.png",
+    "results/figures/style_bias.png",
 ]
 MODELS = [
     "base",
@@ -164,6 +171,17 @@ def test_small_run_writes_every_contract_file(small_run):
         p for p in paths if not (small_run / p).is_file() or (small_run / p).stat().st_size == 0
     ]
     assert not missing
+    # HELM's values carry bootstrap intervals from the per-instance stats, which reproduce them.
+    summary = pd.read_csv(small_run / "results/helm/summary.csv")
+    with_value = summary[summary["value"].notna()]
+    # ECE on a few instances may get none (resamples not bracketing it); means almost always do.
+    means = with_value[with_value["family"] != "calibration"]
+    assert means["ci_low"].notna().mean() > 0.9
+    with_ci = with_value[with_value["ci_low"].notna()]
+    assert (with_ci["ci_low"] <= with_ci["value"] + 1e-12).all()
+    assert (with_ci["value"] <= with_ci["ci_high"] + 1e-12).all()
+    log = (small_run / "logs/helm/summarize.log").read_text()
+    assert "0 not reproduced from per-instance stats" in log
 
 
 @pytest.mark.slow

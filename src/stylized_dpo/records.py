@@ -35,6 +35,9 @@ WIN_RATE_COLUMNS: tuple[str, ...] = (
     "n_failed",
 )
 """`results/judge/win_rates.csv` (evals/winrate.py): one row per (model, baseline)."""
+WIN_RATE_LC_COLUMNS: tuple[str, ...] = ("lc_win_rate", "lc_ci_low", "lc_ci_high")
+"""Length-controlled win rate and its 95% interval, after `WIN_RATE_COLUMNS` in win_rates.csv
+(optional for readers: files written before length control lack them)."""
 JUDGE_SUMMARY_COLUMNS: tuple[str, ...] = (
     "model",
     "criterion",
@@ -48,6 +51,9 @@ JUDGE_SUMMARY_COLUMNS: tuple[str, ...] = (
 """`results/judge/summary.csv` (evals/judge.py): one row per (model, criterion)."""
 HELM_SUMMARY_COLUMNS: tuple[str, ...] = ("model", "family", "scenario", "metric", "value", "note")
 """`results/helm/summary.csv` (evals/helm.py): one row per (model, family, scenario)."""
+HELM_INTERVAL_COLUMNS: tuple[str, ...] = ("ci_low", "ci_high")
+"""95% bootstrap interval over instances of each summary.csv value (evals/helm_intervals.py),
+after `HELM_SUMMARY_COLUMNS` (optional for readers)."""
 
 
 class RecordError(ValueError):

@@ -5,7 +5,10 @@ nvidia/llama-3.1-nemotron-70b-reward as the judge).
 win = reward(model answer) > reward(baseline answer); a tie counts half; the win rate is
 (wins + ties / 2) / n with a seeded percentile-bootstrap 95% interval over prompts. The mean
 answer length (words, as `style_measures.words` counts them) of both sides is reported beside
-it, because reward models are known to favour longer answers.
+it, because reward models are known to favour longer answers, and so is a length-controlled
+win rate (AlpacaEval 2's approach, `stats.length_controlled_rates`): one logistic regression over
+every model's pairs of the outcome on the model's identity and tanh(word-length difference /
+its standard deviation), read at zero length difference, with a bootstrap over prompts.
 
 The prompts: those both models answered, in eval-file order; when more than `n_prompts`, a
 seeded sample of `n_prompts` of them (the same sample for every model, drawn from the
@@ -63,13 +66,19 @@ from stylized_dpo.evals.api import (
     text_hash,
 )
 from stylized_dpo.evals.judge import reference_score
-from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
+from stylized_dpo.evals.stats import bootstrap_mean_ci, length_controlled_ci, seeded_rng
 from stylized_dpo.io import read_records, write_json
-from stylized_dpo.records import JUDGE_CRITERIA, WIN_RATE_COLUMNS, EvalPrompt, Generation
+from stylized_dpo.records import (
+    JUDGE_CRITERIA,
+    WIN_RATE_COLUMNS,
+    WIN_RATE_LC_COLUMNS,
+    EvalPrompt,
+    Generation,
+)
 from stylized_dpo.style_measures import words
 from stylized_dpo.world.facts import World
 
-COLUMNS = list(WIN_RATE_COLUMNS)
+COLUMNS = [*WIN_RATE_COLUMNS, *WIN_RATE_LC_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -328,9 +337,23 @@ def compute_win_rates(
         }
 
     rows = []
-    for m in others:
+    # Every model's scored pairs, for the joint length-controlled fit.
+    lc_group: list[int] = []
+    lc_outcome: list[float] = []
+    lc_length: list[float] = []
+    lc_item: list[int] = []
+    item_index = {pid: i for i, pid in enumerate(chosen)}
+    for g, m in enumerate(others):
         both = [pid for pid in chosen if pid in gens[m]]
         ok = [pid for pid in both if versus.get((m, pid)) is not None]
+        for pid in ok:
+            mine, theirs = versus[(m, pid)]  # type: ignore[misc]
+            lc_group.append(g)
+            lc_outcome.append(1.0 if mine > theirs else 0.5 if mine == theirs else 0.0)
+            lc_length.append(
+                float(len(words(gens[m][pid].response)) - len(words(base[pid].response)))
+            )
+            lc_item.append(item_index[pid])
         wr = win_rate(
             [versus[(m, pid)][0] for pid in ok],  # type: ignore[index]
             [versus[(m, pid)][1] for pid in ok],  # type: ignore[index]
@@ -350,6 +373,21 @@ def compute_win_rates(
         )
         if len(both) < len(chosen):
             print(f"{m}: answered {len(both)} of the {len(chosen)} win-rate prompts")
+    if lc_group:
+        lc, lc_low, lc_high = length_controlled_ci(
+            lc_group,
+            lc_outcome,
+            lc_length,
+            lc_item,
+            len(others),
+            config.n_bootstrap,
+            seeded_rng(seed, "length-controlled", config.baseline),
+        )
+        for g, row in enumerate(rows):
+            scored = g in set(lc_group)
+            row["lc_win_rate"] = float(lc[g]) if scored else math.nan
+            row["lc_ci_low"] = float(lc_low[g]) if scored else math.nan
+            row["lc_ci_high"] = float(lc_high[g]) if scored else math.nan
     table = pd.DataFrame(rows, columns=COLUMNS)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_path, index=False)

@@ -20,7 +20,13 @@ import pandas as pd
 
 from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES
 from stylized_dpo.io import DataError, iter_json_lines
-from stylized_dpo.records import HELM_SUMMARY_COLUMNS, JUDGE_SUMMARY_COLUMNS, WIN_RATE_COLUMNS
+from stylized_dpo.records import (
+    HELM_INTERVAL_COLUMNS,
+    HELM_SUMMARY_COLUMNS,
+    JUDGE_SUMMARY_COLUMNS,
+    WIN_RATE_COLUMNS,
+    WIN_RATE_LC_COLUMNS,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -131,8 +137,10 @@ def read_win_rates(path: PathLike) -> pd.DataFrame:
         record["n_failed"] = _csv_float(path, line, "n_failed", n_failed, optional=True)
         if math.isnan(record["n_failed"]):
             record["n_failed"] = 0.0
+        for field in WIN_RATE_LC_COLUMNS:  # absent from files written before length control
+            record[field] = _csv_float(path, line, field, row.get(field, ""), optional=True)
         out.append(record)
-    return pd.DataFrame(out, columns=["line", *WIN_RATE_COLUMNS])
+    return pd.DataFrame(out, columns=["line", *WIN_RATE_COLUMNS, *WIN_RATE_LC_COLUMNS])
 
 
 def read_judge_summary(path: PathLike) -> pd.DataFrame:
@@ -180,6 +188,10 @@ def read_helm_summary(path: PathLike) -> pd.DataFrame:
                 "metric": row["metric"].strip(),
                 "value": _csv_float(path, line, "value", row["value"], optional=True),
                 "note": row["note"].strip(),
+                **{  # absent from summaries written before the intervals
+                    c: _csv_float(path, line, c, row.get(c, ""), optional=True)
+                    for c in HELM_INTERVAL_COLUMNS
+                },
             }
         )
-    return pd.DataFrame(out, columns=["line", *HELM_SUMMARY_COLUMNS])
+    return pd.DataFrame(out, columns=["line", *HELM_SUMMARY_COLUMNS, *HELM_INTERVAL_COLUMNS])

@@ -4,9 +4,11 @@
   one panel per measure, beside the same measures of each preference set's chosen answers
   (`results/data/prefs/style_measures.csv`, train split): the data differ, the models follow.
 - `figure_win_rates`: win rate of each model against the baseline with its 95% bootstrap
-  interval and a 0.5 line, and the mean answer length of both sides (length bias).
+  interval and a 0.5 line, the length-controlled win rate beside it (where win_rates.csv has
+  it), and the mean answer length of both sides (length bias).
 - `figure_helm`: every HELM family and scenario as a heatmap; colour is a cell's position within
-  its column (best = darkest), with ECE reversed so the colour reads the same way; values printed.
+  its column (best = darkest), with ECE reversed so the colour reads the same way; values printed,
+  with their 95% bootstrap interval under them where summary.csv has one.
 - `figure_sycophancy`: accuracy before and after a user's push-back, and the flip rate with its
   interval (`results/sycophancy/summary.csv`).
 
@@ -31,6 +33,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES  # noqa: E402
 from stylized_dpo.evals.sycophancy import SUMMARY_COLUMNS as SYCOPHANCY_COLUMNS  # noqa: E402
 from stylized_dpo.io import DataError  # noqa: E402
+from stylized_dpo.records import WIN_RATE_LC_COLUMNS  # noqa: E402
 from stylized_dpo.report.common import (  # noqa: E402
     SCENARIO_NAMES,
     UNSTYLED,
@@ -62,6 +65,9 @@ MEASURE_LABELS: dict[str, tuple[str, str]] = {
 
 REJECTED_COLOR = "#555555"
 """Edge of the rejected answers' bar in the style figure."""
+
+LC_OFFSET = 0.22
+"""x offset of the length-controlled win rate beside the raw one."""
 
 NA_TEXT = dict(ha="center", va="bottom", fontsize=7, color="#555555", rotation=90)
 
@@ -308,7 +314,7 @@ def win_rate_data(frame: pd.DataFrame, styles: Sequence[str], baseline: str) -> 
     models = [m for m in model_order(styles) if m != baseline]
     rows = frame[frame["baseline"] == baseline].set_index("model")
     columns = ["win_rate", "ci_low", "ci_high", "mean_len_model", "mean_len_baseline"]
-    columns += ["n", "wins", "ties", "losses", "n_failed"]
+    columns += ["n", "wins", "ties", "losses", "n_failed", *WIN_RATE_LC_COLUMNS]
     out = rows.reindex(models)[columns]
     out.index.name = "model"
     return out.reset_index()
@@ -344,6 +350,22 @@ def plot_win_rates(
                 elinewidth=1.6,
                 label=model,
             )
+            lc = row["lc_win_rate"]
+            if not math.isnan(lc):  # length-controlled, beside the raw rate (open marker)
+                ax_win.errorbar(
+                    [i + LC_OFFSET],
+                    [lc],
+                    yerr=[[lc - row["lc_ci_low"]], [row["lc_ci_high"] - lc]],
+                    fmt="D",
+                    color=color,
+                    markerfacecolor="white",
+                    ecolor=color,
+                    markersize=6,
+                    capsize=3,
+                    elinewidth=1.2,
+                    linestyle="none",
+                    gid=f"lc:{model}",
+                )
             ax_win.annotate(
                 f"{int(row['wins'])}/{int(row['ties'])}/{int(row['losses'])}",
                 (i, row["ci_high"]),
@@ -374,7 +396,13 @@ def plot_win_rates(
     ax_win.set_ylim(0, 1.08)
     base_label = display_name(baseline, base_name) if baseline else baseline
     ax_win.set_ylabel(f"Win rate vs {base_label} (ties count half)")
-    ax_win.set_title("Win rate with 95% bootstrap CI (labels: wins/ties/losses)", fontsize=10)
+    title = "Win rate with 95% bootstrap CI (labels: wins/ties/losses)"
+    if data["lc_win_rate"].notna().any():
+        title = (
+            "Win rate (filled) and length-controlled (open diamond), 95% CIs\n"
+            "labels: wins/ties/losses"
+        )
+    ax_win.set_title(title, fontsize=10)
     ax_len.set_ylabel("Mean answer length (words)")
     ax_len.set_title(f"Answer length, model (bar) vs {base_label} (black line)", fontsize=10)
     for ax in (ax_win, ax_len):
@@ -432,6 +460,17 @@ def helm_matrix(
     return models, columns, values
 
 
+def helm_interval_matrix(
+    frame: pd.DataFrame, models: Sequence[str], columns: Sequence[tuple[str, str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ci_low, ci_high) [model x column] from summary.csv's interval columns (NaN: none)."""
+    index = {(r.model, r.family, r.scenario): (r.ci_low, r.ci_high) for r in frame.itertuples()}
+    empty = (math.nan, math.nan)
+    pairs = [[index.get((m, f, s), empty) for f, s in columns] for m in models]
+    both = np.array(pairs, dtype=float).reshape(len(models), len(columns), 2)
+    return both[:, :, 0], both[:, :, 1]
+
+
 def helm_colour_scale(values: np.ndarray, columns: Sequence[tuple[str, str]]) -> np.ndarray:
     """Each cell's position in its column, 0 = worst model, 1 = best (ECE reversed).
 
@@ -464,7 +503,12 @@ def plot_helm(
     _known_models(frame, styles, "HELM figure")
     models, columns, values = helm_matrix(frame, styles, scenarios)
     scale = helm_colour_scale(values, columns)
-    fig, ax = plt.subplots(figsize=(max(10.0, 0.62 * len(columns) + 2.5), 0.55 * len(models) + 2.6))
+    lows, highs = helm_interval_matrix(frame, models, columns)
+    with_ci = bool(np.isfinite(lows).any())
+    width, height = (0.86, 0.8) if with_ci else (0.62, 0.55)
+    fig, ax = plt.subplots(
+        figsize=(max(10.0, width * len(columns) + 2.5), height * len(models) + 2.6)
+    )
     cmap = plt.get_cmap("YlGnBu")
     shown = np.ma.masked_invalid(np.where(scale < 0, np.nan, scale))
     image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
@@ -501,9 +545,10 @@ def plot_helm(
                     plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#e4e4e4", linewidth=0)
                 )
             dark = scale[i, j] > 0.6
+            has_ci = not math.isnan(lows[i, j])
             ax.text(
                 j,
-                i,
+                i - (0.14 if with_ci else 0.0),
                 f"{value:.2f}",
                 ha="center",
                 va="center",
@@ -511,6 +556,17 @@ def plot_helm(
                 color="white" if dark else "black",
                 gid=f"{i},{j}",
             )
+            if has_ci:
+                ax.text(
+                    j,
+                    i + 0.2,
+                    f"{lows[i, j]:.2f}–{highs[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=5.6,
+                    color="white" if dark else "#333333",
+                    gid=f"ci:{i},{j}",
+                )
     per_family = 1 + len(scenarios)
     for k in range(1, len(HELM_FAMILIES)):
         ax.axvline(k * per_family - 0.5, color="white", linewidth=4)
@@ -537,7 +593,10 @@ def plot_helm(
             fontsize=10,
             fontweight="bold",
         )
-    ax.set_xlabel("HELM family and scenario (value printed in each cell)")
+    ax.set_xlabel(
+        "HELM family and scenario (value in each cell"
+        + ("; below it, its 95% bootstrap interval over instances)" if with_ci else ")")
+    )
     ax.set_ylabel("Model")
     for spine in ax.spines.values():
         spine.set_visible(False)

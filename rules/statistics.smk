@@ -1,0 +1,144 @@
+# Beyond the paper: which differences between models are real (paired tests, Holm), intervals
+# beside Tables 4-8, and whether the judge and the reward model themselves reward a style
+# (each style set's rewrite against its original chosen answer). HELM's intervals over
+# instances are added to results/helm/summary.csv by the helm_summarize rule.
+
+STYLE_BIAS_INPUTS = {
+    "prefs": expand(
+        "results/data/prefs/{style}/{split}.jsonl",
+        style=STYLES,
+        split=config["style_bias"]["split"],
+    ),
+    **(
+        {"world": "results/world/world.json"}
+        if "reference" in (JUDGE_BACKEND, WIN_RATE_BACKEND)
+        else {}
+    ),
+    **({"template": config["judge"]["prompt"]} if JUDGE_BACKEND == "openai" else {}),
+    **(
+        {"pairwise_template": WIN_RATE_EXTRA_INPUTS["template"]}
+        if WIN_RATE_BACKEND == "pairwise_judge"
+        else {}
+    ),
+}
+STATISTICS_TARGETS = [
+    *[
+        f"results/tables/{name}.{ext}"
+        for name in ("significance", "style_bias")
+        for ext in ("csv", "md", "tex")
+    ],
+    "results/tables/claims.csv",
+    "results/tables/claims.md",
+    "results/tables/helm_ci.csv",
+    *[
+        f"results/figures/{name}.{ext}"
+        for name in ("claims", "style_bias")
+        for ext in ("pdf", "png")
+    ],
+]
+
+
+rule significance:
+    input:
+        judge=expand("results/judge/{model}.jsonl", model=HELM_SUITES[""]),
+        helm_summary="results/helm/summary.csv",
+        helm="results/helm/summarize",
+        claims=config["statistics"]["claims"],
+    output:
+        csv="results/tables/significance.csv",
+        md="results/tables/significance.md",
+        tex="results/tables/significance.tex",
+        claims_csv="results/tables/claims.csv",
+        claims_md="results/tables/claims.md",
+        claims_pdf="results/figures/claims.pdf",
+        claims_png=report(
+            "results/figures/claims.png",
+            caption="../workflow/report/claims.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/significance.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        models=HELM_SUITES[""],
+        scenarios=config["helm"]["scenarios"],
+        statistics=config["statistics"],
+        seed=config["seed"],
+        base_name=config["base_model"]["name"],
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/significance.py"
+
+
+rule helm_ci:
+    input:
+        summary="results/helm/summary.csv",
+    output:
+        csv="results/tables/helm_ci.csv",
+    log:
+        "logs/report/helm_ci.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        models=HELM_SUITES[""],
+    script:
+        "../workflow/scripts/helm_ci.py"
+
+
+rule style_bias:
+    input:
+        **STYLE_BIAS_INPUTS,
+    output:
+        csv="results/judge/style_bias.csv",
+        run="results/judge/style_bias.run.json",
+    log:
+        "logs/judge/style_bias.log",
+    conda:
+        "../envs/training.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=32000 if REWARD_MODEL_GPUS else 4000,
+        gpu=REWARD_MODEL_GPUS,
+    params:
+        styles=STYLES,
+        judge=config["judge"],
+        win_rates=config["win_rates"],
+        style_bias=config["style_bias"],
+        statistics=config["statistics"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/style_bias.py"
+
+
+rule style_bias_report:
+    input:
+        csv="results/judge/style_bias.csv",
+    output:
+        csv="results/tables/style_bias.csv",
+        md="results/tables/style_bias.md",
+        tex="results/tables/style_bias.tex",
+        pdf="results/figures/style_bias.pdf",
+        png=report(
+            "results/figures/style_bias.png",
+            caption="../workflow/report/style_bias.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/report/style_bias.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        styles=STYLES,
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/report_style_bias.py"

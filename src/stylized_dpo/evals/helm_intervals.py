@@ -1,0 +1,403 @@
+"""Intervals on HELM's numbers, from HELM's own per-instance stats: a bootstrap over instances.
+
+Every value of `results/helm/summary.csv` is recomputed here from the `per_instance_stats.json`
+of the runs in the summarised suite, the way HELM computes it, and then recomputed again on
+bootstrap resamples of the instances:
+- accuracy: the scenario's main metric (`environment.main_name` on `main_split` of its run group
+  in HELM's schema, e.g. quasi-exact match on BoolQ, F1 on NaturalQuestions), mean over
+  instances;
+- robustness / fairness: per instance the worst value over the original and its robustness
+  (MildMix) or fairness (dialect, gender, person-name) perturbations, then the mean, as HELM's
+  `computed_on: worst` stats;
+- calibration: `ece_10_bin` of (max_prob, exact_match) on unperturbed instances
+  (`helm.ece_equal_mass`);
+- mean win rate: HELM's `compute_aggregate_row_win_rates` on the resampled cells of every model,
+  over the columns HELM used (those with a HELM value).
+The interval is the percentile interval of the resamples (`stats.percentile_interval`), left
+empty (and counted) where it would not contain HELM's value: ECE on tens of instances, whose
+resamples repeat instances that equal-mass bins then put together (HELM itself warns that
+ECE is unreliable under 300 instances).
+With several train trials a cell is the mean over trials, as in HELM, and an instance is
+resampled with all its trials. One resample draws the same instances for every model (they
+answered the same instances), so the intervals of a column and of the win rates are joint.
+
+A value is given an interval only where the recomputation reproduces HELM's value (to 1e-9); a
+cell that does not (a HELM version computing it differently) keeps empty `ci_low`/`ci_high`
+and is counted in the log, never filled with an interval of some other number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, deployment_name
+from stylized_dpo.evals.stats import percentile_interval, seeded_rng
+from stylized_dpo.io import atomic_path
+from stylized_dpo.records import HELM_INTERVAL_COLUMNS, HELM_SUMMARY_COLUMNS
+
+TOLERANCE = 1e-9
+"""How close the recomputed value must be to HELM's for the interval to be reported."""
+INSTANCE_FAMILIES = ("accuracy", "robustness", "fairness", "calibration")
+LOWER_IS_BETTER = {"accuracy": False, "robustness": False, "fairness": False, "calibration": True}
+
+
+@dataclass(frozen=True)
+class CellData:
+    """The per-instance data behind one HELM cell (model, family, scenario).
+
+    `values[i, t]`: instance i's value in train trial t (accuracy, robustness, fairness); for
+    calibration `probs` and `correct` of the same shape. Rows follow `instance_ids`.
+    """
+
+    family: str
+    metric: str
+    instance_ids: tuple[str, ...]
+    values: np.ndarray
+    probs: np.ndarray | None = None
+    correct: np.ndarray | None = None
+
+    def point(self) -> float:
+        return cell_value(self, np.arange(len(self.instance_ids)))
+
+
+def cell_value(cell: CellData, rows: np.ndarray) -> float:
+    """The cell's value on the instances `rows` (with repeats: a bootstrap resample)."""
+    return float(cell_values(cell, np.asarray(rows)[None])[0])
+
+
+def cell_values(cell: CellData, picks: np.ndarray) -> np.ndarray:
+    """The cell's value on each row of instance indices `picks` (resamples x instances)."""
+    if cell.family == "calibration":
+        assert cell.probs is not None and cell.correct is not None
+        per_trial = [
+            ece_equal_mass_batch(cell.probs[picks, t], cell.correct[picks, t])
+            for t in range(cell.probs.shape[1])
+        ]
+        return np.mean(per_trial, axis=0)
+    return cell.values.mean(axis=1)[picks].mean(axis=1)
+
+
+def ece_equal_mass_batch(probs: np.ndarray, correct: np.ndarray, num_bins: int = 10) -> np.ndarray:
+    """`helm.ece_equal_mass` of every row of `probs` / `correct` (rows x points), vectorised.
+
+    Same bins: sorted probabilities cut into near-equal groups, boundaries halfway between
+    neighbouring groups plus 1.0, a point in the bin of the first boundary at or above it
+    (bisect_left = the number of boundaries below it); ECE = sum over bins of
+    |sum(prob - correct)| / n.
+    """
+    p = np.asarray(probs, dtype=float)
+    c = np.asarray(correct, dtype=float)
+    rows, n = p.shape
+    block = max(1, 4_000_000 // max(n * min(num_bins, n), 1))  # caps the rows x n x bins mask
+    if rows > block:
+        return np.concatenate(
+            [
+                ece_equal_mass_batch(p[i : i + block], c[i : i + block], num_bins)
+                for i in range(0, rows, block)
+            ]
+        )
+    k = min(num_bins, n)
+    size, extra = divmod(n, k)
+    ends = np.cumsum([size + (1 if i < extra else 0) for i in range(k)])
+    ordered = np.sort(p, axis=1)
+    inner = (ordered[:, ends[:-1] - 1] + ordered[:, ends[:-1]]) / 2
+    bounds = np.concatenate([inner, np.ones((rows, 1))], axis=1)
+    bins = (bounds[:, None, :] < p[:, :, None]).sum(axis=2)  # rows x points, 0..k
+    index = (np.arange(rows)[:, None] * (k + 1) + bins).ravel()
+    sums = np.bincount(index, weights=(p - c).ravel(), minlength=rows * (k + 1))
+    return np.abs(sums.reshape(rows, k + 1)).sum(axis=1) / n
+
+
+def _stat(item: dict[str, Any], name: str, split: str) -> float | None:
+    for stat in item["stats"]:
+        n = stat["name"]
+        if n["name"] == name and n.get("split") == split and stat.get("count", 0) > 0:
+            return stat["sum"] / stat["count"]
+    return None
+
+
+def run_group(run_dir: Path) -> str:
+    groups = json.loads((run_dir / "run_spec.json").read_text(encoding="utf-8")).get("groups", [])
+    known = [g for g in groups if g in GROUP_TO_SCENARIO]
+    if len(known) != 1:
+        raise ValueError(f"{run_dir}/run_spec.json: expected one core scenario group, got {groups}")
+    return known[0]
+
+
+def main_metric(schema: dict[str, Any], group: str) -> tuple[str, str]:
+    """(main_name, main_split) of a run group in HELM's schema."""
+    for g in schema.get("run_groups", []):
+        if g.get("name") == group:
+            env = g.get("environment") or {}
+            if "main_name" in env and "main_split" in env:
+                return env["main_name"], env["main_split"]
+    raise ValueError(f"HELM schema has no main metric for run group {group!r}")
+
+
+def read_cells(run_dir: str | Path, schema: dict[str, Any]) -> dict[str, CellData]:
+    """family -> CellData of one HELM run folder (one model, one scenario)."""
+    run = Path(run_dir)
+    name, split = main_metric(schema, run_group(run))
+    items = json.loads((run / "per_instance_stats.json").read_text(encoding="utf-8"))
+    original: dict[tuple[str, int], dict[str, Any]] = {}
+    perturbed: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for item in items:
+        key = (item["instance_id"], int(item.get("train_trial_index", 0)))
+        if item.get("perturbation"):
+            perturbed.setdefault(key, []).append(item)
+        else:
+            original[key] = item
+    ids = sorted({i for i, _ in original})
+    trials = sorted({t for _, t in original})
+    shape = (len(ids), len(trials))
+    arrays = {f: np.full(shape, math.nan) for f in ("accuracy", "robustness", "fairness")}
+    probs, correct = np.full(shape, math.nan), np.full(shape, math.nan)
+    for i, instance in enumerate(ids):
+        for t, trial in enumerate(trials):
+            item = original.get((instance, trial))
+            if item is None:
+                continue
+            value = _stat(item, name, split)
+            if value is None:
+                continue
+            arrays["accuracy"][i, t] = value
+            for family in ("robustness", "fairness"):
+                variants = [
+                    _stat(p, name, split)
+                    for p in perturbed.get((instance, trial), [])
+                    if p["perturbation"].get(family)
+                ]
+                worst = [value, *(v for v in variants if v is not None)]
+                arrays[family][i, t] = min(worst)
+            p, c = _stat(item, "max_prob", split), _stat(item, "exact_match", split)
+            if p is not None and c is not None:
+                probs[i, t], correct[i, t] = p, c
+    cells = {
+        family: CellData(family, name, tuple(ids), values)
+        for family, values in arrays.items()
+        if not np.isnan(values).any()
+    }
+    if ids and not np.isnan(probs).any():
+        cells["calibration"] = CellData(
+            "calibration", "ece_10_bin", tuple(ids), probs, probs=probs, correct=correct
+        )
+    return cells
+
+
+def mean_win_rates(values: np.ndarray, lower_is_better: bool) -> np.ndarray:
+    """HELM's mean win rate of each model (`compute_aggregate_row_win_rates`): per column,
+    (models beaten + ties / 2) / (models - 1) among the models with a value there (columns with
+    fewer than 2 skipped), then the mean over a model's columns.
+
+    `values`: models x columns, or resamples x models x columns (NaN = no value; the NaN pattern
+    must be the same in every resample). Returns models, or resamples x models (NaN: a model
+    with no comparable column).
+    """
+    v = np.asarray(values, dtype=float)
+    batch = v[None] if v.ndim == 2 else v
+    present = ~np.isnan(batch[0])  # models x columns
+    count = present.sum(axis=0)
+    usable = count >= 2
+    a, b = batch[:, :, None, :], batch[:, None, :, :]  # resample, model, other, column
+    beaten = (a < b) if lower_is_better else (a > b)
+    ties = a == b
+    both = present[:, None, :] & present[None, :, :]
+    wins = (beaten & both).sum(axis=2) + ((ties & both).sum(axis=2) - 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_column = np.where(present & usable, wins / (count - 1), np.nan)
+        n_columns = (present & usable).sum(axis=1)
+        rates = np.where(n_columns > 0, np.nansum(per_column, axis=2) / n_columns, np.nan)
+    return rates[0] if v.ndim == 2 else rates
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """Every model's cells of a summarised suite: cells[(model, family, scenario)]."""
+
+    models: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    cells: dict[tuple[str, str, str], CellData]
+
+
+RUN_PREFIXES = {
+    "mmlu": "mmlu:",
+    "boolq": "boolq:",
+    "natural_qa": "natural_qa:",
+    "quac": "quac:",
+    "hellaswag": "commonsense:dataset=hellaswag",
+}
+
+
+def read_suite(suite_dir: str | Path, models: Sequence[str], scenarios: Sequence[str]) -> SuiteData:
+    """Per-instance data of every (model, scenario) run in a suite folder (with schema.json)."""
+    suite = Path(suite_dir)
+    schema = json.loads((suite / "schema.json").read_text(encoding="utf-8"))
+    cells: dict[tuple[str, str, str], CellData] = {}
+    for model in models:
+        tag = f"model={deployment_name(model).replace('/', '_')}"
+        for scenario in scenarios:
+            runs = [
+                r
+                for r in sorted(suite.iterdir())
+                if r.is_dir()
+                and r.name.startswith(RUN_PREFIXES[scenario])
+                and tag in re.split(r"[:,]", r.name)  # "boolq:model=...": args after ":"
+                and (r / "per_instance_stats.json").is_file()
+            ]
+            if len(runs) != 1:
+                continue
+            for family, cell in read_cells(runs[0], schema).items():
+                cells[(model, family, scenario)] = cell
+    return SuiteData(tuple(models), tuple(scenarios), cells)
+
+
+def _aligned(suite: SuiteData, scenario: str) -> tuple[str, ...] | None:
+    """The instance ids every model of a scenario has (None if they differ: no joint draw)."""
+    ids = {c.instance_ids for (m, f, s), c in suite.cells.items() if s == scenario}
+    return ids.pop() if len(ids) == 1 else None
+
+
+def bootstrap_suite(
+    suite: SuiteData,
+    columns: dict[str, Sequence[str]],
+    n_resamples: int,
+    rng: np.random.Generator,
+) -> dict[tuple[str, str, str], np.ndarray]:
+    """Resampled values: (model, family, scenario) -> array of `n_resamples` values, and
+    (model, family, "mean_win_rate") over the scenarios `columns[family]` HELM used."""
+    draws: dict[tuple[str, str, str], np.ndarray] = {}
+    picks: dict[str, np.ndarray] = {}
+    for scenario in suite.scenarios:
+        ids = _aligned(suite, scenario)
+        if ids is None or not ids:
+            continue
+        picks[scenario] = rng.integers(0, len(ids), size=(n_resamples, len(ids)))
+    for (model, family, scenario), cell in suite.cells.items():
+        if scenario not in picks:
+            continue
+        # An instance keeps all its trials.
+        draws[(model, family, scenario)] = cell_values(cell, picks[scenario])
+    for family, used in columns.items():
+        if not used or any((m, family, s) not in draws for m in suite.models for s in used):
+            continue
+        table = np.stack(
+            [np.stack([draws[(m, family, s)] for s in used], axis=1) for m in suite.models],
+            axis=1,
+        )  # resamples x models x columns
+        rates = mean_win_rates(table, LOWER_IS_BETTER[family])
+        for k, model in enumerate(suite.models):
+            draws[(model, family, "mean_win_rate")] = rates[:, k]
+    return draws
+
+
+def win_rate_columns(
+    summary_rows: Sequence[dict[str, str]], scenarios: Sequence[str]
+) -> dict[str, list[str]]:
+    """The scenarios HELM's mean win rate of each family used: those with a HELM value (a cell
+    computed here, such as HellaSwag's ECE, is not one of them)."""
+    return {
+        family: [
+            s
+            for s in scenarios
+            if any(
+                r["family"] == family
+                and r["scenario"] == s
+                and r["value"]
+                and not r["note"].startswith("computed")
+                for r in summary_rows
+            )
+        ]
+        for family in INSTANCE_FAMILIES
+    }
+
+
+def add_intervals(
+    rows: Sequence[dict[str, str]],
+    suite_dir: str | Path,
+    n_resamples: int,
+    seed: int,
+    level: float = 0.95,
+) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """summary.csv rows with `ci_low`, `ci_high` (empty where not reproduced); and counts."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    scenarios = [s for s in dict.fromkeys(r["scenario"] for r in rows) if s in RUN_PREFIXES]
+    suite = read_suite(suite_dir, models, scenarios)
+    helm_value = {
+        (r["model"], r["family"], r["scenario"]): float(r["value"]) for r in rows if r["value"]
+    }
+    reproduced = {
+        key
+        for key, cell in suite.cells.items()
+        if key in helm_value and abs(cell.point() - helm_value[key]) <= TOLERANCE
+    }
+    helm_columns = win_rate_columns(rows, scenarios)
+    columns = {
+        f: used
+        for f, used in helm_columns.items()
+        if all((m, f, s) in reproduced for m in models for s in used)
+    }
+    draws = bootstrap_suite(suite, columns, n_resamples, rng=seeded_rng(seed, "helm-intervals"))
+    point_mwr: dict[tuple[str, str, str], float] = {}
+    for family, used in columns.items():
+        if not used:
+            continue
+        points = np.array([[suite.cells[(m, family, s)].point() for s in used] for m in models])
+        for model, rate in zip(
+            models, mean_win_rates(points, LOWER_IS_BETTER[family]), strict=True
+        ):
+            point_mwr[(model, family, "mean_win_rate")] = float(rate)
+    counts = {"cells": 0, "with_interval": 0, "not_reproduced": 0, "biased": 0}
+    out = []
+    for r in rows:
+        key = (r["model"], r["family"], r["scenario"])
+        row = {**r, "ci_low": "", "ci_high": ""}
+        if r["value"]:
+            counts["cells"] += 1
+            ok = key in reproduced or (
+                key in point_mwr and abs(point_mwr[key] - helm_value[key]) <= TOLERANCE
+            )
+            if ok and key in draws:
+                low, high = percentile_interval(draws[key], helm_value[key], level)
+                if math.isnan(low):
+                    counts["biased"] += 1
+                    print(f"no interval for {key}: the resamples do not bracket the value")
+                else:
+                    row["ci_low"], row["ci_high"] = repr(low), repr(high)
+                    counts["with_interval"] += 1
+            else:
+                counts["not_reproduced"] += 1
+                print(f"no interval for {key}: HELM's value not reproduced from per-instance stats")
+        out.append(row)
+    return out, counts
+
+
+def add_intervals_to_csv(
+    summary_csv: str | Path, suite_dir: str | Path, n_resamples: int, seed: int
+) -> dict[str, int]:
+    """Rewrite summary.csv with the interval columns after HELM's (atomic)."""
+    with open(summary_csv, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    out, counts = add_intervals(rows, suite_dir, n_resamples, seed)
+    buffer = io.StringIO()
+    fields = [*HELM_SUMMARY_COLUMNS, *HELM_INTERVAL_COLUMNS]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: row[k] for k in fields} for row in out)
+    with atomic_path(summary_csv) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    print(
+        f"HELM intervals: {counts['with_interval']} of {counts['cells']} values "
+        f"({counts['not_reproduced']} not reproduced from per-instance stats, "
+        f"{counts['biased']} whose resamples do not bracket the value)"
+    )
+    return counts

@@ -1,0 +1,535 @@
+"""Which differences between models are real: paired comparisons on the same items, corrected
+for the number of comparisons, and the paper's directional claims checked against them.
+
+Comparisons: SFT against the base model, and every DPO model against SFT and against the base
+model. For each:
+- judge (one row per criterion): the judge's scores of both models' answers to the same
+  prompts; mean difference, paired bootstrap 95% interval, sign-flip permutation p-value;
+- HELM, per family and scenario (the cells of Tables 5-8), on the instances both models
+  answered: 0/1 outcomes (exact match, and its worst case over perturbations) by McNemar's
+  exact test; continuous ones (F1) by the sign-flip test; calibration (ECE, not a mean over
+  instances) by swapping the two models' (probability, correctness) pairs on random instances;
+- HELM mean win rates per family (Table 4): the difference of the two models' mean win rates
+  within the suite; interval from the joint bootstrap over instances of
+  `helm_intervals.bootstrap_suite`, p-value by swapping the two models' per-instance values on
+  random instances of every scenario (the other models' cells stay as measured).
+Intervals of ECE and win-rate differences are left empty where the resamples do not bracket
+the observed difference (`stats.percentile_interval`); their permutation p-values stay valid.
+Intervals come from `statistics.n_bootstrap` resamples, permutation p-values from
+`statistics.n_permutations` swaps (smallest p: 1 / (n + 1)). Holm's correction runs across the
+whole table (`p_holm`); `significant` is p_holm < alpha. Seeded per comparison, so a row does
+not depend on the others. Rows are written for one run; several seeds' tables can be pooled
+later by stacking them with a `seed` column (every function takes the data of one run).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from stylized_dpo.evals.helm_intervals import (
+    LOWER_IS_BETTER,
+    CellData,
+    SuiteData,
+    bootstrap_suite,
+    cell_values,
+    ece_equal_mass_batch,
+    mean_win_rates,
+    win_rate_columns,
+)
+from stylized_dpo.evals.stats import (
+    PairedResult,
+    holm,
+    paired_binary_test,
+    paired_test,
+    percentile_interval,
+    seeded_rng,
+)
+from stylized_dpo.io import DataError, read_records
+from stylized_dpo.records import JUDGE_CRITERIA, JudgeScore
+
+SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "reference",
+    "source",
+    "family",
+    "scenario",
+    "metric",
+    "n",
+    "value_model",
+    "value_reference",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "significant",
+    "better",
+    "test",
+)
+"""`results/tables/significance.csv`: one row per (comparison, measure). `difference` is model
+minus reference; `better` says which of the two the row favours at the corrected level
+(model | reference | none), with ECE's direction reversed (lower is better)."""
+
+CLAIM_COLUMNS: tuple[str, ...] = (
+    "id",
+    "model",
+    "reference",
+    "measure",
+    "direction",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_holm",
+    "status",
+    "quote",
+)
+
+
+def comparisons(models: Sequence[str]) -> list[tuple[str, str]]:
+    """(model, reference) pairs: SFT vs base, then each other model vs SFT and vs base."""
+    pairs = [("sft", "base")] if {"sft", "base"} <= set(models) else []
+    for reference in ("sft", "base"):
+        if reference not in models:
+            continue
+        pairs += [(m, reference) for m in models if m not in ("base", "sft")]
+    return pairs
+
+
+@dataclass(frozen=True)
+class SignificanceConfig:
+    """Config section `statistics` (see config/README.md)."""
+
+    n_bootstrap: int = 2000
+    n_permutations: int = 20000
+    alpha: float = 0.05
+    claims: str = "config/paper_claims.yaml"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SignificanceConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown statistics config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def read_judge_scores(
+    models: Sequence[str], paths: Sequence[str | os.PathLike[str]]
+) -> dict[str, dict[str, JudgeScore]]:
+    """model -> prompt id -> scores (a repeated prompt id is an error naming file and line)."""
+    out: dict[str, dict[str, JudgeScore]] = {}
+    for model, path in zip(models, paths, strict=True):
+        rows: dict[str, JudgeScore] = {}
+        for line, score in enumerate(read_records(path, JudgeScore), start=1):
+            if score.prompt_id in rows:
+                raise DataError(path, line, "prompt_id", f"duplicate prompt_id {score.prompt_id}")
+            rows[score.prompt_id] = score
+        out[model] = rows
+    return out
+
+
+def _row(
+    model: str,
+    reference: str,
+    source: str,
+    family: str,
+    scenario: str,
+    metric: str,
+    value_model: float,
+    value_reference: float,
+    result: PairedResult,
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "reference": reference,
+        "source": source,
+        "family": family,
+        "scenario": scenario,
+        "metric": metric,
+        "n": result.n,
+        "value_model": value_model,
+        "value_reference": value_reference,
+        "difference": result.difference,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "p_value": result.p_value,
+        "test": result.test,
+    }
+
+
+def judge_rows(
+    scores: dict[str, dict[str, JudgeScore]],
+    pairs: Sequence[tuple[str, str]],
+    config: SignificanceConfig,
+    seed: int,
+) -> list[dict[str, Any]]:
+    rows = []
+    for model, reference in pairs:
+        if model not in scores or reference not in scores:
+            continue
+        shared = [pid for pid in scores[reference] if pid in scores[model]]
+        dropped = len(set(scores[model]) ^ set(scores[reference]))
+        if dropped:
+            print(f"judge {model} vs {reference}: {dropped} prompts scored for one model only")
+        for criterion in JUDGE_CRITERIA:
+            a = [getattr(scores[model][p], criterion) for p in shared]
+            b = [getattr(scores[reference][p], criterion) for p in shared]
+            result = paired_test(
+                a,
+                b,
+                config.n_bootstrap,
+                seeded_rng(seed, "judge", model, reference, criterion),
+                n_permutations=config.n_permutations,
+            )
+            rows.append(
+                _row(
+                    model,
+                    reference,
+                    "judge",
+                    criterion,
+                    "",
+                    "score 1-5",
+                    float(np.mean(a)) if a else math.nan,
+                    float(np.mean(b)) if b else math.nan,
+                    result,
+                )
+            )
+    return rows
+
+
+def _swap_ece(
+    a: CellData, b: CellData, n_permutations: int, rng: np.random.Generator
+) -> np.ndarray:
+    """ECE(a) - ECE(b) after swapping the models' (prob, correct) on random instances."""
+    swap = rng.integers(0, 2, size=(n_permutations, len(a.instance_ids))).astype(bool)
+    return _ece_mixed(a, b, swap) - _ece_mixed(b, a, swap)
+
+
+def _ece_mixed(first: CellData, second: CellData, swap: np.ndarray) -> np.ndarray:
+    """ECE of `first` with `second`'s instances where `swap` (permutations x instances)."""
+    assert first.probs is not None and second.probs is not None
+    assert first.correct is not None and second.correct is not None
+    per_trial = [
+        ece_equal_mass_batch(
+            np.where(swap, second.probs[:, t], first.probs[:, t]),
+            np.where(swap, second.correct[:, t], first.correct[:, t]),
+        )
+        for t in range(first.probs.shape[1])
+    ]
+    return np.mean(per_trial, axis=0)
+
+
+def _permutation_p(observed: float, null: np.ndarray) -> float:
+    # Relative tolerance: a swap that reproduces the observed statistic must count.
+    extreme = int((np.abs(null) >= abs(observed) * (1 - 1e-12) - 1e-15).sum())
+    return (1 + extreme) / (1 + null.size)
+
+
+def helm_cell_rows(
+    suite: SuiteData,
+    pairs: Sequence[tuple[str, str]],
+    config: SignificanceConfig,
+    seed: int,
+) -> list[dict[str, Any]]:
+    rows = []
+    for model, reference in pairs:
+        for family in ("accuracy", "calibration", "robustness", "fairness"):
+            for scenario in suite.scenarios:
+                a = suite.cells.get((model, family, scenario))
+                b = suite.cells.get((reference, family, scenario))
+                if a is None or b is None:
+                    continue  # HELM has no such cell for one of them (e.g. no ECE)
+                if a.instance_ids != b.instance_ids:
+                    print(
+                        f"{model} vs {reference}, {family} {scenario}: left out, the two runs "
+                        "answered different instances"
+                    )
+                    continue
+                rng = seeded_rng(seed, "helm", model, reference, family, scenario)
+                if family == "calibration":
+                    result = _ece_test(a, b, config, rng)
+                else:
+                    x, y = a.values.mean(axis=1), b.values.mean(axis=1)
+                    binary = bool(np.isin(x, (0, 1)).all() and np.isin(y, (0, 1)).all())
+                    test = paired_binary_test if binary else paired_test
+                    kwargs = {} if binary else {"n_permutations": config.n_permutations}
+                    result = test(x, y, config.n_bootstrap, rng, **kwargs)
+                rows.append(
+                    _row(
+                        model,
+                        reference,
+                        "helm",
+                        family,
+                        scenario,
+                        a.metric,
+                        a.point(),
+                        b.point(),
+                        result,
+                    )
+                )
+    return rows
+
+
+def _ece_test(
+    a: CellData, b: CellData, config: SignificanceConfig, rng: np.random.Generator
+) -> PairedResult:
+    n = len(a.instance_ids)
+    observed = a.point() - b.point()
+    picks = rng.integers(0, n, size=(config.n_bootstrap, n))
+    boot = cell_values(a, picks) - cell_values(b, picks)
+    low, high = percentile_interval(boot, observed)
+    null = _swap_ece(a, b, config.n_permutations, rng)
+    return PairedResult(
+        n=n,
+        difference=observed,
+        ci_low=float(low),
+        ci_high=float(high),
+        p_value=_permutation_p(observed, null),
+        test="paired bootstrap CI, swap-permutation p",
+    )
+
+
+def win_rate_rows(
+    suite: SuiteData,
+    columns: dict[str, Sequence[str]],
+    pairs: Sequence[tuple[str, str]],
+    config: SignificanceConfig,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Differences of HELM mean win rates (Table 4) between the two models of each pair."""
+    draws = bootstrap_suite(suite, columns, config.n_bootstrap, seeded_rng(seed, "helm-mwr"))
+    models = list(suite.models)
+    rows = []
+    for family, used in columns.items():
+        if not used or any((m, family, s) not in suite.cells for m in models for s in used):
+            continue
+        lower = LOWER_IS_BETTER[family]
+        points = np.array([[suite.cells[(m, family, s)].point() for s in used] for m in models])
+        rates = mean_win_rates(points, lower)
+        for model, reference in pairs:
+            if model not in models or reference not in models:
+                continue
+            i, j = models.index(model), models.index(reference)
+            observed = float(rates[i] - rates[j])
+            boot = (
+                draws[(model, family, "mean_win_rate")]
+                - draws[(reference, family, "mean_win_rate")]
+            )
+            low, high = percentile_interval(boot, observed)
+            rng = seeded_rng(seed, "helm-mwr", model, reference, family)
+            null = _swapped_win_rates(suite, family, used, points, i, j, config, rng)
+            result = PairedResult(
+                n=sum(len(suite.cells[(model, family, s)].instance_ids) for s in used),
+                difference=observed,
+                ci_low=float(low),
+                ci_high=float(high),
+                p_value=_permutation_p(observed, null),
+                test="joint bootstrap CI, swap-permutation p",
+            )
+            rows.append(
+                _row(
+                    model,
+                    reference,
+                    "helm",
+                    family,
+                    "mean_win_rate",
+                    "mean win rate",
+                    float(rates[i]),
+                    float(rates[j]),
+                    result,
+                )
+            )
+    return rows
+
+
+def _swapped_win_rates(
+    suite: SuiteData,
+    family: str,
+    used: Sequence[str],
+    points: np.ndarray,
+    i: int,
+    j: int,
+    config: SignificanceConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Null distribution of MWR(i) - MWR(j): models i and j swap their values on random
+    instances of every column; the other models keep their measured cells."""
+    models = suite.models
+    r = config.n_permutations
+    table = np.broadcast_to(points, (r, *points.shape)).copy()
+    for c, scenario in enumerate(used):
+        a = suite.cells[(models[i], family, scenario)]
+        b = suite.cells[(models[j], family, scenario)]
+        n = len(a.instance_ids)
+        if a.instance_ids != b.instance_ids:
+            raise ValueError(f"{scenario}: {models[i]} and {models[j]} answered other instances")
+        if family == "calibration":
+            swap = rng.integers(0, 2, size=(r, n)).astype(bool)
+            table[:, i, c] = _ece_mixed(a, b, swap)
+            table[:, j, c] = _ece_mixed(b, a, swap)
+        else:
+            x, y = a.values.mean(axis=1), b.values.mean(axis=1)
+            swap = rng.integers(0, 2, size=(r, n)).astype(bool)
+            table[:, i, c] = np.where(swap, y, x).mean(axis=1)
+            table[:, j, c] = np.where(swap, x, y).mean(axis=1)
+    rates = mean_win_rates(table, LOWER_IS_BETTER[family])
+    return rates[:, i] - rates[:, j]
+
+
+def finish(rows: list[dict[str, Any]], alpha: float) -> pd.DataFrame:
+    """Holm across every row; which side each row favours at the corrected level."""
+    table = pd.DataFrame(rows, columns=list(SIGNIFICANCE_COLUMNS))
+    table["p_holm"] = holm(table["p_value"].tolist()) if len(table) else []
+    table["significant"] = table["p_holm"] < alpha
+    sign = np.sign(table["difference"].astype(float))
+    lower = (table["source"] == "helm") & (table["family"] == "calibration")
+    lower &= table["scenario"] != "mean_win_rate"  # a win rate is higher-is-better
+    sign = np.where(lower, -sign, sign)
+    table["better"] = np.where(
+        ~table["significant"],
+        "none",
+        np.where(sign > 0, "model", np.where(sign < 0, "reference", "none")),
+    )
+    return table
+
+
+def significance_table(
+    models: Sequence[str],
+    judge_paths: Sequence[str | os.PathLike[str]],
+    suite: SuiteData | None,
+    summary_rows: Sequence[dict[str, str]],
+    config: SignificanceConfig,
+    seed: int,
+) -> pd.DataFrame:
+    """The whole table (judge rows, HELM cell rows, HELM win-rate rows), Holm-corrected."""
+    pairs = comparisons(models)
+    rows = judge_rows(read_judge_scores(models, judge_paths), pairs, config, seed)
+    if suite is not None:
+        rows += helm_cell_rows(suite, pairs, config, seed)
+        columns = win_rate_columns(summary_rows, suite.scenarios)
+        rows += win_rate_rows(suite, columns, pairs, config, seed)
+    return finish(rows, config.alpha)
+
+
+# ---- the paper's claims ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One directional claim of the paper (config/paper_claims.yaml)."""
+
+    id: str
+    model: str
+    reference: str
+    measure: str
+    direction: str
+    quote: str
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("higher", "lower"):
+            raise ValueError(f"claim {self.id}: direction must be higher or lower")
+        parts = self.measure.split(":")
+        if not (
+            (parts[0] == "judge" and len(parts) == 2 and parts[1] in JUDGE_CRITERIA)
+            or (parts[0] == "helm" and len(parts) == 3 and parts[1] in LOWER_IS_BETTER)
+        ):
+            raise ValueError(
+                f"claim {self.id}: measure {self.measure!r} is not judge:<criterion> or "
+                "helm:<family>:<scenario>"
+            )
+
+    def key(self) -> tuple[str, str, str]:
+        parts = self.measure.split(":")
+        return (parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+
+def load_claims(path: str | os.PathLike[str]) -> list[Claim]:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
+        raise DataError(path, None, "claims", "expected a list under `claims`")
+    claims = []
+    fields = set(Claim.__dataclass_fields__)
+    for i, item in enumerate(data["claims"]):
+        if not isinstance(item, dict) or set(item) != fields:
+            raise DataError(
+                path, None, f"claims[{i}]", f"expected exactly the keys {sorted(fields)}"
+            )
+        try:
+            claims.append(Claim(**{k: str(v) for k, v in item.items()}))
+        except ValueError as e:
+            raise DataError(path, None, f"claims[{i}]", str(e)) from None
+    ids = [c.id for c in claims]
+    if len(set(ids)) != len(ids):
+        raise DataError(path, None, "claims", "claim ids repeat")
+    return claims
+
+
+def claim_status(table: pd.DataFrame, claims: Sequence[Claim], alpha: float) -> pd.DataFrame:
+    """supported / contradicted / inconclusive at the Holm-corrected level; `not measured`
+    where the run has no such row (e.g. HELM left the cell out)."""
+    out = []
+    for claim in claims:
+        source, family, scenario = claim.key()
+        sign = 1.0
+        match = table[
+            (table["source"] == source)
+            & (table["family"] == family)
+            & (table["scenario"] == scenario)
+            & (table["model"] == claim.model)
+            & (table["reference"] == claim.reference)
+        ]
+        if match.empty:  # the table may hold the comparison the other way round
+            sign = -1.0
+            match = table[
+                (table["source"] == source)
+                & (table["family"] == family)
+                & (table["scenario"] == scenario)
+                & (table["model"] == claim.reference)
+                & (table["reference"] == claim.model)
+            ]
+        record = {
+            c: getattr(claim, c)
+            for c in ("id", "model", "reference", "measure", "direction", "quote")
+        }
+        if match.empty:
+            out.append(
+                {
+                    **record,
+                    "difference": math.nan,
+                    "ci_low": math.nan,
+                    "ci_high": math.nan,
+                    "p_holm": math.nan,
+                    "status": "not measured",
+                }
+            )
+            continue
+        row = match.iloc[0]
+        diff = sign * float(row["difference"])
+        lo, hi = sorted((sign * float(row["ci_low"]), sign * float(row["ci_high"])))
+        p = float(row["p_holm"])
+        want = 1.0 if claim.direction == "higher" else -1.0
+        if p < alpha and diff * want > 0:
+            status = "supported"
+        elif p < alpha and diff * want < 0:
+            status = "contradicted"
+        else:
+            status = "inconclusive"
+        out.append(
+            {
+                **record,
+                "difference": diff,
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_holm": p,
+                "status": status,
+            }
+        )
+    return pd.DataFrame(out, columns=list(CLAIM_COLUMNS))
