@@ -263,7 +263,8 @@ def test_submit_launches_the_job_spec_without_secrets(launcher):
     task = call["task"]
     print("\nstand-in launcher received:", json.dumps(call, indent=1))
     assert call["argv"][:6] == ["jobs", "launch", "--name", "smk-sft-5", "--yes", "--detach-run"]
-    assert task["resources"]["accelerators"] == {"A100-80GB": 2, "H100": 2, "H200": 2}
+    accelerators = ["A100-80GB", "A100-80GB-SXM", "H100", "H100-SXM", "H100-NVL", "H200-SXM", "B200"]
+    assert task["resources"]["accelerators"] == dict.fromkeys(accelerators, 2)
     assert task["resources"]["image_id"] == "docker:ghcr.io/example/stylized-dpo:1.0"
     assert task["resources"]["infra"] == "runpod"
     assert (task["resources"]["cpus"], task["resources"]["memory"]) == ("8+", "64+")
@@ -327,6 +328,15 @@ def test_cancel_passes_every_job_id(launcher):
     assert proc.returncode == 0, proc.stderr
     assert [c["argv"] for c in calls(sky)] == [["jobs", "cancel", "--yes", "3", "4"]]
     assert run("cancel.py", "3;rm", env=env, cwd=work).returncode == 1
+
+
+def test_submit_asks_for_gpus_by_the_names_of_skypilots_runpod_catalogue(launcher):
+    env, sky, work = launcher
+    proc = run("submit.py", str(jobscript(work / "h200.sh", gpu_mem_mb=120_000)), env=env, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = calls(sky)
+    # SkyPilot's RunPod catalogue has no plain `H200`: an unknown name fails the launch.
+    assert call["task"]["resources"]["accelerators"] == {"H200-SXM": 2, "B200": 2}
 
 
 def test_submit_refuses_cpu_jobs_and_missing_settings(launcher):

@@ -23,15 +23,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from skyjobs import LauncherError, fail, read_jobscript, redact, run_launcher, secret_names  # noqa: E402
 
-# GPU types of SkyPilot's RunPod catalogue and their memory (MB), smallest first.
+# GPU types as SkyPilot's RunPod catalogue names them (sky/provision/runpod/utils.py,
+# GPU_NAME_MAP) and their memory (MB), smallest first. Other infras (RUNPOD_INFRA=lambda) name
+# their GPUs differently: set RUNPOD_GPU_TYPES there.
 GPU_MEMORY_MB = {
     "L4": 24_000,
     "RTX4090": 24_000,
     "A40": 48_000,
     "L40S": 48_000,
     "A100-80GB": 80_000,
+    "A100-80GB-SXM": 80_000,
     "H100": 80_000,
-    "H200": 141_000,
+    "H100-SXM": 80_000,
+    "H100-NVL": 94_000,
+    "H200-SXM": 141_000,
+    "B200": 180_000,
 }
 
 
