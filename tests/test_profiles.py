@@ -118,6 +118,36 @@ def test_dry_run_of_the_paper_lists_every_job_with_its_resources(profile, capsys
         assert "gpu" not in jobs.get(rule, [{}])[0] or jobs[rule][0]["gpu"] == "0"
 
 
+@pytest.mark.parametrize("profile", ["slurm", "runpod"])
+def test_the_design_cards_commands_resolve_verbatim(profile, tmp_path):
+    """`snakemake --profile slurm all` on a fresh clone: no profile in the user's or the site's
+    config folders (a stand-in HOME), so the bare name must resolve from the repository."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    env |= {"HOME": str(tmp_path), "XDG_CONFIG_DIRS": str(tmp_path / "etc")}
+    cmd = [str(SNAKEMAKE), "--profile", profile, "all", "-n", "--verbose"]
+    if profile == "runpod":
+        with FakeS3(config_objects()) as s3:
+            env = runpod_env(s3.url) | {
+                "HOME": env["HOME"],
+                "XDG_CONFIG_DIRS": env["XDG_CONFIG_DIRS"],
+            }
+            env = {k: v for k, v in env.items() if k not in ("XDG_CONFIG_HOME",)}
+            proc = subprocess.run(
+                [*cmd, "--storage-s3-endpoint-url", s3.url],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+            )
+    else:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"Using profile {profile}" in out
+    assert "sft" in job_table(out) and "sft" not in local_rules(out)  # sent away, not local
+
+
 def test_one_switch_sizes_every_multi_gpu_job(tmp_path):
     override = tmp_path / "four_gpus.yaml"
     override.write_text("compute: {gpus: 4, gpu_mem_mb: 80000}\n")
@@ -263,7 +293,15 @@ def test_submit_launches_the_job_spec_without_secrets(launcher):
     task = call["task"]
     print("\nstand-in launcher received:", json.dumps(call, indent=1))
     assert call["argv"][:6] == ["jobs", "launch", "--name", "smk-sft-5", "--yes", "--detach-run"]
-    accelerators = ["A100-80GB", "A100-80GB-SXM", "H100", "H100-SXM", "H100-NVL", "H200-SXM", "B200"]
+    accelerators = [
+        "A100-80GB",
+        "A100-80GB-SXM",
+        "H100",
+        "H100-SXM",
+        "H100-NVL",
+        "H200-SXM",
+        "B200",
+    ]
     assert task["resources"]["accelerators"] == dict.fromkeys(accelerators, 2)
     assert task["resources"]["image_id"] == "docker:ghcr.io/example/stylized-dpo:1.0"
     assert task["resources"]["infra"] == "runpod"
