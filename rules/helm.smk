@@ -39,6 +39,8 @@ rule helm_run:
     resources:
         mem_mb=4000,
         gpu=lambda wildcards: 0 if config["helm"].get("device", "cpu") == "cpu" else 1,
+        gpu_mem_mb=GPU_MEM_MB,
+        runtime=RUNTIME_MIN["helm_run"],
     params:
         helm=config["helm"],
         max_eval_instances=config["helm"]["max_eval_instances"],
