@@ -450,3 +450,31 @@ def test_submit_refuses_cpu_jobs_and_missing_settings(launcher):
     proc = run("submit.py", str(jobscript(work / "big.sh", gpu_mem_mb=500_000)), env=env, cwd=work)
     assert proc.returncode == 1 and "no GPU type has 500000 MB" in proc.stderr
     assert calls(sky) == []  # nothing was launched
+
+
+def test_a_runpod_run_without_the_vllm_and_helm_images_stops_before_any_job(launcher):
+    """The real command (no dry run): the start-up check names each rule and the image variable
+    it lacks, before anything is launched or written to the bucket (which is read-only here)."""
+    env, sky, _ = launcher
+    env = {k: v for k, v in env.items() if not k.startswith("RUNPOD_IMAGE_")}
+    with FakeS3(config_objects()) as s3:
+        proc = subprocess.run(
+            [str(SNAKEMAKE), "--profile", "runpod", "--configfile", "config/paper.yaml"]
+            + ["--storage-s3-endpoint-url", s3.url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=runpod_env(s3.url) | env,
+        )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    for rule, variable in [
+        ("generate", "RUNPOD_IMAGE_VLLM"),
+        ("style_rewrite", "RUNPOD_IMAGE_VLLM"),
+        ("helm_run", "RUNPOD_IMAGE_HELM"),
+    ]:
+        assert f"rule {rule} runs in envs/" in out and f"set {variable}" in out
+    assert "rule sft runs" not in out  # RUNPOD_IMAGE is set
+    assert calls(sky) == []  # nothing launched
+    assert SECRET not in out
