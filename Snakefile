@@ -26,6 +26,7 @@ include: "rules/judge.smk"
 include: "rules/sycophancy.smk"
 include: "rules/helm.smk"
 include: "rules/report.smk"
+include: "rules/plan.smk"
 
 
 rule all:
