@@ -51,9 +51,12 @@ def vllm_job_gpus(name):
         and name == config["base_model"]["name"]
     ):
         arch = config["base_model"]["architecture"]
-        params = arch["vocab_size"] * arch["hidden_size"] + arch[
-            "num_hidden_layers"
-        ] * (12 * arch["hidden_size"] ** 2)
+        hidden, layers = arch["hidden_size"], arch["num_hidden_layers"]
+        # tied embeddings + ~12 h^2 per layer (attention and MLP)
+        params = (
+            config["base_model"]["tokenizer"]["vocab_size"] * hidden
+            + layers * 12 * hidden**2
+        )
         shape = ModelShape(
             name, arch["num_attention_heads"], 2 * params, "base_model.architecture"
         )

@@ -227,6 +227,14 @@ def test_the_papers_dag_with_4_or_8_gpus_gives_vllm_jobs_a_valid_parallelism(tmp
     assert f"tensor_parallel {gpus} does not divide its 14 attention heads" in proc.stdout
 
 
+def test_the_miniatures_own_model_on_vllm_takes_its_heads_from_config(tmp_path):
+    override = tmp_path / "vllm.yaml"
+    override.write_text("generation: {backend: vllm}\ncompute: {gpus: 2, local_gpus: 2}\n")
+    proc = snakemake("-n", "--forceall", "--verbose", "--configfile", str(override))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert job_gpus(proc.stdout, "generate") == {"1"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Software environments.
 
