@@ -39,7 +39,7 @@ rule helm_run:
     resources:
         mem_mb=4000,
         gpu=lambda wildcards: 0 if config["helm"].get("device", "cpu") == "cpu" else 1,
-        gpu_mem_mb=GPU_MEM_MB,
+        gpu_mem_mb=GPU_MEM_MB if config["helm"].get("device", "cpu") != "cpu" else 0,
         runtime=RUNTIME_MIN["helm_run"],
     params:
         helm=config["helm"],
