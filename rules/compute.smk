@@ -114,15 +114,14 @@ def check_software_environments():
         for j in jobs
         if not workflow.is_local(j.rule)
     ]
-    if "runpod" in submit:
-        problems = missing_images(away, os.environ)
-    elif with_conda:
-        problems = []
-        here = []
-    else:
-        problems = []
-        here += away
-    problems += missing_here(here, config["helm"].get("executable_dir", ""))
+    # RunPod jobs run in images; with conda every rule's environment is deployed; otherwise
+    # jobs run in this environment (on slurm, the same one on the shared disk).
+    on_runpod = "runpod" in submit
+    problems = missing_images(away, os.environ) if on_runpod else []
+    if not with_conda:
+        problems += missing_here(
+            here if on_runpod else here + away, config["helm"].get("executable_dir", "")
+        )
     if problems:
         raise WorkflowError(
             "software environments missing:\n  " + "\n  ".join(problems)
