@@ -478,3 +478,11 @@ def test_a_runpod_run_without_the_vllm_and_helm_images_stops_before_any_job(laun
     assert "rule sft runs" not in out  # RUNPOD_IMAGE is set
     assert calls(sky) == []  # nothing launched
     assert SECRET not in out
+
+
+def test_the_slurm_profile_deploys_each_rules_conda_environment():
+    """vLLM pins its own torch: without conda, slurm jobs of the vLLM rules have no vllm."""
+    import yaml
+
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["software-deployment-method"] == "conda"
