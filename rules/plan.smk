@@ -15,5 +15,6 @@ rule plan:
         pref_datasets=lambda wildcards: PREF_DATASETS,
         styles=lambda wildcards: STYLES,
         job_gpus=lambda wildcards: rule_gpus(workflow.rules),
+        runtime_min=RUNTIME_MIN,
     script:
         "../workflow/scripts/plan.py"

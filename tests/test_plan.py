@@ -111,7 +111,7 @@ def test_a_plan_from_shard_cards_matches_the_hand_computed_figures(tmp_path):
         write_card(card, rows=rows, prompt=prompt, chosen=30, rejected=10)
     stages, gpu_type = build_plan(
         CONFIG,
-        models=["base", "sft"],
+        models=["base", "sft", "dpo-ultrafeedback", "dpo-sycophantic"],
         pref_datasets=["ultrafeedback", "sycophantic"],
         styles=["sycophantic"],
         judge_template="x" * 400,  # 100 API tokens at 4 characters each
@@ -122,7 +122,8 @@ def test_a_plan_from_shard_cards_matches_the_hand_computed_figures(tmp_path):
     assert gpu_type == "H100" and list(by) == [
         "sft",
         "reference_logps",
-        "dpo",
+        "dpo-ultrafeedback",
+        "dpo-sycophantic",
         "style_rewrite",
         "generate",
         "judge",
@@ -137,26 +138,32 @@ def test_a_plan_from_shard_cards_matches_the_hand_computed_figures(tmp_path):
     assert by["reference_logps"].input_tokens == 2 * (100 * 50 + 10 * 52)
     assert by["reference_logps"].gpu_hours is None  # no throughput given for it
     # DPO: ultrafeedback 2 epochs x 100 pairs; the style 5 steps x 4 pairs; 50 tokens each
-    assert by["dpo"].input_tokens == (200 + 20) * 50
-    assert by["dpo"].gpu_hours == pytest.approx(11_000 / 1_000 / 3600)
+    assert by["dpo-ultrafeedback"].input_tokens == 200 * 50
+    assert by["dpo-sycophantic"].input_tokens == 20 * 50
+    assert by["dpo-sycophantic"].gpu_hours == pytest.approx(1_000 / 1_000 / 3600)
     # rewriting: each pair's answer once (the chosen/rejected mean, 20 tokens), both splits
     assert by["style_rewrite"].output_tokens == (100 + 10) * 20
     assert by["style_rewrite"].gpu_hours == pytest.approx(2_200 / 10 / 3600)
-    # generation: 2 models x 10 prompts x 64 new tokens at most
-    assert by["generate"].output_tokens == 2 * 10 * 64
-    # judge: 20 calls x (100 template + 12 prompt + 64 answer) in, 20 x 100 out
-    assert (by["judge"].input_tokens, by["judge"].output_tokens) == (20 * 176, 2_000)
-    assert by["judge"].api_usd == pytest.approx(20 * 176 * 1.0 / 1e6 + 2_000 * 2.0 / 1e6)
+    # generation: 4 models x 10 prompts x 64 new tokens at most
+    assert by["generate"].output_tokens == 4 * 10 * 64
+    # judge: 40 calls x (100 template + 12 prompt + 64 answer) in, 40 x 100 out
+    assert (by["judge"].input_tokens, by["judge"].output_tokens) == (40 * 176, 4_000)
+    assert by["judge"].api_usd == pytest.approx(40 * 176 * 1.0 / 1e6 + 4_000 * 2.0 / 1e6)
     text = format_plan(stages, gpu_type)
     total = sum(s.gpu_hours or 0 for s in stages)
     assert f"total: {total:,.1f} GPU hours, ${by['judge'].api_usd:,.2f} API" in text
     assert "no throughput for H100: reference_logps, generate" in text
+    assert "over its time limit" not in text
+    # style rewriting: 2,200 tokens at 10/s = 220 s over 2 jobs, 1.83 minutes each
+    text = format_plan(stages, gpu_type, {"style_rewrite": 1, "sft": 60})
+    assert "over its time limit: style_rewrite needs ~0.0 h per job, " in text
+    assert "allows 1 min" in text and "sft needs" not in text
 
 
 def test_without_cards_the_plan_uses_the_config_estimates_and_says_so(tmp_path):
     stages, _ = build_plan(
         CONFIG,
-        models=["base"],
+        models=["base", "dpo-ultrafeedback"],
         pref_datasets=["ultrafeedback"],
         styles=[],
         judge_template="",
@@ -167,8 +174,8 @@ def test_without_cards_the_plan_uses_the_config_estimates_and_says_so(tmp_path):
     # SFT: 1000 rows x (10 + 20); the pair estimates keep half of 100 train rows
     assert by["sft"].input_tokens == 1000 * 30
     assert by["sft"].counts_from.startswith("estimate: 1,000 rows")
-    assert by["dpo"].input_tokens == 2 * 50 * (10 + 2 * 20)
-    assert by["dpo"].counts_from == "estimate"
+    assert by["dpo-ultrafeedback"].input_tokens == 2 * 50 * (10 + 2 * 20)
+    assert by["dpo-ultrafeedback"].counts_from == "100 pairs; estimate"
 
 
 def test_snakemake_plan_prints_the_papers_plan_without_running_any_other_job(tmp_path):
@@ -184,6 +191,6 @@ def test_snakemake_plan_prints_the_papers_plan_without_running_any_other_job(tmp
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "1 of 1 steps (100%) done" in out  # plan alone
-    for stage in ("sft", "reference_logps", "dpo", "style_rewrite", "generate", "judge"):
+    for stage in ("sft", "reference_logps", "dpo-ultrafeedback", "dpo-persuasive", "judge"):
         assert f"\n{stage} " in out
     assert "total: " in out and "GPU hours" in out

@@ -56,6 +56,7 @@ class StageCost:
     gpu_hours: float | None = None
     throughput_from: str = ""
     api_usd: float | None = None
+    rule: str = ""  # the rule whose runtime limit applies (default: the stage)
 
     @property
     def wall_hours_per_job(self) -> float | None:
@@ -126,10 +127,13 @@ def helm_requests(helm: Mapping[str, Any], models: int) -> int:
     return models * len(helm["scenarios"]) * per_scenario
 
 
-def format_plan(stages: list[StageCost], gpu_type: str) -> str:
-    """The plan as a fixed-width table with totals and the sources of every figure."""
+def format_plan(
+    stages: list[StageCost], gpu_type: str, runtime_min: Mapping[str, int] | None = None
+) -> str:
+    """The plan as a fixed-width table with totals and the sources of every figure; jobs whose
+    estimated wall time exceeds their rule's runtime limit (`runtime_min`) are named."""
     head = (
-        f"{'stage':16s} {'jobs':>4s} {'gpus':>4s} {'tokens in':>13s} {'tokens out':>13s} "
+        f"{'stage':20s} {'jobs':>4s} {'gpus':>4s} {'tokens in':>13s} {'tokens out':>13s} "
         f"{'GPU h':>8s} {'h/job':>7s} {'API $':>9s}  counts from; throughput from"
     )
     lines = [
@@ -143,7 +147,7 @@ def format_plan(stages: list[StageCost], gpu_type: str) -> str:
 
     for s in stages:
         lines.append(
-            f"{s.stage:16s} {s.jobs:4d} {s.gpus_per_job:4d} {s.input_tokens:13,.0f} "
+            f"{s.stage:20s} {s.jobs:4d} {s.gpus_per_job:4d} {s.input_tokens:13,.0f} "
             f"{s.output_tokens:13,.0f} {num(s.gpu_hours, '8.1f')} "
             f"{num(s.wall_hours_per_job, '7.2f')} {num(s.api_usd, '9.2f')}  "
             f"{s.counts_from}; {s.throughput_from or '-'}"
@@ -157,6 +161,14 @@ def format_plan(stages: list[StageCost], gpu_type: str) -> str:
         lines.append(f"no throughput for {gpu_type}: {', '.join(unknown)} (compute.throughput)")
     if unpriced:
         lines.append(f"no price: {', '.join(unpriced)} (price_input_per_mtok / _output_)")
+    for s in stages:
+        limit = (runtime_min or {}).get(s.rule or s.stage)
+        hours = s.wall_hours_per_job
+        if limit is not None and hours is not None and hours * 60 > limit:
+            lines.append(
+                f"over its time limit: {s.stage} needs ~{hours:.1f} h per job, "
+                f"compute.runtime_min allows {limit} min"
+            )
     return "\n".join(lines)
 
 
@@ -183,10 +195,13 @@ def build_plan(
         entry = table.get(stage)
         return None if entry is None else Throughput(float(entry["per_s"]), entry["source"])
 
-    def stage(name: str, jobs: int, gpus_per_job: int, units: float, unit: str, **kw: Any):
+    def stage(
+        name: str, jobs: int, gpus_per_job: int, units: float, unit: str, label: str = "", **kw: Any
+    ) -> StageCost:
         tp = throughput(name) if gpus_per_job else None
         return StageCost(
-            stage=name,
+            stage=label or name,
+            rule=name,
             jobs=jobs,
             gpus_per_job=gpus_per_job,
             units=units,
@@ -241,7 +256,9 @@ def build_plan(
             lengths = pref_lengths(d, split)
             ref_tokens += lengths.rows * dpo_tokens(lengths, sharing)
             ref_sources.add("estimate" if lengths.estimated else "cards")
-    n_refs = len(pref_datasets) * 2
+    references = 1 + ("sft-chosen" in models)  # reference log-probs per reference model
+    ref_tokens *= references
+    n_refs = len(pref_datasets) * 2 * references
     stages.append(
         stage(
             "reference_logps",
@@ -255,9 +272,9 @@ def build_plan(
         )
     )
 
-    dpo_tokens_total = 0.0
-    dpo_sources = set()
-    for d in pref_datasets:
+    # one row per DPO run: the UltraFeedback baseline and the style runs differ by far
+    for model in [m for m in models if m.startswith("dpo-")]:
+        d = model.removeprefix("dpo-").removesuffix("-after-sft-chosen")
         lengths = pref_lengths(d, "train")
         base = d.removesuffix("-tonal")
         column = dpo_cfg["ultrafeedback"] if base == "ultrafeedback" else dpo_cfg["styles"]
@@ -266,20 +283,20 @@ def build_plan(
             "grad_accum", dpo_cfg["grad_accum"]
         )
         n = training_examples(lengths.rows, column["epochs"], column.get("max_steps"), batch)
-        dpo_tokens_total += n * dpo_tokens(lengths, sharing)
-        dpo_sources.add("estimate" if lengths.estimated else "cards")
-    stages.append(
-        stage(
-            "dpo",
-            len(pref_datasets),
-            job_gpus["dpo"],
-            dpo_tokens_total,
-            "tok",
-            input_tokens=dpo_tokens_total,
-            output_tokens=0,
-            counts_from=" + ".join(sorted(dpo_sources)),
+        tokens = n * dpo_tokens(lengths, sharing)
+        stages.append(
+            stage(
+                "dpo",
+                1,
+                job_gpus["dpo"],
+                tokens,
+                "tok",
+                label=model,
+                input_tokens=tokens,
+                output_tokens=0,
+                counts_from=f"{n:,} pairs; " + ("estimate" if lengths.estimated else "cards"),
+            )
         )
-    )
 
     if cfg["synth"]["backend"] == "vllm":
         rewrite_in = rewrite_out = 0.0

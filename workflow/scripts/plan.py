@@ -14,6 +14,6 @@ stages, gpu_type = build_plan(
     judge_template=Path(cfg["judge"]["prompt"]).read_text(),
     job_gpus=snakemake.params.job_gpus,
 )
-text = format_plan(stages, gpu_type)
+text = format_plan(stages, gpu_type, snakemake.params.runtime_min)
 print(text, flush=True)
 Path(snakemake.log[0]).write_text(text + "\n")
