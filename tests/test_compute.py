@@ -265,7 +265,7 @@ def test_without_conda_each_rule_needs_its_stack_here(tmp_path):
 def test_a_run_stops_before_any_job_when_a_planned_rule_lacks_its_environment(tmp_path):
     """config/paper.yaml here, without conda: vLLM is not installed, so the run must stop
     before its first job (a download from the hub) and name the vLLM rules."""
-    proc = snakemake("--cores", "1", "--configfile", "config/paper.yaml")
+    proc = snakemake("--cores", "1", "--nolock", "--configfile", "config/paper.yaml")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert (

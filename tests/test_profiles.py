@@ -459,7 +459,7 @@ def test_a_runpod_run_without_the_vllm_and_helm_images_stops_before_any_job(laun
     env = {k: v for k, v in env.items() if not k.startswith("RUNPOD_IMAGE_")}
     with FakeS3(config_objects()) as s3:
         proc = subprocess.run(
-            [str(SNAKEMAKE), "--profile", "runpod", "--configfile", "config/paper.yaml"]
+            [str(SNAKEMAKE), "--profile", "runpod", "--nolock", "--configfile", "config/paper.yaml"]
             + ["--storage-s3-endpoint-url", s3.url],
             cwd=ROOT,
             capture_output=True,
