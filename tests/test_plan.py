@@ -194,3 +194,17 @@ def test_snakemake_plan_prints_the_papers_plan_without_running_any_other_job(tmp
     for stage in ("sft", "reference_logps", "dpo-ultrafeedback", "dpo-persuasive", "judge"):
         assert f"\n{stage} " in out
     assert "total: " in out and "GPU hours" in out
+
+
+@pytest.mark.parametrize("overlay", [None, "config/paper.yaml"])
+def test_the_price_keys_the_plan_reads_are_win_rate_settings(overlay):
+    """The plan's reward prices live in `win_rates`, which the win-rate job also reads."""
+    import yaml
+
+    from stylized_dpo.evals.winrate import WinRateConfig
+
+    section = yaml.safe_load((ROOT / "config/config.yaml").read_text())["win_rates"]
+    if overlay:
+        section |= yaml.safe_load((ROOT / overlay).read_text())["win_rates"]
+    config = WinRateConfig.from_dict(section)
+    assert config.price_input_per_mtok is None and config.price_output_per_mtok is None
