@@ -1,6 +1,7 @@
 # stylized-dpo: how the style of preference data shapes a language model after DPO.
 # `snakemake --cores 2` runs the embedded default (config/config.yaml);
 # `snakemake --configfile config/paper.yaml --profile profiles/slurm` runs the paper's study.
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import min_version
 
@@ -26,6 +27,7 @@ include: "rules/sycophancy.smk"
 include: "rules/helm.smk"
 include: "rules/report.smk"
 include: "rules/statistics.smk"
+include: "rules/plan.smk"
 
 
 rule all:
@@ -39,3 +41,13 @@ rule all:
 LOCAL_RULES = cpu_rules(workflow.rules)
 logger.debug(f"local rules (no GPU): {' '.join(LOCAL_RULES)}")
 workflow.localrules(*LOCAL_RULES)
+# The environment of each GPU job travels with it (profiles/runpod picks the image by it).
+for _rule in workflow.rules:
+    if _rule.name not in LOCAL_RULES:
+        _rule.resources.setdefault("software_env", software_env(_rule))
+# A local run never holds more GPUs at once than the machine has (or --resources gpu=N gives).
+GPU_LIMIT = apply_local_gpu_limit()
+
+
+onstart:
+    check_software_environments()

@@ -5,10 +5,10 @@
 # prepared UltraFeedback test split (the paper's 200).
 EVAL_PROMPT_SOURCE = config["data"].get("eval_prompts", {}).get("source", "world")
 VLLM_GENERATION = config["generation"]["backend"] == "vllm"
-# vLLM shards the model over `compute.gpus` GPUs (tensor parallelism: the job's gpu resource);
-# transformers generation on CUDA uses one.
+# vLLM: the parallelism the model allows (VLLM_GPUS, compute.smk; the job's gpu resource is its
+# tensor-parallel size); transformers generation on CUDA uses one GPU.
 GENERATION_GPUS = (
-    GPUS
+    VLLM_GPUS["generate"]
     if VLLM_GENERATION
     else int(config["generation"].get("device", "cpu") == "cuda")
 )

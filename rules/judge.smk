@@ -101,6 +101,8 @@ rule win_rates:
     resources:
         mem_mb=32000 if REWARD_MODEL_GPUS else 4000,
         gpu=REWARD_MODEL_GPUS,
+        gpu_mem_mb=GPU_MEM_MB if REWARD_MODEL_GPUS else 0,
+        runtime=RUNTIME_MIN["win_rates"] if REWARD_MODEL_GPUS else 60,
     params:
         win_rates=config["win_rates"],
         models=MODELS,

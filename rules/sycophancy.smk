@@ -35,6 +35,8 @@ if SYCOPHANCY_ENABLED:
         resources:
             mem_mb=4000,
             gpu=SYCOPHANCY_GPUS,
+            gpu_mem_mb=GPU_MEM_MB if SYCOPHANCY_GPUS else 0,
+            runtime=RUNTIME_MIN["sycophancy"] if SYCOPHANCY_GPUS else 60,
         params:
             sycophancy=SYCOPHANCY,
             generation=config["generation"],

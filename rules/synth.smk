@@ -1,13 +1,14 @@
 # Style rewrites of UltraFeedback's chosen answers (paper section 3.2), one job per style and
 # split, and the stylometric table of all preference sets.
-# vLLM shards the generator over `compute.gpus` GPUs: the job's gpu resource is its
-# tensor_parallel_size (a different synth.vllm.tensor_parallel_size would be a second switch).
+# vLLM: the parallelism the generator allows (VLLM_GPUS, compute.smk): the job's gpu resource
+# is its tensor_parallel_size (a different synth.vllm.tensor_parallel_size would be a second switch).
 SYNTH_VLLM = config["synth"]["backend"] == "vllm"
 SYNTH_TP = config["synth"].get("vllm", {}).get("tensor_parallel_size", 1)
-if SYNTH_VLLM and SYNTH_TP not in (1, GPUS):
+if SYNTH_VLLM and SYNTH_TP not in (1, VLLM_GPUS["style_rewrite"]):
     raise ValueError(
-        f"synth.vllm.tensor_parallel_size ({SYNTH_TP}) differs from compute.gpus ({GPUS}): "
-        "set compute.gpus, which sizes the job and its tensor parallelism together"
+        f"synth.vllm.tensor_parallel_size ({SYNTH_TP}) differs from the parallelism chosen for "
+        f"{config['synth']['model']} ({VLLM_GPUS['style_rewrite']} GPUs): leave it at 1 and set "
+        f"compute.vllm_models.<model>.tensor_parallel"
     )
 
 
@@ -31,7 +32,7 @@ rule style_rewrite:
     threads: config["threads"]
     resources:
         mem_mb=32000 if config["synth"]["backend"] == "vllm" else 4000,
-        gpu=GPUS if SYNTH_VLLM else 0,
+        gpu=VLLM_GPUS["style_rewrite"],
         gpu_mem_mb=GPU_MEM_MB if SYNTH_VLLM else 0,
         runtime=RUNTIME_MIN["style_rewrite"] if SYNTH_VLLM else 60,
     params:

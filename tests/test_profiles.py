@@ -14,10 +14,13 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from fake_s3 import FakeS3
+
+from stylized_dpo.cluster import SOFTWARE_ENVS
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -36,13 +39,39 @@ PAPER_JOBS = {
     "prepare_prefs": 1,
 }
 SECRET = "sk-test-5ecret-value-0123"
+SOFTWARE_ENV = {"generate": "vllm", "style_rewrite": "vllm", "helm_run": "helm"}
+
+
+# profiles/slurm deploys each rule's conda environment. conda is not installed here, and a dry
+# run only asks conda about itself (info, version, channel priority): a stand-in answers that.
+FAKE_CONDA = r"""#!/bin/sh
+case "$1 $2" in
+  "info --json") echo '{"conda_prefix": "/nonexistent/conda", "platform": "linux-64"}' ;;
+  "--version ") echo 'conda 24.11.0' ;;
+  "config --get") echo '{"get": {"channel_priority": "strict"}}' ;;
+  *) echo "stand-in conda: unexpected call: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def with_conda(env: dict[str, str]) -> dict[str, str]:
+    bin_dir = Path(tempfile.mkdtemp(prefix="fake-conda-"))
+    conda = bin_dir / "conda"
+    conda.write_text(FAKE_CONDA)
+    conda.chmod(0o755)
+    return env | {"PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
 
 
 def dry_run(profile: str, *extra: str, env: dict | None = None) -> str:
     cmd = [str(SNAKEMAKE), "-n", "--forceall", "--verbose", "--profile", f"profiles/{profile}"]
     cmd += ["--configfile", "config/paper.yaml", *extra]
     proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env or dict(os.environ)
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=with_conda(env or dict(os.environ)),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
@@ -111,11 +140,44 @@ def test_dry_run_of_the_paper_lists_every_job_with_its_resources(profile, capsys
     for rule in GPU_RULES:
         for res in jobs[rule]:
             assert res["gpu"] == "1" and int(res["mem_mb"]) >= 4000, (rule, res)
-            if rule != "helm_run":  # rules/helm.smk sets gpu and mem_mb only
-                assert res["gpu_mem_mb"] == "80000" and int(res["runtime"]) >= 60, (rule, res)
+            assert res["gpu_mem_mb"] == "80000" and int(res["runtime"]) >= 60, (rule, res)
+            # each GPU job names its software environment (RunPod picks the image by it)
+            assert res["software_env"] == SOFTWARE_ENV.get(rule, "training"), (rule, res)
     assert jobs["sft"][0]["runtime"] == "720"
     for rule in local - {"all"}:
         assert "gpu" not in jobs.get(rule, [{}])[0] or jobs[rule][0]["gpu"] == "0"
+
+
+@pytest.mark.parametrize("profile", ["slurm", "runpod"])
+def test_the_design_cards_commands_resolve_verbatim(profile, tmp_path):
+    """`snakemake --profile slurm all` on a fresh clone: no profile in the user's or the site's
+    config folders (a stand-in HOME), so the bare name must resolve from the repository."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    env |= {"HOME": str(tmp_path), "XDG_CONFIG_DIRS": str(tmp_path / "etc")}
+    cmd = [str(SNAKEMAKE), "--profile", profile, "all", "-n", "--verbose"]
+    if profile == "runpod":
+        with FakeS3(config_objects()) as s3:
+            env = runpod_env(s3.url) | {
+                "HOME": env["HOME"],
+                "XDG_CONFIG_DIRS": env["XDG_CONFIG_DIRS"],
+            }
+            env = {k: v for k, v in env.items() if k not in ("XDG_CONFIG_HOME",)}
+            proc = subprocess.run(
+                [*cmd, "--storage-s3-endpoint-url", s3.url],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+            )
+    else:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=with_conda(env)
+        )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"Using profile {profile}" in out
+    assert "sft" in job_table(out) and "sft" not in local_rules(out)  # sent away, not local
 
 
 def test_one_switch_sizes_every_multi_gpu_job(tmp_path):
@@ -123,8 +185,10 @@ def test_one_switch_sizes_every_multi_gpu_job(tmp_path):
     override.write_text("compute: {gpus: 4, gpu_mem_mb: 80000}\n")
     out = dry_run("slurm", "--configfile", "config/paper.yaml", str(override))
     jobs = job_table(out)
-    for rule in ("sft", "dpo", "generate", "style_rewrite"):
+    for rule in ("sft", "dpo"):
         assert {res["gpu"] for res in jobs[rule]} == {"4"}, rule
+    for rule in ("generate", "style_rewrite"):  # their models fit one GPU: one engine per GPU
+        assert {res["gpu"] for res in jobs[rule]} == {"1"}, rule
     assert {res["gpu"] for res in jobs["reference_logps"]} == {"1"}  # inference: one GPU
     assert {res["runtime"] for res in jobs["sft"]} == {"720"}  # the rest of paper.yaml stays
 
@@ -142,7 +206,7 @@ def test_a_second_tensor_parallel_switch_is_refused(tmp_path):
         timeout=120,
     )
     assert proc.returncode != 0
-    assert "differs from compute.gpus" in proc.stdout + proc.stderr
+    assert "differs from the parallelism chosen for google/gemma-3-12b-it" in proc.stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,14 +292,17 @@ def run(command: str, *args: str, env: dict, cwd: Path) -> subprocess.CompletedP
     )
 
 
-def jobscript(path: Path, rule: str = "sft", gpu: int = 2, gpu_mem_mb: int = 80000) -> Path:
+def jobscript(
+    path: Path, rule: str = "sft", gpu: int = 2, gpu_mem_mb: int = 80000, env: str = "training"
+) -> Path:
     """A jobscript as Snakemake's generic cluster executor writes it (same template)."""
+    resources = {"mem_mb": 64000, "gpu": gpu, "gpu_mem_mb": gpu_mem_mb, "runtime": 720}
     props = {
         "type": "single",
         "rule": rule,
         "local": False,
         "threads": 8,
-        "resources": {"mem_mb": 64000, "gpu": gpu, "gpu_mem_mb": gpu_mem_mb, "runtime": 720},
+        "resources": resources | {"software_env": env},
         "jobid": 5,
     }
     exports = {
@@ -263,7 +330,16 @@ def test_submit_launches_the_job_spec_without_secrets(launcher):
     task = call["task"]
     print("\nstand-in launcher received:", json.dumps(call, indent=1))
     assert call["argv"][:6] == ["jobs", "launch", "--name", "smk-sft-5", "--yes", "--detach-run"]
-    assert task["resources"]["accelerators"] == {"A100-80GB": 2, "H100": 2, "H200": 2}
+    accelerators = [
+        "A100-80GB",
+        "A100-80GB-SXM",
+        "H100",
+        "H100-SXM",
+        "H100-NVL",
+        "H200-SXM",
+        "B200",
+    ]
+    assert task["resources"]["accelerators"] == dict.fromkeys(accelerators, 2)
     assert task["resources"]["image_id"] == "docker:ghcr.io/example/stylized-dpo:1.0"
     assert task["resources"]["infra"] == "runpod"
     assert (task["resources"]["cpus"], task["resources"]["memory"]) == ("8+", "64+")
@@ -329,6 +405,40 @@ def test_cancel_passes_every_job_id(launcher):
     assert run("cancel.py", "3;rm", env=env, cwd=work).returncode == 1
 
 
+def test_submit_asks_for_gpus_by_the_names_of_skypilots_runpod_catalogue(launcher):
+    env, sky, work = launcher
+    proc = run("submit.py", str(jobscript(work / "h200.sh", gpu_mem_mb=120_000)), env=env, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = calls(sky)
+    # SkyPilot's RunPod catalogue has no plain `H200`: an unknown name fails the launch.
+    assert call["task"]["resources"]["accelerators"] == {"H200-SXM": 2, "B200": 2}
+
+
+def test_submit_runs_each_job_in_the_image_of_its_rules_environment(launcher):
+    env, sky, work = launcher
+    env = env | {"RUNPOD_IMAGE_VLLM": "ghcr.io/example/vllm:1", "RUNPOD_IMAGE_HELM": "h:1"}
+    for rule, software_env in [("generate", "vllm"), ("helm_run", "helm"), ("dpo", "training")]:
+        script = jobscript(work / f"{rule}.sh", rule=rule, env=software_env)
+        assert run("submit.py", str(script), env=env, cwd=work).returncode == 0
+    images = [c["task"]["resources"]["image_id"] for c in calls(sky)]
+    assert images == [
+        "docker:ghcr.io/example/vllm:1",
+        "docker:h:1",
+        "docker:ghcr.io/example/stylized-dpo:1.0",
+    ]
+    no_vllm = {k: v for k, v in env.items() if k != "RUNPOD_IMAGE_VLLM"}
+    proc = run(
+        "submit.py", str(jobscript(work / "g.sh", "generate", env="vllm")), env=no_vllm, cwd=work
+    )
+    assert proc.returncode == 1
+    assert "rule generate runs in envs/vllm.yaml: RUNPOD_IMAGE_VLLM is not set" in proc.stderr
+    # the workflow's start-up check reads the same table
+    sys.path.insert(0, str(RUNPOD))
+    import submit
+
+    assert submit.IMAGE_VARIABLES == {k: v["image"] for k, v in SOFTWARE_ENVS.items()}
+
+
 def test_submit_refuses_cpu_jobs_and_missing_settings(launcher):
     env, sky, work = launcher
     proc = run("submit.py", str(jobscript(work / "cpu.sh", rule="judge", gpu=0)), env=env, cwd=work)
@@ -336,6 +446,43 @@ def test_submit_refuses_cpu_jobs_and_missing_settings(launcher):
     no_image = {k: v for k, v in env.items() if k != "RUNPOD_IMAGE"}
     proc = run("submit.py", str(jobscript(work / "job.sh")), env=no_image, cwd=work)
     assert proc.returncode == 1 and "RUNPOD_IMAGE is not set" in proc.stderr
+    assert "rule sft runs in envs/training.yaml" in proc.stderr
     proc = run("submit.py", str(jobscript(work / "big.sh", gpu_mem_mb=500_000)), env=env, cwd=work)
     assert proc.returncode == 1 and "no GPU type has 500000 MB" in proc.stderr
     assert calls(sky) == []  # nothing was launched
+
+
+def test_a_runpod_run_without_the_vllm_and_helm_images_stops_before_any_job(launcher):
+    """The real command (no dry run): the start-up check names each rule and the image variable
+    it lacks, before anything is launched or written to the bucket (which is read-only here)."""
+    env, sky, _ = launcher
+    env = {k: v for k, v in env.items() if not k.startswith("RUNPOD_IMAGE_")}
+    with FakeS3(config_objects()) as s3:
+        proc = subprocess.run(
+            [str(SNAKEMAKE), "--profile", "runpod", "--nolock", "--configfile", "config/paper.yaml"]
+            + ["--storage-s3-endpoint-url", s3.url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=runpod_env(s3.url) | env,
+        )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    for rule, variable in [
+        ("generate", "RUNPOD_IMAGE_VLLM"),
+        ("style_rewrite", "RUNPOD_IMAGE_VLLM"),
+        ("helm_run", "RUNPOD_IMAGE_HELM"),
+    ]:
+        assert f"rule {rule} runs in envs/" in out and f"set {variable}" in out
+    assert "rule sft runs" not in out  # RUNPOD_IMAGE is set
+    assert calls(sky) == []  # nothing launched
+    assert SECRET not in out
+
+
+def test_the_slurm_profile_deploys_each_rules_conda_environment():
+    """vLLM pins its own torch: without conda, slurm jobs of the vLLM rules have no vllm."""
+    import yaml
+
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["software-deployment-method"] == "conda"

@@ -4,7 +4,11 @@
 Called by Snakemake's generic cluster executor as `submit.py JOBSCRIPT`. The job's GPU count,
 GPU memory, memory, runtime and threads come from the jobscript's properties (the rule's
 `resources` and `threads`). Settings from the environment:
-  RUNPOD_IMAGE       container image with this project installed (required)
+  RUNPOD_IMAGE       container image with this project's training stack (envs/training.yaml)
+  RUNPOD_IMAGE_VLLM  image with the vLLM stack (envs/vllm.yaml) for jobs whose rule uses it
+  RUNPOD_IMAGE_HELM  image with the HELM stack (envs/helm.yaml) for HELM jobs
+                     (each job's `software_env` resource, the stem of its rule's conda file,
+                     picks one; the workflow checks before any job starts that it is set)
   RUNPOD_GPU_TYPES   comma list of GPU types to accept (default: every type in GPU_MEMORY_MB
                      with at least the job's gpu_mem_mb)
   RUNPOD_INFRA       SkyPilot infra (default runpod; e.g. lambda)
@@ -23,15 +27,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from skyjobs import LauncherError, fail, read_jobscript, redact, run_launcher, secret_names  # noqa: E402
 
-# GPU types of SkyPilot's RunPod catalogue and their memory (MB), smallest first.
+# GPU types as SkyPilot's RunPod catalogue names them (sky/provision/runpod/utils.py,
+# GPU_NAME_MAP) and their memory (MB), smallest first. Other infras (RUNPOD_INFRA=lambda) name
+# their GPUs differently: set RUNPOD_GPU_TYPES there.
 GPU_MEMORY_MB = {
     "L4": 24_000,
     "RTX4090": 24_000,
     "A40": 48_000,
     "L40S": 48_000,
     "A100-80GB": 80_000,
+    "A100-80GB-SXM": 80_000,
     "H100": 80_000,
-    "H200": 141_000,
+    "H100-SXM": 80_000,
+    "H100-NVL": 94_000,
+    "H200-SXM": 141_000,
+    "B200": 180_000,
+}
+
+
+# A job's software environment (envs/<name>.yaml) -> the variable naming its image; the same
+# table as stylized_dpo.cluster.SOFTWARE_ENVS, which the workflow's start-up check reads.
+IMAGE_VARIABLES = {
+    "training": "RUNPOD_IMAGE",
+    "vllm": "RUNPOD_IMAGE_VLLM",
+    "helm": "RUNPOD_IMAGE_HELM",
 }
 
 
@@ -51,9 +70,15 @@ def task_spec(props: dict, env: dict[str, str], command: str) -> tuple[dict, lis
     gpus = int(res.get("gpu", 0) or 0)
     if gpus < 1:
         fail(f"rule {props.get('rule')} requests no GPU: it should run locally (localrules)")
-    image = os.environ.get("RUNPOD_IMAGE", "")
+    software_env = str(res.get("software_env", "training"))
+    if software_env not in IMAGE_VARIABLES:
+        fail(f"rule {props.get('rule')}: unknown software_env {software_env!r}")
+    image = os.environ.get(IMAGE_VARIABLES[software_env], "")
     if not image:
-        fail("RUNPOD_IMAGE is not set: the container image with this project installed")
+        fail(
+            f"rule {props.get('rule')} runs in envs/{software_env}.yaml: "
+            f"{IMAGE_VARIABLES[software_env]} is not set (an image with that stack)"
+        )
     explicit = {n.strip() for n in os.environ.get("RUNPOD_SECRETS", "").split(",") if n.strip()}
     missing = sorted(n for n in explicit if n not in os.environ)
     if missing:

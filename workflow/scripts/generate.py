@@ -15,7 +15,7 @@ generate_answers(
     out_path=snakemake.output[0],
     model_name=snakemake.wildcards.model,
     config=SamplingConfig.from_dict(
-        # vLLM shards the model over the job's GPUs (config compute.gpus)
+        # vLLM shards the model over the job's GPUs (the parallelism compute.smk chose)
         {
             **snakemake.params.sampling,
             "vllm_tensor_parallel_size": max(1, int(snakemake.resources.get("gpu", 0) or 0)),

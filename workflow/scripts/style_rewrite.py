@@ -12,7 +12,7 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 params = snakemake.params
 cfg = SynthConfig.from_config(params.synth, seed=params.seed)
 gpus = int(snakemake.resources.get("gpu", 0) or 0)
-if cfg.backend == "vllm" and gpus >= 1:  # shard the generator over the job's GPUs (compute.gpus)
+if cfg.backend == "vllm" and gpus >= 1:  # the job's GPUs: the tensor parallelism compute.smk chose
     cfg = dataclasses.replace(cfg, vllm=dataclasses.replace(cfg.vllm, tensor_parallel_size=gpus))
 rewrite_prefs(
     pairs_path=snakemake.input.pairs,

@@ -111,6 +111,9 @@ class WinRateConfig(ApiConfig):
     """Pairwise judge sampling temperature (0 for repeatability)."""
     max_tokens: int = 512
     """Cap on the pairwise judge's reply."""
+    price_input_per_mtok: float | None = None
+    """USD per million input tokens of the reward service or judge, for `snakemake plan`."""
+    price_output_per_mtok: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WinRateConfig:

@@ -1,0 +1,407 @@
+"""What a run will cost before it runs: tokens, GPU hours and API dollars per GPU or API stage.
+
+Token counts come from the tokenised shards' cards (`results/data/*/tokens/<split>.json`) where
+they exist, else from config `compute.plan.estimates` (rows x typical lengths), and every row
+says which. GPU hours divide tokens by a per-GPU throughput from `compute.throughput`
+(training: prompt and answer tokens processed per second; vLLM: generated tokens per second,
+prefill not counted; HELM: requests per second), each entry labelled measured or estimate.
+API dollars are input and output tokens times the config's price per million tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHARS_PER_API_TOKEN = 4  # OpenAI's rule of thumb for English text: the judge's own tokenizer
+HELM_CANONICAL_COPIES = 5  # original + 4 perturbations per instance (data_augmentation=canonical)
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Rows of one split and their mean token lengths, with where the figures came from."""
+
+    rows: int
+    prompt: float
+    answer: float
+    source: str
+
+    @property
+    def estimated(self) -> bool:
+        return self.source.startswith("estimate")
+
+
+@dataclass(frozen=True)
+class Throughput:
+    per_s: float
+    source: str  # "measured: ..." or "estimate"
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One stage (a rule) of the plan, summed over its jobs."""
+
+    stage: str
+    jobs: int
+    gpus_per_job: int
+    units: float  # tokens (or HELM requests) the throughput divides
+    unit: str
+    input_tokens: float
+    output_tokens: float
+    counts_from: str
+    gpu_hours: float | None = None
+    throughput_from: str = ""
+    api_usd: float | None = None
+    rule: str = ""  # the rule whose runtime limit applies (default: the stage)
+
+    @property
+    def wall_hours_per_job(self) -> float | None:
+        if self.gpu_hours is None:
+            return None
+        return self.gpu_hours / self.jobs / self.gpus_per_job
+
+
+def card_lengths(card_path: Path, answer_column: str) -> Lengths | None:
+    """Rows kept and mean lengths from a shard card, or None when it does not exist yet."""
+    if not card_path.is_file():
+        return None
+    card = json.loads(card_path.read_text())
+    answers = [card[c]["mean"] for c in answer_column.split("+")]
+    return Lengths(
+        rows=int(card["rows_out"]),
+        prompt=float(card["prompt_tokens"]["mean"]),
+        answer=sum(answers) / len(answers),
+        source=str(card_path),
+    )
+
+
+def estimated_lengths(
+    rows: int | None, cap: int | None, est: Mapping[str, Any], what: str
+) -> Lengths:
+    """Rows (capped by the data section's max_rows) x the config's typical lengths."""
+    n = rows if cap is None else min(rows or cap, cap)
+    if n is None:
+        raise ValueError(f"compute.plan.estimates has no row count for {what}")
+    kept = est.get("kept_fraction", 1.0)
+    return Lengths(
+        rows=round(n * kept),
+        prompt=float(est["prompt_tokens"]),
+        answer=float(est["answer_tokens"]),
+        source=f"estimate: {n:,} rows x {kept:g} kept, config lengths",
+    )
+
+
+def training_examples(rows: int, epochs: int, max_steps: int | None, batch: int) -> int:
+    """Examples one training run processes: max_steps x effective batch, else epochs x rows."""
+    return max_steps * batch if max_steps is not None else epochs * rows
+
+
+def gpu_hours(units: float, throughput: Throughput | None) -> float | None:
+    return None if throughput is None else units / throughput.per_s / 3600
+
+
+def api_usd(
+    input_tokens: float, output_tokens: float, price_in: float | None, price_out: float | None
+) -> float | None:
+    if price_in is None or price_out is None:
+        return None
+    return (input_tokens * price_in + output_tokens * price_out) / 1e6
+
+
+def dpo_tokens(lengths: Lengths, prefix_sharing: bool) -> float:
+    """Tokens of one pair through the model: the prompt once with prefix sharing, else twice."""
+    return (1 if prefix_sharing else 2) * lengths.prompt + 2 * lengths.answer
+
+
+def judge_template_tokens(template: str) -> float:
+    return math.ceil(len(template) / CHARS_PER_API_TOKEN)
+
+
+def helm_requests(helm: Mapping[str, Any], models: int) -> int:
+    copies = HELM_CANONICAL_COPIES if helm.get("data_augmentation") == "canonical" else 1
+    per_scenario = helm["max_eval_instances"] * helm.get("num_train_trials", 1) * copies
+    return models * len(helm["scenarios"]) * per_scenario
+
+
+def format_plan(
+    stages: list[StageCost], gpu_type: str, runtime_min: Mapping[str, int] | None = None
+) -> str:
+    """The plan as a fixed-width table with totals and the sources of every figure; jobs whose
+    estimated wall time exceeds their rule's runtime limit (`runtime_min`) are named."""
+    head = (
+        f"{'stage':20s} {'jobs':>4s} {'gpus':>4s} {'tokens in':>13s} {'tokens out':>13s} "
+        f"{'GPU h':>8s} {'h/job':>7s} {'API $':>9s}  counts from; throughput from"
+    )
+    lines = [
+        f"plan for {gpu_type} GPUs (training: tokens in = tokens processed; vLLM and API: "
+        "prompt tokens in, generated tokens out; GPU h over all jobs, h/job = wall hours)",
+        head,
+    ]
+
+    def num(x: float | None, fmt: str) -> str:
+        return format(x, fmt) if x is not None else "-".rjust(int(fmt.split(".")[0]))
+
+    for s in stages:
+        lines.append(
+            f"{s.stage:20s} {s.jobs:4d} {s.gpus_per_job:4d} {s.input_tokens:13,.0f} "
+            f"{s.output_tokens:13,.0f} {num(s.gpu_hours, '8.1f')} "
+            f"{num(s.wall_hours_per_job, '7.2f')} {num(s.api_usd, '9.2f')}  "
+            f"{s.counts_from}; {s.throughput_from or '-'}"
+        )
+    total_gpu = sum(s.gpu_hours or 0 for s in stages)
+    total_usd = sum(s.api_usd or 0 for s in stages)
+    unknown = [s.stage for s in stages if s.gpu_hours is None and s.gpus_per_job]
+    unpriced = [s.stage for s in stages if s.api_usd is None and not s.gpus_per_job]
+    lines.append(f"total: {total_gpu:,.1f} GPU hours, ${total_usd:,.2f} API")
+    if unknown:
+        lines.append(f"no throughput for {gpu_type}: {', '.join(unknown)} (compute.throughput)")
+    if unpriced:
+        lines.append(f"no price: {', '.join(unpriced)} (price_input_per_mtok / _output_)")
+    for s in stages:
+        limit = (runtime_min or {}).get(s.rule or s.stage)
+        hours = s.wall_hours_per_job
+        if limit is not None and hours is not None and hours * 60 > limit:
+            lines.append(
+                f"over its time limit: {s.stage} needs ~{hours:.1f} h per job, "
+                f"compute.runtime_min allows {limit} min"
+            )
+    return "\n".join(lines)
+
+
+def build_plan(
+    cfg: Mapping[str, Any],
+    models: list[str],
+    pref_datasets: list[str],
+    styles: list[str],
+    judge_template: str,
+    job_gpus: Mapping[str, int],
+    results: Path = Path("results"),
+) -> tuple[list[StageCost], str]:
+    """Every GPU and API stage of the configured run, and the GPU type it is priced for.
+
+    `job_gpus`: GPUs per job of each GPU rule, as the workflow sizes them.
+    """
+    compute = cfg.get("compute", {})
+    plan_cfg = compute.get("plan", {})
+    gpu_type = plan_cfg.get("gpu_type", "H100")
+    est = plan_cfg.get("estimates", {})
+    table = compute.get("throughput", {}).get(gpu_type, {})
+
+    def throughput(stage: str) -> Throughput | None:
+        entry = table.get(stage)
+        return None if entry is None else Throughput(float(entry["per_s"]), entry["source"])
+
+    def stage(
+        name: str, jobs: int, gpus_per_job: int, units: float, unit: str, label: str = "", **kw: Any
+    ) -> StageCost:
+        tp = throughput(name) if gpus_per_job else None
+        return StageCost(
+            stage=label or name,
+            rule=name,
+            jobs=jobs,
+            gpus_per_job=gpus_per_job,
+            units=units,
+            unit=unit,
+            gpu_hours=gpu_hours(units, tp) if gpus_per_job else None,
+            throughput_from=(f"{tp.per_s:,.0f} {unit}/s {tp.source}" if tp else ""),
+            **kw,
+        )
+
+    data = cfg["data"]
+    stages: list[StageCost] = []
+
+    sft_lengths = card_lengths(results / "data/sft/tokens/train.json", "completion_tokens")
+    if sft_lengths is None:
+        sft_lengths = estimated_lengths(
+            est.get("sft_rows"), data["sft"].get("max_rows"), {**est, "kept_fraction": 1.0}, "sft"
+        )
+    sft = cfg["sft"]
+    examples = training_examples(
+        sft_lengths.rows, sft["epochs"], sft.get("max_steps"), sft["batch_size"] * sft["grad_accum"]
+    )
+    sft_tokens = examples * (sft_lengths.prompt + sft_lengths.answer)
+    stages.append(
+        stage(
+            "sft",
+            1,
+            job_gpus["sft"],
+            sft_tokens,
+            "tok",
+            input_tokens=sft_tokens,
+            output_tokens=0,
+            counts_from=sft_lengths.source,
+        )
+    )
+
+    def pref_lengths(dataset: str, split: str) -> Lengths:
+        for d in (dataset, "ultrafeedback"):  # a style's pairs have ultrafeedback's prompts
+            found = card_lengths(
+                results / f"data/prefs/{d}/tokens/{split}.json", "chosen_tokens+rejected_tokens"
+            )
+            if found is not None:
+                return found
+        rows = est.get("pref_rows", {}).get(split)
+        return estimated_lengths(rows, data["prefs"].get("max_rows"), est, f"prefs {split}")
+
+    dpo_cfg = cfg["dpo"]
+    sharing = dpo_cfg.get("prefix_sharing", True)
+    ref_tokens = 0.0
+    ref_sources = set()
+    for d in pref_datasets:
+        for split in ("train", "test"):
+            lengths = pref_lengths(d, split)
+            ref_tokens += lengths.rows * dpo_tokens(lengths, sharing)
+            ref_sources.add("estimate" if lengths.estimated else "cards")
+    references = 1 + ("sft-chosen" in models)  # reference log-probs per reference model
+    ref_tokens *= references
+    n_refs = len(pref_datasets) * 2 * references
+    stages.append(
+        stage(
+            "reference_logps",
+            n_refs,
+            1,
+            ref_tokens,
+            "tok",
+            input_tokens=ref_tokens,
+            output_tokens=0,
+            counts_from=" + ".join(sorted(ref_sources)),
+        )
+    )
+
+    # one row per DPO run: the UltraFeedback baseline and the style runs differ by far
+    for model in [m for m in models if m.startswith("dpo-")]:
+        d = model.removeprefix("dpo-").removesuffix("-after-sft-chosen")
+        lengths = pref_lengths(d, "train")
+        base = d.removesuffix("-tonal")
+        column = dpo_cfg["ultrafeedback"] if base == "ultrafeedback" else dpo_cfg["styles"]
+        column = {**column, **dpo_cfg.get("per_dataset", {}).get(d, {})}
+        batch = column.get("batch_size", dpo_cfg["batch_size"]) * column.get(
+            "grad_accum", dpo_cfg["grad_accum"]
+        )
+        n = training_examples(lengths.rows, column["epochs"], column.get("max_steps"), batch)
+        tokens = n * dpo_tokens(lengths, sharing)
+        stages.append(
+            stage(
+                "dpo",
+                1,
+                job_gpus["dpo"],
+                tokens,
+                "tok",
+                label=model,
+                input_tokens=tokens,
+                output_tokens=0,
+                counts_from=f"{n:,} pairs; " + ("estimate" if lengths.estimated else "cards"),
+            )
+        )
+
+    if cfg["synth"]["backend"] == "vllm":
+        rewrite_in = rewrite_out = 0.0
+        sources = set()
+        for split in ("train", "test"):
+            lengths = pref_lengths("ultrafeedback", split)
+            rewrite_in += len(styles) * lengths.rows * (lengths.prompt + lengths.answer)
+            # a rewrite is about as long as the answer it restyles (chosen + rejected mean here)
+            rewrite_out += len(styles) * lengths.rows * lengths.answer
+            sources.add("estimate" if lengths.estimated else "cards")
+        stages.append(
+            stage(
+                "style_rewrite",
+                len(styles) * 2,
+                job_gpus["style_rewrite"],
+                rewrite_out,
+                "generated tok",
+                input_tokens=rewrite_in,
+                output_tokens=rewrite_out,
+                counts_from=" + ".join(sorted(sources)),
+            )
+        )
+
+    gen = cfg["generation"]
+    n_eval = data.get("eval_prompts", {}).get("n", 100)
+    prompt_len = pref_lengths("ultrafeedback", "test").prompt
+    gen_out = len(models) * n_eval * gen["max_new_tokens"]
+    if gen["backend"] == "vllm":
+        stages.append(
+            stage(
+                "generate",
+                len(models),
+                job_gpus["generate"],
+                gen_out,
+                "generated tok",
+                input_tokens=len(models) * n_eval * prompt_len,
+                output_tokens=gen_out,
+                counts_from="upper bound: max_new_tokens per answer",
+            )
+        )
+
+    helm = cfg["helm"]
+    if job_gpus.get("helm_run"):
+        requests = helm_requests(helm, len(models))
+        stages.append(
+            stage(
+                "helm_run",
+                len(models),
+                1,
+                requests,
+                "request",
+                input_tokens=0,
+                output_tokens=0,
+                counts_from=f"{requests:,} requests (instances x trials x copies)",
+            )
+        )
+
+    judge = cfg["judge"]
+    if judge["backend"] == "openai":
+        calls = len(models) * n_eval
+        j_in = calls * (judge_template_tokens(judge_template) + prompt_len + gen["max_new_tokens"])
+        j_out = calls * judge.get("max_tokens", 512)
+        stages.append(
+            StageCost(
+                "judge",
+                len(models),
+                0,
+                0,
+                "tok",
+                j_in,
+                j_out,
+                counts_from="upper bound: max_new_tokens answers, max_tokens replies",
+                api_usd=api_usd(
+                    j_in,
+                    j_out,
+                    judge.get("price_input_per_mtok"),
+                    judge.get("price_output_per_mtok"),
+                ),
+            )
+        )
+
+    wr = cfg["win_rates"]
+    if wr["backend"] in ("reward_api", "pairwise_judge"):
+        n = wr["n_prompts"]
+        others = len([m for m in models if m != wr.get("baseline", "base")])
+        if wr["backend"] == "reward_api":  # one reward per answer; the baseline's once
+            calls, per_call = n * (others + 1), prompt_len + gen["max_new_tokens"]
+            w_out = calls * 8.0  # "reward:<score>"
+        else:  # both orders of every pair, two answers per call
+            calls, per_call = 2 * n * others, prompt_len + 2 * gen["max_new_tokens"]
+            w_out = calls * float(wr.get("max_tokens", 512))
+        w_in = calls * per_call
+        stages.append(
+            StageCost(
+                "win_rates",
+                1,
+                0,
+                0,
+                "tok",
+                w_in,
+                w_out,
+                counts_from=f"{calls:,} calls, upper bound: max_new_tokens answers",
+                api_usd=api_usd(
+                    w_in, w_out, wr.get("price_input_per_mtok"), wr.get("price_output_per_mtok")
+                ),
+            )
+        )
+    return stages, gpu_type
