@@ -36,9 +36,13 @@ def test_the_arithmetic_of_each_figure():
     assert gpu_hours(1, None) is None
     assert api_usd(1e6, 2e6, 0.15, 0.60) == pytest.approx(0.15 + 1.20)
     assert api_usd(1e6, 2e6, None, 0.60) is None
-    helm = {"max_eval_instances": 1000, "num_train_trials": 3, "scenarios": list("abcde")}
-    assert helm_requests({**helm, "data_augmentation": "canonical"}, models=6) == 450_000
-    assert helm_requests({**helm, "data_augmentation": None}, models=1) == 15_000
+    helm = {"max_eval_instances": 1000, "num_train_trials": 3, "scenarios": ["boolq", "quac"]}
+    # per scenario: 1000 instances x 3 trials x (original + 4 canonical perturbations)
+    assert helm_requests({**helm, "data_augmentation": "canonical"}, models=6) == 6 * 2 * 15_000
+    assert helm_requests({**helm, "data_augmentation": "robustness"}, models=1) == 2 * 6_000
+    # HellaSwag scores each of its 4 endings as a request
+    hellaswag = {**helm, "scenarios": ["hellaswag"], "data_augmentation": "canonical"}
+    assert helm_requests(hellaswag, models=1) == 4 * 15_000
 
 
 def write_card(path: Path, rows: int, prompt: float, **answers: float) -> None:

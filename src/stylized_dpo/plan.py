@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stylized_dpo.evals.helm import HelmConfig, expected_requests
+
 CHARS_PER_API_TOKEN = 4  # OpenAI's rule of thumb for English text: the judge's own tokenizer
-HELM_CANONICAL_COPIES = 5  # original + 4 perturbations per instance (data_augmentation=canonical)
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,8 @@ def judge_template_tokens(template: str) -> float:
 
 
 def helm_requests(helm: Mapping[str, Any], models: int) -> int:
-    copies = HELM_CANONICAL_COPIES if helm.get("data_augmentation") == "canonical" else 1
-    per_scenario = helm["max_eval_instances"] * helm.get("num_train_trials", 1) * copies
-    return models * len(helm["scenarios"]) * per_scenario
+    """HELM requests of `models` helm-runs (stylized_dpo.evals.helm.expected_requests)."""
+    return models * sum(expected_requests(HelmConfig.from_dict(dict(helm))).values())
 
 
 def format_plan(
