@@ -1,4 +1,4 @@
-# `snakemake plan --configfile config/paper.yaml`: tokens, GPU hours and API dollars of every GPU
+# `snakemake plan --cores 1 --configfile config/paper.yaml`: tokens, GPU hours and API dollars of every GPU
 # and API stage, printed without running any other job (stylized_dpo.plan). It reads the shard
 # cards that already exist, so it has no inputs to build and runs each time it is asked for.
 rule plan:

@@ -192,6 +192,8 @@ def build_plan(
     table = compute.get("throughput", {}).get(gpu_type, {})
 
     def throughput(stage: str) -> Throughput | None:
+        if stage == "helm_run":  # one figure for the plan and helm_run's own runtime estimate
+            return Throughput(float(cfg["helm"]["requests_per_s"]), "(helm.requests_per_s)")
         entry = table.get(stage)
         return None if entry is None else Throughput(float(entry["per_s"]), entry["source"])
 
