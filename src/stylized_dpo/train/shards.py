@@ -310,6 +310,13 @@ def read_shard(
     return Shard(kind, ids, lengths, read)
 
 
+def shard_ids(path: str | os.PathLike[str]) -> list[str]:
+    """The prompt_ids of a shard's rows (its one string column; no tokens are read)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["prompt_id"]).column("prompt_id").to_pylist()
+
+
 def batch_lengths(items: Sequence[Any]) -> list[int]:
     """The length each example is batched by (`Shard.batch_lengths`), for a shard or a list."""
     if isinstance(items, Shard):
