@@ -46,6 +46,5 @@ rule dpo:
         runtime=RUNTIME_MIN["dpo"],
     params:
         dpo=get_dpo_params,
-        checkpoint_dir=lambda wildcards: f"results/train/{wildcards.dpo_model}/checkpoint",
     script:
         "../workflow/scripts/dpo.py"

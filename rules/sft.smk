@@ -22,6 +22,5 @@ rule sft:
         runtime=RUNTIME_MIN["sft"],
     params:
         sft=get_sft_params,
-        checkpoint_dir=lambda wildcards: f"results/train/{wildcards.sft_model}/checkpoint",
     script:
         "../workflow/scripts/sft.py"

@@ -376,6 +376,7 @@ def train_dpo(
     config: DPOConfig,
     ref_train_path: str | os.PathLike[str] | None = None,
     ref_test_path: str | os.PathLike[str] | None = None,
+    keep_checkpoints: int = 1,
 ) -> None:
     """DPO of the model in `model_dir` (the SFT model, also the reference) on tokenised
     preference shards (or PreferencePair JSONL files, see `shards.load_pairs`).
@@ -522,7 +523,9 @@ def train_dpo(
         )
         if step % cfg.checkpoint_every == 0 and step < total_steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint}
-            save_checkpoint(checkpoint_dir, policy, tokenizer, optimizer, state, metrics)
+            save_checkpoint(
+                checkpoint_dir, policy, tokenizer, optimizer, state, metrics, keep_checkpoints
+            )
     pbar.close()
 
     evaluate(total_steps)

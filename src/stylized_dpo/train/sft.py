@@ -123,11 +123,13 @@ def train_sft(
     metrics_path: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str],
     config: SFTConfig,
+    keep_checkpoints: int = 1,
 ) -> None:
     """Fine-tune the model in `model_dir` on tokenised shards (or SFTExample JSONL files, see
     `shards.load_chats`); save to `out_dir`.
 
-    Resumes from `checkpoint_dir` when it holds a checkpoint of this exact config and data.
+    Resumes from `checkpoint_dir` when it holds a checkpoint of this exact config and data;
+    keeps its last `keep_checkpoints` checkpoints.
     """
     cfg = config
     torch.manual_seed(cfg.seed)
@@ -217,7 +219,9 @@ def train_sft(
         pbar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
         if step % cfg.checkpoint_every == 0 and step < total_steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint}
-            save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)
+            save_checkpoint(
+                checkpoint_dir, model, tokenizer, optimizer, state, metrics, keep_checkpoints
+            )
     pbar.close()
 
     loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device, dist)
