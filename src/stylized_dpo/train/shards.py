@@ -32,7 +32,7 @@ from stylized_dpo.train.common import (
 )
 
 META_KEY = b"stylized_dpo"
-READ_BATCH_ROWS = 8192
+READ_BATCH_ROWS = 2048
 """Rows per Parquet row group and per record batch read: Parquet decodes a whole row group at
 once, so this bounds the transient buffers of reading a shard."""
 SHARD_COLUMNS = {
@@ -260,7 +260,7 @@ def read_shard(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
+    file = pq.ParquetFile(path, pre_buffer=False)
     meta = file.schema_arrow.metadata or {}
     if META_KEY not in meta:
         raise ValueError(f"{path}: not a tokenised shard (no {META_KEY.decode()} metadata)")
@@ -280,7 +280,7 @@ def read_shard(
     id_col, *columns = SHARD_COLUMNS[kind]
     ids: list[str] = file.read(columns=[id_col]).column(id_col).to_pylist()
     parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
-    for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+    for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns, use_threads=False):
         for c in columns:
             lengths = pc.list_value_length(batch.column(c)).to_numpy(zero_copy_only=False)
             parts[c].append(lengths.astype(np.int64))
@@ -291,7 +291,9 @@ def read_shard(
         out = {c: np.empty(int(lengths[c][held].sum()), dtype=np.int32) for c in columns}
         pos = dict.fromkeys(columns, 0)
         start = 0
-        for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+        for batch in file.iter_batches(
+            batch_size=READ_BATCH_ROWS, columns=columns, use_threads=False
+        ):
             lo, hi = np.searchsorted(held, [start, start + batch.num_rows])
             local = held[lo:hi] - start
             start += batch.num_rows
