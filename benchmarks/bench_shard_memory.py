@@ -6,7 +6,7 @@
 Writes a synthetic tokenised SFT shard of `--rows` chats (smol-smoltalk has 460,341 train
 chats; the default is a tenth of it) with realistic lengths (log-normal, prompt median ~90 and
 answer median ~260 tokens, cut at the 256 / 1024 limits), then measures in a fresh subprocess
-each the peak RSS above the process's RSS after its imports:
+each the peak RSS (VmHWM) above the process's RSS after its imports:
 
 - `lists`: the shard as Python lists of ids (`pyarrow` `to_pydict`, one TokenizedChat per row),
   how the shard reader used to hold it;
@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 from pathlib import Path
 mode, shard, tok_dir, ranks = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import numpy as np, pyarrow.parquet as pq
@@ -37,11 +37,11 @@ from stylized_dpo.train.common import TokenizedChat, step_schedule
 from stylized_dpo.train.distributed import Dist
 from stylized_dpo.train.shards import batch_lengths, keep_share, read_shard
 tokenizer = load_tokenizer(tok_dir)
-def rss_mb():
+def status_mb(key):
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
-base = rss_mb()
+base = status_mb("VmRSS")
 if mode == "lists":
     data = pq.read_table(shard).to_pydict()
     items = [TokenizedChat(*r) for r in zip(data["prompt_id"], data["prompt_ids"],
@@ -54,10 +54,10 @@ else:
     if mode == "arrays":
         items.keep(None)
     else:
-        schedule = step_schedule(lengths, 8, 1, 1, None, seed=0)
+        schedule = step_schedule(lengths, 8, ranks, 1, None, seed=0)  # a micro-batch each
         keep_share(items, schedule, Dist(rank=0, world_size=ranks))
         del schedule
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = status_mb("VmHWM")  # not ru_maxrss: after exec it keeps the parent's high-water mark
 print(json.dumps({"mode": mode, "base_mb": base, "peak_mb": peak, "rows": len(lengths)}))
 """
 

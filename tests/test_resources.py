@@ -83,13 +83,15 @@ def test_miniature_sft_asks_for_little_and_more_than_its_measured_peak(toy, tmp_
     params = {"batch_size": 8, "max_steps": 4, "device": "cpu", "lr": 1e-3}
     mem = train_mem_mb("sft", model_dir, [shards["train"], shards["test"]], params, 1)
     code = (
-        "import json, resource, sys, torch\n"
+        "import json, sys, torch\n"
         "from stylized_dpo.train.sft import SFTConfig, train_sft\n"
         "torch.set_num_threads(1)\n"
         "a = json.loads(sys.argv[1])\n"
         "train_sft(a['model'], a['train'], a['test'], a['out'], a['metrics'], a['ckpt'],\n"
         "          SFTConfig.from_dict(a['cfg']))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "from pathlib import Path\n"
+        "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if 'VmHWM' in l]\n"
+        "print(int(hwm[0].split()[1]))\n"
     )
     args = {
         "model": str(model_dir),
@@ -105,5 +107,6 @@ def test_miniature_sft_asks_for_little_and_more_than_its_measured_peak(toy, tmp_
         [sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env
     )
     assert out.returncode == 0, out.stderr
-    peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    # VmHWM (KiB), not ru_maxrss: after exec that keeps the parent's high-water mark
+    peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
     assert peak_mb < mem < 4000, (peak_mb, mem)

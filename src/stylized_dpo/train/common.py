@@ -186,10 +186,12 @@ def filter_by_length(
     items: Sequence[TokenizedChat | TokenizedPair],
     max_prompt_tokens: int,
     max_completion_tokens: int,
+    require_kept: bool = True,
 ) -> tuple[list[Any], dict[str, int]]:
     """Drop examples whose prompt or (longest) completion is too long, counting each reason.
 
     Dropping rather than truncating keeps every trained answer whole, with its `<|im_end|>`.
+    Unless `require_kept` is False (one chunk of a file), dropping everything is an error.
     """
     kept, drops = [], {"prompt_too_long": 0, "completion_too_long": 0}
     for item in items:
@@ -203,7 +205,7 @@ def filter_by_length(
             drops["completion_too_long"] += 1
         else:
             kept.append(item)
-    if not kept:
+    if not kept and require_kept:
         raise ValueError(f"the length filters dropped every example ({drops})")
     return kept, drops
 

@@ -98,43 +98,60 @@ def write_shard(
     max_prompt_tokens: int,
     max_completion_tokens: int,
 ) -> dict[str, Any]:
-    """Tokenise one records file into a Parquet shard and write its card (JSON); returns it."""
+    """Tokenise one records file into a Parquet shard and write its card (JSON); returns it.
+
+    Tokenised `READ_BATCH_ROWS` records at a time, each chunk written as a row group, so the
+    job holds the records and one chunk's ids, not the whole file's as Python lists.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    kept, drops = tokenize_file(
-        kind, records_path, tokenizer, max_prompt_tokens, max_completion_tokens
-    )
+    if kind not in SHARD_COLUMNS:
+        raise ValueError(f"unknown shard kind {kind!r} (sft or prefs)")
+    records: list[Any] = read_records(records_path, SFTExample if kind == "sft" else PreferencePair)
+    if kind == "prefs" and len({r.prompt_id for r in records}) != len(records):
+        raise ValueError(
+            f"{records_path}: prompt_id is not unique; reference log-probs are keyed by it"
+        )
     columns = SHARD_COLUMNS[kind]
-    table = pa.table(
-        {
-            name: pa.array(
-                [getattr(item, name) for item in kept],
-                type=pa.string() if name == "prompt_id" else pa.list_(pa.int32()),
-            )
-            for name in columns
-        }
+    schema = pa.schema(
+        [(c, pa.string() if c == "prompt_id" else pa.list_(pa.int32())) for c in columns]
     )
-    completions = [c for c in columns if c.endswith("_ids") and c != "prompt_ids"]
-    card = {
-        "kind": kind,
-        "source": str(records_path),
-        "source_sha256": sha256_file(records_path),
-        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
-        "max_prompt_tokens": max_prompt_tokens,
-        "max_completion_tokens": max_completion_tokens,
-        "rows_in": len(kept) + sum(drops.values()),
-        "rows_out": len(kept),
-        "drops": drops,
-        "prompt_tokens": percentiles([len(item.prompt_ids) for item in kept]),
-        **{
-            f"{name[: -len('_ids')]}_tokens": percentiles([len(getattr(i, name)) for i in kept])
-            for name in completions
-        },
-    }
-    table = table.replace_schema_metadata({META_KEY: json.dumps(card).encode("utf-8")})
-    with atomic_path(out_path) as tmp:
-        pq.write_table(table, tmp, row_group_size=READ_BATCH_ROWS)
+    lengths: dict[str, list[int]] = {c: [] for c in columns[1:]}
+    drops = {"prompt_too_long": 0, "completion_too_long": 0}
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, len(records), READ_BATCH_ROWS):
+            chunk = records[start : start + READ_BATCH_ROWS]
+            items: list[Any] = (tokenize_sft if kind == "sft" else tokenize_pairs)(tokenizer, chunk)
+            kept, chunk_drops = filter_by_length(
+                items, max_prompt_tokens, max_completion_tokens, require_kept=False
+            )
+            for reason, n in chunk_drops.items():
+                drops[reason] += n
+            for c in lengths:
+                lengths[c] += [len(getattr(item, c)) for item in kept]
+            if kept:
+                table = pa.table(
+                    {c: [getattr(item, c) for item in kept] for c in columns}, schema=schema
+                )
+                writer.write_table(table, row_group_size=READ_BATCH_ROWS)
+        rows_out = len(lengths["prompt_ids"])
+        if not rows_out:
+            raise ValueError(f"{records_path}: the length filters dropped every example ({drops})")
+        print(f"{records_path}: {rows_out} kept of {len(records)}, dropped {drops}")
+        card = {
+            "kind": kind,
+            "source": str(records_path),
+            "source_sha256": sha256_file(records_path),
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+            "max_prompt_tokens": max_prompt_tokens,
+            "max_completion_tokens": max_completion_tokens,
+            "rows_in": len(records),
+            "rows_out": rows_out,
+            "drops": drops,
+            **{f"{c[: -len('_ids')]}_tokens": percentiles(n) for c, n in lengths.items()},
+        }
+        writer.add_key_value_metadata({META_KEY: json.dumps(card).encode("utf-8")})
     write_json(card_path, card)
     return card
 
@@ -261,7 +278,7 @@ def read_shard(
     import pyarrow.parquet as pq
 
     file = pq.ParquetFile(path, pre_buffer=False)
-    meta = file.schema_arrow.metadata or {}
+    meta = file.metadata.metadata or {}
     if META_KEY not in meta:
         raise ValueError(f"{path}: not a tokenised shard (no {META_KEY.decode()} metadata)")
     card = json.loads(meta[META_KEY])
