@@ -15,6 +15,7 @@ from stylized_dpo.resources import (
     model_parameters,
     model_shape,
     shard_stats,
+    tokenize_mem_mb,
     train_mem_mb,
 )
 from stylized_dpo.train.shards import read_shard, write_shard
@@ -110,3 +111,30 @@ def test_miniature_sft_asks_for_little_and_more_than_its_measured_peak(toy, tmp_
     # VmHWM (KiB), not ru_maxrss: after exec that keeps the parent's high-water mark
     peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
     assert peak_mb < mem < 4000, (peak_mb, mem)
+
+
+def test_tokenising_asks_for_more_than_its_measured_peak(toy, tmp_path):
+    paths, _, model_dir, _ = toy
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from stylized_dpo.model import load_tokenizer\n"
+        "from stylized_dpo.train.shards import write_shard\n"
+        "write_shard('sft', sys.argv[1], load_tokenizer(sys.argv[2]), sys.argv[3], sys.argv[4],"
+        " 256, 1024)\n"
+        "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if 'VmHWM' in l]\n"
+        "print(int(hwm[0].split()[1]))\n"
+    )
+    args = [paths["sft_train"], model_dir, tmp_path / "t.parquet", tmp_path / "t.json"]
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
+    assert peak_mb < tokenize_mem_mb(paths["sft_train"]) < 4000
+    # smol-smoltalk's prepared train split (~830 MB of JSONL): measured 1.6 MB per file MB
+    # beyond ~600 MB, where the whole-file Python lists took ~40 MB per file MB (~33 GB)
+    big = tmp_path / "big.jsonl"
+    with open(big, "wb") as f:
+        f.truncate(830 * 2**20)  # a sparse file: only its size is read
+    assert 600 + 1.6 * 830 < tokenize_mem_mb(big) < 8000
