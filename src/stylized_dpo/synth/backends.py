@@ -80,7 +80,7 @@ class SynthConfig:
     seed: int = 0
     """Run seed; each row's seed derives from it and the row's key."""
     batch_size: int = 64
-    """Rows per backend call; each finished batch is appended to the cache."""
+    """Rows per backend call; each answered row is appended to the cache as it arrives."""
     max_drop_fraction: float = 0.5
     """Fail, rather than write a much smaller set, when more rows than this are filtered out."""
     vllm: VLLMSettings = field(default_factory=VLLMSettings)

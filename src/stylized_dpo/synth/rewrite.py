@@ -230,6 +230,8 @@ def rewrite_prefs(
             # transformers samples a batch with one generator: keep the batch whole so a
             # restarted run samples exactly what an uninterrupted one would.
             call = batch if cfg.backend == "transformers" else missing
+            if not call:  # every missing row was set aside
+                continue
             for i, result in _stream(backend, call):
                 key = call[i].key
                 if key in cache.entries:
