@@ -39,9 +39,11 @@ HEADROOM = 1.25
 TOKENIZE_FIXED_MB = 1000
 """A tokenise job beyond the runtime: the tokenizer (Qwen2.5's 151k vocabulary) and one chunk's
 ids (`shards.write_shard` tokenises 2,048 records at a time)."""
-TOKENIZE_PER_FILE_MB = 3
+TOKENIZE_PER_FILE_MB = 4
 """MB per MB of the records file: the records held as Python objects, plus the lengths kept
-for the card (measured 1.6 on 100k chats in smol-smoltalk's shape)."""
+for the card. `benchmarks/bench_tokenize_memory.py` measures 2.9 from 20k to 100k chats with a
+small vocabulary (1.6 with Qwen2.5's, which makes fewer tokens); the whole-file Python lists
+that chunked tokenisation replaced took 36.5 MB per file MB at 20k chats (9.1 chunked)."""
 
 
 def _require(path: str | os.PathLike[str]) -> Path:
