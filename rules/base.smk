@@ -72,7 +72,6 @@ if BASE_SOURCE == "pretrain":
             architecture=config["base_model"]["architecture"],
             pretrain=config["base_model"]["pretrain"],
             seed=config["seed"],
-            checkpoint_dir="results/train/base/checkpoint",
         script:
             "../workflow/scripts/pretrain_base.py"
 

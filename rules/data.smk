@@ -4,6 +4,7 @@ import os
 from dataclasses import asdict
 
 from stylized_dpo.data import source_config, source_paths
+from stylized_dpo.resources import tokenize_mem_mb
 from stylized_dpo.synth.rules import PHRASE_BANKS
 
 
@@ -133,8 +134,7 @@ rule tokenize_sft:
         "../envs/training.yaml"
     threads: 1
     resources:
-        # smol-smoltalk's ~460k chats as Python id lists before they become Arrow columns
-        mem_mb=24000 if config["data"]["sft"]["source"] == "hub" else 4000,
+        mem_mb=lambda wildcards, input: tokenize_mem_mb(input.examples),
     params:
         kind="sft",
         max_prompt_tokens=lambda wildcards: get_sft_params(wildcards)[
@@ -160,7 +160,7 @@ rule tokenize_prefs:
         "../envs/training.yaml"
     threads: 1
     resources:
-        mem_mb=8000 if config["data"]["prefs"]["source"] == "hub" else 4000,
+        mem_mb=lambda wildcards, input: tokenize_mem_mb(input.examples),
     params:
         kind="prefs",
         max_prompt_tokens=lambda wildcards: dpo_params(wildcards.dataset)[

@@ -1,5 +1,7 @@
 # DPO of the SFT model on each preference dataset (paper Table 2), with reference log-probs
 # computed once per (reference model, dataset, split); see DPO_RUNS in common.smk.
+# mem_mb is computed from each job's inputs by stylized_dpo.resources.train_mem_mb.
+from stylized_dpo.resources import train_mem_mb
 
 
 rule reference_logps:
@@ -16,7 +18,13 @@ rule reference_logps:
         "../envs/training.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, input: train_mem_mb(
+            "reference_logps",
+            input.model,
+            [input.pairs],
+            get_reference_logps_params(wildcards),
+            1,
+        ),
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB,
         runtime=RUNTIME_MIN["reference_logps"],
@@ -40,12 +48,17 @@ rule dpo:
         "../envs/training.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, input: train_mem_mb(
+            "dpo",
+            input.model,
+            [input.train, input.test],
+            get_dpo_params(wildcards),
+            GPUS,
+        ),
         gpu=GPUS,
         gpu_mem_mb=GPU_MEM_MB,
         runtime=RUNTIME_MIN["dpo"],
     params:
         dpo=get_dpo_params,
-        checkpoint_dir=lambda wildcards: f"results/train/{wildcards.dpo_model}/checkpoint",
     script:
         "../workflow/scripts/dpo.py"

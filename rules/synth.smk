@@ -15,6 +15,8 @@ if SYNTH_VLLM and SYNTH_TP not in (1, VLLM_GPUS["style_rewrite"]):
 rule style_rewrite:
     input:
         pairs="results/data/prefs/ultrafeedback/{split}.jsonl",
+        # only the rows the policy trains on (its length-filtered shard) are rewritten
+        shard="results/data/prefs/ultrafeedback/tokens/{split}.parquet",
         style="config/prompts/styles/{style}.yaml",
     output:
         pairs="results/data/prefs/{style}/{split}.jsonl",

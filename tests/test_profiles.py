@@ -139,7 +139,11 @@ def test_dry_run_of_the_paper_lists_every_job_with_its_resources(profile, capsys
     assert {"judge", "prepare_sft", "win_rates", "table3", "helm_summarize"} <= local
     for rule in GPU_RULES:
         for res in jobs[rule]:
-            assert res["gpu"] == "1" and int(res["mem_mb"]) >= 4000, (rule, res)
+            assert res["gpu"] == "1", (rule, res)
+            # training jobs size mem_mb from their inputs (stylized_dpo.resources): <TBD> until
+            # the model and shards exist
+            sized_later = rule in ("sft", "dpo", "reference_logps") and res["mem_mb"] == "<TBD>"
+            assert sized_later or int(res["mem_mb"]) >= 4000, (rule, res)
             assert res["gpu_mem_mb"] == "80000" and int(res["runtime"]) >= 60, (rule, res)
             # each GPU job names its software environment (RunPod picks the image by it)
             assert res["software_env"] == SOFTWARE_ENV.get(rule, "training"), (rule, res)

@@ -123,3 +123,26 @@ def test_prompt_length_filter_counts_real_qwen_tokens(tok):
     # "ok" + <|im_end|> is two tokens; a limit of one drops every completion
     with pytest.raises(ValueError, match="completion_too_long': 3"):
         filter_by_length(chats, max_prompt_tokens=limit, max_completion_tokens=1)
+
+
+TEMPLATE_TOKENS = 19
+"""Tokens the base model's template adds around a single user turn (its default system turn,
+the user turn's markers and the generation prompt): they count against `max_prompt_tokens`."""
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["Hello world", "Translate 'good morning' into French.", " leading space", "Écris 3 lignes.\n"],
+)
+def test_the_base_template_adds_its_default_system_turn_to_every_prompt(tok, prompt):
+    (pair,) = tokenize_pairs(tok, [PreferencePair("p", prompt, "Yes.", "No.")])
+    rendered = tok.decode(pair.prompt_ids, skip_special_tokens=False)
+    assert rendered.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+    assert "Alibaba" not in rendered  # the Instruct models' default, not the base model's
+    assert len(pair.prompt_ids) == len(encode(tok, prompt)) + TEMPLATE_TOKENS
+    # so a 256-token prompt limit leaves 237 tokens for the UltraFeedback prompt itself
+    limit = 256
+    fits = PreferencePair("a", "7" * (limit - TEMPLATE_TOKENS), "Yes.", "No.")
+    over = PreferencePair("b", "7" * (limit - TEMPLATE_TOKENS + 1), "Yes.", "No.")
+    kept, drops = filter_by_length(tokenize_pairs(tok, [fits, over]), limit, 1024)
+    assert [p.prompt_id for p in kept] == ["a"] and drops["prompt_too_long"] == 1

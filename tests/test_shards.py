@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, write_toy_files
 
 from stylized_dpo.model import build_tokenizer, load_tokenizer
+from stylized_dpo.train.common import step_schedule
+from stylized_dpo.train.distributed import Dist
+from stylized_dpo.train.dpo import DPOConfig, train_dpo
 from stylized_dpo.train.sft import SFTConfig, train_sft
 from stylized_dpo.train.shards import (
+    batch_lengths,
+    keep_share,
     load_chats,
     load_pairs,
     read_shard,
@@ -36,7 +42,9 @@ def test_shard_holds_exactly_the_on_the_spot_tokenisation(tmp_path, toy, kind):
         kind, source, tokenizer, tmp_path / "t.parquet", tmp_path / "t.json", *limits
     )
     load = load_chats if kind == "sft" else load_pairs
-    assert load(tmp_path / "t.parquet", tokenizer, *limits) == load(source, tokenizer, *limits)
+    assert list(load(tmp_path / "t.parquet", tokenizer, *limits)) == list(
+        load(source, tokenizer, *limits)
+    )
     n_in = len(source.read_text().splitlines())
     assert card["rows_in"] == n_in
     assert card["rows_out"] + sum(card["drops"].values()) == n_in
@@ -113,3 +121,96 @@ def test_sft_on_a_shard_equals_sft_on_the_jsonl(tmp_path, toy):
         train_sft(model_dir, train, test, out / "m", out / "metrics.jsonl", out / "ckpt", cfg)
         weights.append(load_file(out / "m" / "model.safetensors"))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def list_reader(kind, path, tokenizer, max_prompt_tokens, max_completion_tokens):
+    """The shard reader as it was: every token a Python int (~50 bytes per token)."""
+    import pyarrow.parquet as pq
+
+    from stylized_dpo.train.common import TokenizedChat, TokenizedPair
+    from stylized_dpo.train.shards import SHARD_COLUMNS
+
+    data = pq.read_table(path).to_pydict()
+    make = TokenizedChat if kind == "sft" else TokenizedPair
+    return [make(*row) for row in zip(*(data[c] for c in SHARD_COLUMNS[kind]), strict=True)]
+
+
+def toy_shards(tmp_path, paths, tokenizer, kind, limits):
+    shards = {}
+    for split in ("train", "test"):
+        shards[split] = tmp_path / f"{kind}_{split}.parquet"
+        write_shard(
+            kind, paths[f"{kind}_{split}"], tokenizer, shards[split],
+            tmp_path / f"{kind}_{split}.json", *limits,
+        )  # fmt: skip
+    return shards
+
+
+@pytest.mark.parametrize("kind", ["sft", "prefs"])
+def test_array_reader_gives_the_list_readers_rows_and_lengths(tmp_path, toy, kind, monkeypatch):
+    paths, tokenizer = toy
+    limits = (56, 12)
+    shards = toy_shards(tmp_path, paths, tokenizer, kind, limits)
+    monkeypatch.setattr("stylized_dpo.train.shards.READ_BATCH_ROWS", 5)  # several batches
+    shard = read_shard(kind, shards["train"], tokenizer, *limits)
+    old = list_reader(kind, shards["train"], tokenizer, *limits)
+    assert shard.held_tokens() == 0  # lengths only until a row is needed
+    assert len(shard) == len(old) and list(shard) == old
+    assert batch_lengths(shard) == batch_lengths(old)
+    assert shard.ids == [x.prompt_id for x in old]
+    assert all(v.dtype == np.int32 for v in shard._values.values())
+
+
+def test_each_process_holds_only_its_share(tmp_path, toy, monkeypatch):
+    paths, tokenizer = toy
+    shards = toy_shards(tmp_path, paths, tokenizer, "sft", (256, 256))
+    monkeypatch.setattr("stylized_dpo.train.shards.READ_BATCH_ROWS", 4)
+    full = read_shard("sft", shards["train"], tokenizer, 256, 256)
+    schedule = step_schedule(batch_lengths(full), 3, 2, 1, None, seed=0)  # 3 steps x 2
+    total = sum(len(full[i].input_ids) for i in range(len(full)))
+    held = []
+    for rank in (0, 1):
+        dist = Dist(rank=rank, world_size=2)
+        shard = read_shard("sft", shards["train"], tokenizer, 256, 256)
+        keep_share(shard, schedule, dist)
+        for step in schedule:
+            for mb in dist.step_share(step)[0]:
+                assert [shard[i] for i in mb] == [full[i] for i in mb]
+        held.append(shard.held_tokens())
+        other = next(i for step in schedule for i in step[1 - rank] if i not in shard._rows)
+        with pytest.raises(KeyError, match="not held by this process"):
+            shard[other]
+    assert sum(held) == total and max(held) < 0.75 * total  # disjoint shares
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_array_reader_trains_bitwise_like_the_list_reader(tmp_path, toy, monkeypatch, stage):
+    """Same batches, same weights: the reader changes memory, not a single bit of the model."""
+    from stylized_dpo.train import dpo, sft
+
+    paths, tokenizer = toy
+    torch.set_num_threads(1)
+    model_dir = save_tiny_model(tmp_path / "model")
+    if stage == "sft":
+        cfg = SFTConfig(batch_size=4, max_steps=3, lr=1e-3, max_completion_tokens=30)
+        kind, module, name, train = "sft", sft, "load_chats", train_sft
+    else:
+        cfg = DPOConfig(
+            batch_size=3, max_steps=3, lr=1e-3, eval_every=2, reference="model", optimizer="adamw"
+        )
+        kind, module, name, train = "prefs", dpo, "load_pairs", train_dpo
+    shards = toy_shards(tmp_path, paths, tokenizer, kind, limits(cfg))
+    weights = []
+    for reader in ("arrays", "lists"):
+        if reader == "lists":
+            monkeypatch.setattr(module, name, lambda *a: list_reader(kind, *a))
+        out = tmp_path / reader
+        train(
+            model_dir, shards["train"], shards["test"], out / "m", out / "m.jsonl", out / "c", cfg
+        )
+        weights.append(load_file(out / "m" / "model.safetensors"))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def limits(cfg):
+    return cfg.max_prompt_tokens, cfg.max_completion_tokens

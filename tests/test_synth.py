@@ -5,6 +5,7 @@ import types
 from pathlib import Path
 
 import pytest
+from chat_templates import NO_SYSTEM_CHAT_TEMPLATE, gemma_like_tokenizer
 
 from stylized_dpo.io import DataError, read_records, write_jsonl
 from stylized_dpo.records import PreferencePair
@@ -15,6 +16,8 @@ from stylized_dpo.synth.backends import (
     SynthError,
     VLLMBackend,
     VLLMSettings,
+    prompt_tokens,
+    render_chat,
     vllm_engine_kwargs,
 )
 from stylized_dpo.synth.rewrite import Cache, quality_check, rewrite_prefs
@@ -269,8 +272,12 @@ def test_too_many_drops_fail_loudly(tmp_path, pairs_file, style):
 # --- vllm: request construction without vllm or a GPU ---------------------------------------
 
 
-def fake_vllm(log):
+def fake_vllm(log, tokenizer=None, poison=None):
+    """vllm as far as the backend uses it. Like vLLM 0.33, `LLM.chat` renders each conversation
+    with the model's chat template and rejects the whole call when one prompt is longer than
+    `max_model_len`; a conversation containing `poison` fails the whole call as well."""
     mod = types.ModuleType("vllm")
+    tokenizer = tokenizer or gemma_like_tokenizer()
 
     class SamplingParams:
         def __init__(self, **kw):
@@ -279,12 +286,28 @@ def fake_vllm(log):
     class LLM:
         def __init__(self, **kw):
             log["engine"] = kw
+            self.max_model_len = kw.get("max_model_len", 8192)
+
+        def get_tokenizer(self):
+            return tokenizer
 
         def chat(self, conversations, params, use_tqdm=True):
             log.setdefault("chats", []).append((conversations, [p.kw for p in params]))
+            for conv in conversations:
+                text = tokenizer.apply_chat_template(
+                    conv, tokenize=False, add_generation_prompt=True
+                )
+                n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                if n > self.max_model_len:
+                    raise ValueError(
+                        f"The decoder prompt (length {n}) is longer than the maximum model "
+                        f"length of {self.max_model_len}."
+                    )
+                if poison and poison in text:
+                    raise RuntimeError("engine error on one request")
             outs = []
             for conv, p in zip(conversations, params, strict=True):
-                answer = conv[1]["content"].split("Original answer:\n")[1]
+                answer = conv[-1]["content"].split("Original answer:\n")[1]
                 finish = "length" if "fact 7 " in answer else "stop"
                 outs.append(
                     types.SimpleNamespace(
@@ -299,6 +322,128 @@ def fake_vllm(log):
 
     mod.LLM, mod.SamplingParams = LLM, SamplingParams
     return mod
+
+
+def long_pairs_file(tmp_path, long_rows=(4,), poison_rows=()):
+    pairs = []
+    for i in range(12):
+        chosen = f"The fact {i} is blue."
+        if i in long_rows:
+            chosen = "The fact is blue. " * 1000  # far over the generator's context
+        if i in poison_rows:
+            chosen = f"The fact {i} is POISON."
+        pairs.append(PreferencePair(f"p{i:03d}", f"What is fact {i}?", chosen, "No."))
+    path = tmp_path / "long.jsonl"
+    write_jsonl(path, pairs)
+    return path
+
+
+def vllm_cfg(**kw):
+    settings = {"max_model_len": 4096}  # config/paper.yaml's
+    return SynthConfig(
+        backend="vllm",
+        model="google/gemma-3-12b-it",
+        batch_size=5,
+        max_new_tokens=1024,
+        vllm=VLLMSettings(**settings),
+        **kw,
+    )
+
+
+def test_an_over_long_request_is_skipped_not_failing_its_batch(tmp_path, style, monkeypatch):
+    log: dict = {}
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm(log))
+    pairs = long_pairs_file(tmp_path)
+    card = rewrite_prefs(pairs, style, vllm_cfg(), tmp_path / "o.jsonl", tmp_path / "c.jsonl")
+    assert card["skipped"] == {"not_in_policy_shard": 0, "over_context": 1}
+    assert card["skip_examples"]["over_context"]["prompt_id"] == "p004"
+    assert "max_model_len 4096" in card["skip_examples"]["over_context"]["why"]
+    assert card["rows_out"] == 10 and card["drops"]["truncated"] == 1  # fact 7
+    sent = [c[-1]["content"] for convs, _ in log["chats"] for c in convs]
+    assert len(sent) == 11 and not any("blue. The fact is blue." in t for t in sent)
+
+
+def test_a_row_that_breaks_the_engine_fails_alone(tmp_path, style, monkeypatch):
+    """vLLM aborts the whole call for one bad request: the backend narrows it to that row."""
+    log: dict = {}
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm(log, poison="POISON"))
+    pairs = long_pairs_file(tmp_path, long_rows=(), poison_rows=(2,))
+    out, cache = tmp_path / "o.jsonl", tmp_path / "c.jsonl"
+    card = rewrite_prefs(pairs, style, vllm_cfg(), out, cache)
+    assert card["failed"] == {"error": 1} and card["rows_out"] == 10  # and fact 7 truncated
+    assert "engine error" in card["drop_examples"]["failed_error"]["text"]
+    assert len(Cache(cache).entries) == 11  # every row of the failed call but the bad one
+
+
+def test_gemma3_template_folds_the_system_message_into_the_first_user_turn(style):
+    tokenizer = gemma_like_tokenizer()
+    messages = style.messages("What is fact 1?", "The fact 1 is blue.")
+    text = render_chat(tokenizer, messages)
+    assert text.startswith(f"<bos><start_of_turn>user\n{style.system_prompt}\n\n")
+    assert "<start_of_turn>system" not in text and text.endswith("<start_of_turn>model\n")
+    # a template that rejects a system message gets the same fold from us
+    strict = gemma_like_tokenizer(NO_SYSTEM_CHAT_TEMPLATE)
+    assert render_chat(strict, messages) == text
+    assert prompt_tokens(strict, messages) == prompt_tokens(tokenizer, messages)
+
+
+def test_vllm_requests_fit_a_template_without_a_system_role(tmp_path, style, monkeypatch):
+    log: dict = {}
+    tokenizer = gemma_like_tokenizer(NO_SYSTEM_CHAT_TEMPLATE)
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm(log, tokenizer))
+    pairs = long_pairs_file(tmp_path, long_rows=())
+    card = rewrite_prefs(pairs, style, vllm_cfg(), tmp_path / "o.jsonl", tmp_path / "c.jsonl")
+    assert card["rows_out"] == 11 and card["failed"] == {}
+    first = log["chats"][0][0][0]
+    assert [m["role"] for m in first] == ["user"] and first[0]["content"].startswith(
+        style.system_prompt + "\n\n"
+    )
+
+
+def test_only_rows_of_the_policy_shard_are_rewritten(tmp_path, pairs_file, style):
+    cfg = SynthConfig(batch_size=5)
+    backend = CountingBackend(RulesBackend(cfg))
+    keep = {f"p{i:03d}" for i in range(0, 23, 2)}
+    out = tmp_path / "o.jsonl"
+    card = rewrite_prefs(
+        pairs_file, style, cfg, out, tmp_path / "c.jsonl", backend=backend, keep_ids=keep
+    )
+    assert card["skipped"]["not_in_policy_shard"] == 11 and card["rows_out"] == 12
+    assert {r.prompt_id for r in read_records(out, PreferencePair)} == keep
+    assert sum(backend.generated.values()) == 12
+
+
+class StreamingBackend:
+    """Delivers rows one by one; 'dies' (raises) after `die_after` rows in total."""
+
+    def __init__(self, inner, die_after=None):
+        self.inner, self.die_after, self.delivered = inner, die_after, 0
+        self.requested: list[str] = []
+
+    def stream(self, requests):
+        self.requested += [r.key for r in requests]
+        for i, c in enumerate(self.inner.generate(requests)):
+            if self.die_after is not None and self.delivered >= self.die_after:
+                raise Killed
+            self.delivered += 1
+            yield i, c
+
+
+def test_a_kill_mid_batch_loses_no_answered_row(tmp_path, pairs_file, style):
+    cfg = SynthConfig(batch_size=10)  # 23 rows -> batches of 10, 10, 3
+    out, cache = tmp_path / "o.jsonl", tmp_path / "c.jsonl"
+    dying = StreamingBackend(RulesBackend(cfg), die_after=13)  # 3 rows into the second batch
+    with pytest.raises(Killed):
+        rewrite_prefs(pairs_file, style, cfg, out, cache, backend=dying)
+    assert len(Cache(cache).entries) == 13
+    resumed = StreamingBackend(RulesBackend(cfg))
+    card = rewrite_prefs(pairs_file, style, cfg, out, cache, backend=resumed)
+    assert card["from_cache"] == 13 and card["generated_this_run"] == 10
+    assert not set(resumed.requested) & set(Cache(cache).entries.keys() - set(resumed.requested))
+    assert len(resumed.requested) == 10  # only the unanswered rows were requested again
+    clean = tmp_path / "clean.jsonl"
+    rewrite_prefs(pairs_file, style, cfg, clean, tmp_path / "c2.jsonl")
+    assert sha(out) == sha(clean)
 
 
 def test_vllm_request_construction(tmp_path, pairs_file, style, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from stylized_dpo.io import read_records, write_jsonl
+from stylized_dpo.io import DataError, read_records, write_jsonl
 from stylized_dpo.records import PreferencePair
 from stylized_dpo.synth.backends import OpenAISettings, SynthConfig, SynthError
 from stylized_dpo.synth.rewrite import rewrite_prefs
@@ -116,18 +116,8 @@ def test_bad_completions_are_counted_drops(tmp_path, pairs_file):
     assert card["rows_out"] == 8 == len(read_records(tmp_path / "o.jsonl", PreferencePair))
 
 
-def test_non_retryable_error_stops_and_keeps_finished_batches(tmp_path, pairs_file):
+def test_a_rejected_request_fails_its_row_not_its_batch(tmp_path, pairs_file):
     with FakeOpenAI({answer(7): ["400"]}) as server:
-        with pytest.raises(SynthError, match="400"):
-            rewrite_prefs(
-                pairs_file,
-                load_style(STYLE),
-                config(server.url),
-                tmp_path / "o.jsonl",
-                tmp_path / "c.jsonl",
-            )
-        assert server.attempts[answer(7)] == 1
-        assert not (tmp_path / "o.jsonl").exists()
         card = rewrite_prefs(
             pairs_file,
             load_style(STYLE),
@@ -135,20 +125,49 @@ def test_non_retryable_error_stops_and_keeps_finished_batches(tmp_path, pairs_fi
             tmp_path / "o.jsonl",
             tmp_path / "c.jsonl",
         )
-    assert card["from_cache"] == 5 and card["rows_out"] == 12  # first batch was kept
+        assert server.attempts[answer(7)] == 1  # a 400 is not retried
+        assert card["failed"] == {"rejected": 1} and card["rows_out"] == 11
+        assert card["drop_examples"]["failed_rejected"]["prompt_id"] == "p007"
+        # the failed row is not cached: a fresh run (new output) asks for it alone again
+        again = rewrite_prefs(
+            pairs_file,
+            load_style(STYLE),
+            config(server.url),
+            tmp_path / "o2.jsonl",
+            tmp_path / "c.jsonl",
+        )
+    assert again["from_cache"] == 11 and again["generated_this_run"] == 1
+    assert again["rows_out"] == 12 and again["failed"] == {}
 
 
-def test_retries_are_bounded(tmp_path, pairs_file):
+def test_retries_are_bounded_and_a_spent_row_is_counted(tmp_path, pairs_file):
     with FakeOpenAI({answer(0): ["500"] * 10}) as server:
-        with pytest.raises(SynthError, match="gave up after 3 attempts; last error 5xx"):
+        card = rewrite_prefs(
+            pairs_file,
+            load_style(STYLE),
+            config(server.url, max_retries=2),
+            tmp_path / "o.jsonl",
+            tmp_path / "c.jsonl",
+        )
+    assert server.attempts[answer(0)] == 3
+    assert card["failed"] == {"gave_up": 1} and card["rows_out"] == 11
+    assert (
+        "gave up after 3 attempts; last error 5xx"
+        in (card["drop_examples"]["failed_gave_up"]["text"])
+    )
+
+
+def test_every_row_failing_stops_the_run(tmp_path, pairs_file):
+    with FakeOpenAI({answer(i): ["400"] for i in range(12)}) as server:
+        with pytest.raises(DataError, match=r"12 of 12 rewrites .* failed \(\{'rejected': 12\}\)"):
             rewrite_prefs(
                 pairs_file,
                 load_style(STYLE),
-                config(server.url, max_retries=2),
+                config(server.url),
                 tmp_path / "o.jsonl",
                 tmp_path / "c.jsonl",
             )
-    assert server.attempts[answer(0)] == 3
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_concurrency_is_bounded(tmp_path, pairs_file):
@@ -241,4 +260,4 @@ def test_sigkill_then_resume_gives_the_same_file(tmp_path):
     assert len(keys) == len(set(keys)) == n  # no row stored twice
     # requests in flight at the kill (at most one batch) are the only ones sent twice
     first_run_and_resume = sum(server.attempts.values()) - n  # minus the clean run
-    assert n <= first_run_and_resume <= n + 4
+    assert n <= first_run_and_resume <= n + 2  # concurrency 2: each row is cached on arrival

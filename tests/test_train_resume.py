@@ -57,7 +57,8 @@ def test_killed_and_resumed_run_is_bitwise_identical(tmp_path, stage):
     # and the rows of steps 6-8 already written must not be duplicated on resume
     killed = run(stage, tmp_path, tmp_path / "resumed", kill_at=3)
     assert killed.returncode == -signal.SIGKILL
-    assert (tmp_path / "resumed" / "ckpt" / "trainer_state.pt").exists()
+    kept = sorted(p.name for p in (tmp_path / "resumed" / "ckpt").iterdir())
+    assert kept == ["step-000000003", "step-000000006"]  # the last two (keep=2 in the harness)
     assert not (tmp_path / "resumed" / "model").exists()
     resumed = run(stage, tmp_path, tmp_path / "resumed")
     assert resumed.returncode == 0, resumed.stderr
@@ -71,3 +72,33 @@ def test_killed_and_resumed_run_is_bitwise_identical(tmp_path, stage):
         tmp_path / "resumed" / "metrics.jsonl"
     )
     assert not (tmp_path / "resumed" / "ckpt").exists()  # removed once the model is saved
+
+
+class Saved:
+    def __init__(self, path):
+        self.path = path
+
+
+def test_only_the_last_k_checkpoints_are_kept_and_the_newest_resumes(tmp_path):
+    from train_helpers import tiny_model_and_tokenizer
+
+    from stylized_dpo.train.common import adamw, load_checkpoint, save_checkpoint
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    optimizer = adamw(model, 1e-3, (0.9, 0.95), 0.0)
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text("")
+    ckpt = tmp_path / "ckpt"
+    for step in (100, 200, 300, 400):
+        save_checkpoint(ckpt, model, tokenizer, optimizer, {"step": step, "fingerprint": "f"},
+                        Saved(metrics), keep=2)  # fmt: skip
+        names = sorted(p.name for p in ckpt.iterdir())
+        assert names == [f"step-{s:09d}" for s in (100, 200, 300, 400) if step - 100 <= s <= step]
+    (ckpt / ".step-crashed").mkdir()  # a checkpoint a crash left half-written
+    found = load_checkpoint(ckpt, "f")
+    assert found is not None and found[0].name == "step-000000400"
+    assert found[1]["state"]["step"] == 400 and not (ckpt / ".step-crashed").exists()
+    assert load_checkpoint(ckpt, "other config") is None
+    with pytest.raises(ValueError, match="keep"):
+        save_checkpoint(ckpt, model, tokenizer, optimizer, {"step": 1, "fingerprint": "f"},
+                        Saved(metrics), keep=0)  # fmt: skip

@@ -249,7 +249,9 @@ def test_shards_are_keyed_by_length_limits_not_by_training_values(small_run, tmp
         small_run, tmp_path, lambda c: c["dpo"].update(max_completion_tokens=512)
     )
     assert jobs["tokenize_prefs"] == 8 and jobs["reference_logps"] == 8 and jobs["dpo"] == 4
-    for unaffected in ("tokenizer", "tokenize_sft", "pretrain_base", "sft", "style_rewrite"):
+    # the rewrites follow the UltraFeedback shard's rows (answered rows come from their cache)
+    assert jobs["style_rewrite"] == 6
+    for unaffected in ("tokenizer", "tokenize_sft", "pretrain_base", "sft"):
         assert unaffected not in jobs
     jobs, _ = changed_jobs(small_run, tmp_path, lambda c: c["sft"].update(lr=1.0e-3))
     assert jobs["sft"] == 1

@@ -62,13 +62,20 @@ def main(stage: str, root: Path, out: Path, kill_at: int = 0) -> None:
                 vocab_size=400,
                 model_max_length=64,
             )
-        pretrain.pretrain_base(root / "corpus.jsonl", tokenizer_dir, *common, arch, cfg)
+        pretrain.pretrain_base(
+            root / "corpus.jsonl", tokenizer_dir, *common, arch, cfg, keep_checkpoints=2
+        )
     elif stage == "sft":
         cfg = sft.SFTConfig(
             batch_size=4, grad_accum=2, lr=1e-3, max_steps=10, eval_every=4, checkpoint_every=3
         )
         sft.train_sft(
-            root / "model", root / "sft/train.jsonl", root / "sft/test.jsonl", *common, cfg
+            root / "model",
+            root / "sft/train.jsonl",
+            root / "sft/test.jsonl",
+            *common,
+            cfg,
+            keep_checkpoints=2,
         )
     else:
         cfg = dpo.DPOConfig(
@@ -82,6 +89,7 @@ def main(stage: str, root: Path, out: Path, kill_at: int = 0) -> None:
             cfg,
             root / "ref_train.parquet",
             root / "ref_test.parquet",
+            keep_checkpoints=2,
         )
 
 

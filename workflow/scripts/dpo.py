@@ -2,7 +2,7 @@
 
 import sys
 
-from stylized_dpo.train.launch import train_stage
+from stylized_dpo.train.launch import train_stage, workflow_checkpoints
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
@@ -13,7 +13,7 @@ kwargs = dict(
     test_path=inputs.test,
     out_dir=snakemake.output.model,
     metrics_path=snakemake.output.metrics,
-    checkpoint_dir=snakemake.params.checkpoint_dir,
+    **workflow_checkpoints(snakemake.config, snakemake.wildcards.dpo_model),
     config=dict(snakemake.params.dpo),
     ref_train_path=inputs.get("ref_train"),
     ref_test_path=inputs.get("ref_test"),

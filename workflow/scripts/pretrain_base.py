@@ -2,7 +2,7 @@
 
 import sys
 
-from stylized_dpo.train.launch import train_stage
+from stylized_dpo.train.launch import train_stage, workflow_checkpoints
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
@@ -12,7 +12,7 @@ kwargs = dict(
     tokenizer_dir=snakemake.input.tokenizer,
     out_dir=snakemake.output.model,
     metrics_path=snakemake.output.metrics,
-    checkpoint_dir=params.checkpoint_dir,
+    **workflow_checkpoints(snakemake.config, "base"),
     architecture=dict(params.architecture),
     config={**params.pretrain, "seed": params.seed},
 )

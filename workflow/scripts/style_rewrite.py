@@ -6,6 +6,7 @@ import sys
 from stylized_dpo.synth.backends import SynthConfig
 from stylized_dpo.synth.rewrite import rewrite_prefs
 from stylized_dpo.synth.styles import load_style
+from stylized_dpo.train.shards import shard_ids
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
@@ -21,4 +22,5 @@ rewrite_prefs(
     out_path=snakemake.output.pairs,
     cache_path=params.cache,
     card_path=snakemake.output.card,
+    keep_ids=shard_ids(snakemake.input.shard),
 )

@@ -12,6 +12,12 @@ Every backend maps a list of `Request`s to `Completion`s in the same order. Each
 its own seed, derived from the run seed and the row's cache key, so a row's output does not
 depend on which other rows share its batch (vllm and openai honour per-request seeds;
 transformers seeds each batch and `rewrite` keeps batches fixed across restarts).
+
+A backend may also `stream` its results, row by row as they arrive, so that `rewrite` caches
+each answered row at once; a row that fails on its own comes back as a `RowFailure` (counted,
+never cached) instead of failing its batch. The vllm backend also `check`s each request's
+length against the engine's context before sending it: vLLM rejects an over-long prompt by
+aborting the whole `LLM.chat` call.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +80,7 @@ class SynthConfig:
     seed: int = 0
     """Run seed; each row's seed derives from it and the row's key."""
     batch_size: int = 64
-    """Rows per backend call; each finished batch is appended to the cache."""
+    """Rows per backend call; each answered row is appended to the cache as it arrives."""
     max_drop_fraction: float = 0.5
     """Fail, rather than write a much smaller set, when more rows than this are filtered out."""
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
@@ -153,8 +159,23 @@ class Completion:
     """`stop`, `length`, or what the backend reported."""
 
 
+@dataclass(frozen=True)
+class RowFailure:
+    """A request that failed on its own (the rest of its batch is unaffected)."""
+
+    reason: str
+    """`rejected` (the endpoint refused this request), `gave_up` (retries spent) or `error`."""
+    message: str
+
+
 class SynthError(RuntimeError):
     """A generator backend failed for good (after its retries)."""
+
+    def __init__(self, message: str, row_reason: str | None = None):
+        super().__init__(message)
+        self.row_reason = row_reason
+        """Set when the failure is this request's alone (see `RowFailure.reason`); None when
+        it would fail every request (no key, a wrong key, an unknown model): the run stops."""
 
 
 class MalformedResponse(ValueError):
@@ -213,8 +234,58 @@ def vllm_sampling_kwargs(cfg: SynthConfig, request: Request) -> dict[str, Any]:
     }
 
 
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The prompt text of `messages` under the tokenizer's chat template, generation prompt on.
+
+    Some chat templates have no system role: Gemma 3's merges a system message into the first
+    user turn itself; others (Gemma 2's) raise. For those the system message is merged here the
+    way Gemma 3 does it (system text, a blank line, the user's text), so every request renders.
+    """
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - a template's raise_exception; retried once below
+        merged = merge_system(messages)
+        if merged == messages:
+            raise
+        return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+
+
+def merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A leading system message folded into the first user turn (Gemma 3's own convention)."""
+    if len(messages) < 2 or messages[0]["role"] != "system" or messages[1]["role"] != "user":
+        return messages
+    first = {"role": "user", "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"}
+    return [first, *messages[2:]]
+
+
+def prompt_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> int:
+    """Tokens of the rendered prompt, as vLLM counts them (the template writes any BOS)."""
+    return len(tokenizer(render_chat(tokenizer, messages), add_special_tokens=False)["input_ids"])
+
+
+def context_skips(
+    tokenizer: Any, requests: list[Request], max_model_len: int, max_new_tokens: int
+) -> dict[str, str]:
+    """Request key -> why it is not sent: its prompt plus `max_new_tokens` exceeds the context."""
+    skips = {}
+    for r in requests:
+        n = prompt_tokens(tokenizer, r.messages)
+        if n + max_new_tokens > max_model_len:
+            skips[r.key] = (
+                f"over_context: prompt {n} + max_new_tokens {max_new_tokens} tokens > "
+                f"max_model_len {max_model_len}"
+            )
+    return skips
+
+
 class VLLMBackend:
-    """Offline batched generation with vllm's `LLM.chat` (one SamplingParams per request)."""
+    """Offline batched generation with vllm's `LLM.chat` (one SamplingParams per request).
+
+    Requests are sent as `render_chat` renders them (a system message merged into the first
+    user turn where the template has no system role), after `check` has set aside those longer
+    than the engine's context. Should a call still fail, it is split in halves down to the row
+    that fails, which becomes a `RowFailure`: vLLM aborts the whole call for one bad request.
+    """
 
     name = "vllm"
 
@@ -236,16 +307,61 @@ class VLLMBackend:
             self._llm = vllm.LLM(**vllm_engine_kwargs(self.cfg))
         return self._llm
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
+    def max_model_len(self) -> int:
+        if self.cfg.vllm.max_model_len is not None:
+            return self.cfg.vllm.max_model_len
+        return int(self._engine().llm_engine.model_config.max_model_len)
+
+    def _messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        try:
+            self._engine().get_tokenizer().apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+            return messages
+        except Exception:  # noqa: BLE001 - a template without a system role
+            return merge_system(messages)
+
+    def check(self, requests: list[Request]) -> dict[str, str]:
+        """Request key -> skip reason, for requests that cannot fit the engine's context."""
+        tokenizer = self._engine().get_tokenizer()
+        return context_skips(tokenizer, requests, self.max_model_len(), self.cfg.max_new_tokens)
+
+    def stream(self, requests: list[Request]) -> Iterator[tuple[int, Completion | RowFailure]]:
+        self._engine()
+        if requests:
+            yield from self._chat(list(enumerate(requests)))
+
+    def _chat(
+        self, indexed: list[tuple[int, Request]]
+    ) -> Iterator[tuple[int, Completion | RowFailure]]:
         llm = self._engine()
-        params = [self._vllm.SamplingParams(**vllm_sampling_kwargs(self.cfg, r)) for r in requests]
-        outputs = llm.chat([r.messages for r in requests], params, use_tqdm=False)
-        if len(outputs) != len(requests):
-            raise SynthError(f"vllm returned {len(outputs)} outputs for {len(requests)} requests")
-        out = []
-        for o in outputs:
+        params = [
+            self._vllm.SamplingParams(**vllm_sampling_kwargs(self.cfg, r)) for _, r in indexed
+        ]
+        try:
+            outputs = llm.chat(
+                [self._messages(r.messages) for _, r in indexed], params, use_tqdm=False
+            )
+        except Exception as e:  # noqa: BLE001 - one bad request aborts vLLM's whole call
+            if len(indexed) == 1:
+                yield indexed[0][0], RowFailure("error", f"{type(e).__name__}: {e}"[:500])
+                return
+            half = len(indexed) // 2
+            yield from self._chat(indexed[:half])
+            yield from self._chat(indexed[half:])
+            return
+        if len(outputs) != len(indexed):
+            raise SynthError(f"vllm returned {len(outputs)} outputs for {len(indexed)} requests")
+        for (i, _), o in zip(indexed, outputs, strict=True):
             best = o.outputs[0]
-            out.append(Completion(best.text, best.finish_reason or "stop"))
+            yield i, Completion(best.text, best.finish_reason or "stop")
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        out: list[Any] = [None] * len(requests)
+        for i, result in self.stream(requests):
+            if isinstance(result, RowFailure):
+                raise SynthError(f"request {requests[i].key}: {result.message}", result.reason)
+            out[i] = result
         return out
 
 
@@ -311,11 +427,44 @@ class OpenAIBackend:
         except Exception as e:  # noqa: BLE001 - classified below
             kind = self._retryable(e)
             if kind is None:
-                raise SynthError(f"request {request.key}: {type(e).__name__}: {e}") from e
+                o = self._openai
+                # a bad request is this row's; a key, permission or model error is everyone's
+                row = isinstance(e, o.BadRequestError | o.UnprocessableEntityError)
+                raise SynthError(
+                    f"request {request.key}: {type(e).__name__}: {e}", "rejected" if row else None
+                ) from e
             raise SynthError(
                 f"request {request.key}: gave up after {s.max_retries + 1} "
-                f"attempts; last error {kind}: {e}"
+                f"attempts; last error {kind}: {e}",
+                "gave_up",
             ) from e
+
+    def stream(self, requests: list[Request]) -> Iterator[tuple[int, Completion | RowFailure]]:
+        """Results as they arrive. A request's own failure is a RowFailure; one that would fail
+        every request stops the run after the requests already in flight have finished."""
+        if not requests:
+            return
+        workers = max(1, min(self.cfg.openai.concurrency, len(requests)))
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            futures = {pool.submit(self._one, r): i for i, r in enumerate(requests)}
+            fatal: SynthError | None = None
+            for future in as_completed(futures):
+                if future.cancelled():
+                    continue
+                try:
+                    yield futures[future], future.result()
+                except SynthError as e:
+                    if e.row_reason is not None:
+                        yield futures[future], RowFailure(e.row_reason, str(e)[:500])
+                    elif fatal is None:
+                        fatal = e
+                        for other in futures:
+                            other.cancel()
+            if fatal is not None:
+                raise fatal
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         workers = max(1, min(self.cfg.openai.concurrency, len(requests)))
@@ -351,12 +500,7 @@ class TransformersBackend:
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         torch = self._torch
-        texts = [
-            self.tokenizer.apply_chat_template(
-                r.messages, tokenize=False, add_generation_prompt=True
-            )
-            for r in requests
-        ]
+        texts = [render_chat(self.tokenizer, r.messages) for r in requests]
         batch = self.tokenizer(
             texts, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)

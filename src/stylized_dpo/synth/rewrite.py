@@ -4,13 +4,20 @@
 in the style of a style file, and writes the rewritten pairs (the rejected answer is kept, as in
 the paper, section 3.2). Every row carries provenance.
 
-Resuming. Each finished batch of completions is appended to a JSONL cache, one line per row,
-keyed by a hash of the row (prompt_id, prompt, chosen answer), the style prompt hash and the
-generator settings. Batches are fixed slices of the input, so a restarted run regenerates
-exactly the rows whose batch had not been written, with the same seeds; rows already in the
-cache are never generated again. A line cut short by a kill is discarded on restart. The final
-file is assembled from the cache in input order and written atomically, so it is identical
-whether or not the run was interrupted.
+Only what the study trains on is rewritten: given `keep_ids` (the prompt_ids of the policy's
+length-filtered UltraFeedback shard), the other rows are counted as skipped
+(`not_in_policy_shard`). A backend that can `check` requests (vllm) sets aside those that do
+not fit its context (`over_context`, counted, never sent).
+
+Resuming. Each answered row is appended to a JSONL cache as it arrives (one line, written,
+flushed and fsynced: a kill loses at most the rows in flight), keyed by a hash of the row
+(prompt_id, prompt, chosen answer), the style prompt hash and the generator settings. Batches
+are fixed slices of the input, so a restarted run requests exactly the rows not yet in the
+cache, with the same seeds (transformers, which samples a batch with one generator, redoes the
+whole batch). A line cut short by a kill is discarded on restart, with a warning. The final file
+is assembled from the cache in input order and written atomically, so it is identical whether
+or not the run was interrupted. A row that fails on its own (`RowFailure`) is counted and left
+out, not cached; it never fails its batch.
 
 Quality filters, each a counted drop: empty rewrite, truncated (finish_reason `length`),
 refusal (the rewrite refuses while the original answer did not), verbatim copy of the original.
@@ -24,7 +31,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,10 +40,18 @@ from tqdm import tqdm
 
 from stylized_dpo.io import DataError, read_records, write_json, write_jsonl
 from stylized_dpo.records import PreferencePair
-from stylized_dpo.synth.backends import Completion, Request, SynthConfig, make_backend
+from stylized_dpo.synth.backends import (
+    Completion,
+    Request,
+    RowFailure,
+    SynthConfig,
+    make_backend,
+)
 from stylized_dpo.synth.styles import StyleSpec
 
 DROP_REASONS = ("empty", "truncated", "refusal", "verbatim_copy")
+SKIP_SHARD = "not_in_policy_shard"
+SKIP_REASONS = (SKIP_SHARD, "over_context")
 
 REFUSAL = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry, (?:but )?i|i cannot|i can'?t|i can not|"
@@ -95,6 +110,11 @@ class Cache:
         end = data.rfind(b"\n") + 1
         if end < len(data):  # a line cut short by a kill: drop it before appending again
             self.discarded_partial_line = True
+            print(
+                f"warning: {self.path}: discarding a last line cut short "
+                f"({len(data) - end} bytes; that row is requested again)",
+                flush=True,
+            )
             with open(self.path, "r+b") as f:
                 f.truncate(end)
             data = data[:end]
@@ -117,7 +137,8 @@ class Cache:
             self.entries[key] = Completion(text, reason)
 
     def append(self, items: list[tuple[str, Completion]]) -> None:
-        """Append a finished batch with one write, then flush it to disk."""
+        """Append rows with one write, then flush and fsync it (a kill leaves at most a torn
+        last line, which `_load` discards)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(
             json.dumps(
@@ -139,6 +160,20 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
+def _stream(backend: Any, requests: list[Request]) -> Iterator[tuple[int, Any]]:
+    """(index, Completion | RowFailure) as the backend delivers them; a backend without
+    `stream` delivers its whole call at once."""
+    if hasattr(backend, "stream"):
+        yield from backend.stream(requests)
+        return
+    completions = backend.generate(requests)
+    if len(completions) != len(requests):
+        raise RuntimeError(
+            f"backend returned {len(completions)} completions for {len(requests)} requests"
+        )
+    yield from enumerate(completions)
+
+
 def rewrite_prefs(
     pairs_path: str | Path,
     style: StyleSpec,
@@ -147,16 +182,26 @@ def rewrite_prefs(
     cache_path: str | Path,
     card_path: str | Path | None = None,
     backend: Any = None,
+    keep_ids: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Rewrite the chosen answers of `pairs_path` in `style`; returns the run card."""
+    """Rewrite the chosen answers of `pairs_path` in `style`; returns the run card.
+
+    With `keep_ids`, only the rows with those prompt_ids are rewritten (the rest are counted
+    as skipped, `not_in_policy_shard`)."""
     start = time.perf_counter()
     pairs = read_records(pairs_path, PreferencePair)
     identity = cfg.identity()
     keys = [row_key(p, style, identity) for p in pairs]
     if len(set(keys)) != len(keys):
         raise DataError(pairs_path, None, "prompt_id", "duplicate rows (same prompt_id and text)")
+    skipped: dict[str, str] = {}  # key -> reason (and detail)
+    if keep_ids is not None:
+        keep = set(keep_ids)
+        for p, k in zip(pairs, keys, strict=True):
+            if p.prompt_id not in keep:
+                skipped[k] = "not_in_policy_shard"
     cache = Cache(cache_path)
-    from_cache = sum(k in cache.entries for k in keys)
+    from_cache = sum(k in cache.entries for k in keys if k not in skipped)
     requests = [
         Request(
             key=k,
@@ -167,36 +212,53 @@ def rewrite_prefs(
             seed=row_seed(cfg.seed, k),
         )
         for p, k in zip(pairs, keys, strict=True)
+        if k not in skipped
     ]
     generated = 0
+    failed: dict[str, RowFailure] = {}
     todo = [
         b for b in _batches(requests, cfg.batch_size) if any(r.key not in cache.entries for r in b)
     ]
     if todo:
         backend = backend or make_backend(cfg)
+        check = getattr(backend, "check", None)
         for batch in tqdm(todo, desc=f"rewrite {style.name}", unit="batch"):
             missing = [r for r in batch if r.key not in cache.entries]
+            if check is not None:
+                skipped |= check(missing)
+                missing = [r for r in missing if r.key not in skipped]
             # transformers samples a batch with one generator: keep the batch whole so a
             # restarted run samples exactly what an uninterrupted one would.
             call = batch if cfg.backend == "transformers" else missing
-            completions = backend.generate(call)
-            if len(completions) != len(call):
-                raise RuntimeError(
-                    f"backend returned {len(completions)} completions for {len(call)} requests"
-                )
-            new = [
-                (r.key, c)
-                for r, c in zip(call, completions, strict=True)
-                if r.key not in cache.entries
-            ]
-            cache.append(new)
-            generated += len(new)
+            if not call:  # every missing row was set aside
+                continue
+            for i, result in _stream(backend, call):
+                key = call[i].key
+                if key in cache.entries:
+                    continue
+                if isinstance(result, RowFailure):
+                    failed[key] = result
+                    continue
+                cache.append([(key, result)])
+                generated += 1
 
     sampling = cfg.sampling()
     out_rows: list[PreferencePair] = []
     drops: Counter[str] = Counter()
     examples: dict[str, dict[str, str]] = {}
+    skip_counts: Counter[str] = Counter(reason.split(":")[0] for reason in skipped.values())
+    skip_examples: dict[str, dict[str, str]] = {}
     for pair, key in zip(pairs, keys, strict=True):
+        if key in skipped:
+            kind = skipped[key].split(":")[0]
+            skip_examples.setdefault(kind, {"prompt_id": pair.prompt_id, "why": skipped[key]})
+            continue
+        if key in failed:
+            examples.setdefault(
+                f"failed_{failed[key].reason}",
+                {"prompt_id": pair.prompt_id, "text": failed[key].message[:300]},
+            )
+            continue
         completion = cache.entries[key]
         reason = quality_check(pair.chosen, completion)
         if reason is not None:
@@ -221,7 +283,10 @@ def rewrite_prefs(
                 },
             )
         )
+    fail_counts = Counter(f.reason for f in failed.values())
     n_drops = sum(drops.values())
+    # rows the study never trains on are not losses; every other row not written is
+    n_lost = n_drops + len(failed) + sum(n for k, n in skip_counts.items() if k != SKIP_SHARD)
     card = {
         "style": style.name,
         "style_prompt_hash": style.prompt_hash,
@@ -233,6 +298,9 @@ def rewrite_prefs(
         "drops": {r: drops.get(r, 0) for r in DROP_REASONS},
         "drops_total": n_drops,
         "drop_examples": examples,
+        "skipped": {r: skip_counts.get(r, 0) for r in SKIP_REASONS},
+        "skip_examples": skip_examples,
+        "failed": dict(sorted(fail_counts.items())),
         "generated_this_run": generated,
         "from_cache": from_cache,
         "cache": str(cache_path),
@@ -241,20 +309,23 @@ def rewrite_prefs(
         "retries": dict(getattr(backend, "retries", {}) or {}),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    if n_drops > cfg.max_drop_fraction * len(pairs):
+    n_wanted = len(pairs) - skip_counts.get(SKIP_SHARD, 0)
+    if n_lost > cfg.max_drop_fraction * n_wanted:
         raise DataError(
             pairs_path,
             None,
             None,
-            f"{n_drops} of {len(pairs)} rewrites failed the quality filters "
-            f"({card['drops']}), more than synth.max_drop_fraction="
-            f"{cfg.max_drop_fraction}; examples: {examples}",
+            f"{n_lost} of {n_wanted} rewrites failed the quality filters "
+            f"({card['drops']}), failed ({card['failed']}) or did not fit the generator "
+            f"({card['skipped']}), more than synth.max_drop_fraction="
+            f"{cfg.max_drop_fraction}; examples: {examples | skip_examples}",
         )
     write_jsonl(out_path, out_rows)
     if card_path is not None:
         write_json(card_path, card)
     print(
         f"{style.name}: {len(out_rows)} rows out of {len(pairs)}, drops {card['drops']}, "
+        f"skipped {card['skipped']}, failed {card['failed']}, "
         f"{generated} generated, {from_cache} from cache, {card['seconds']} s",
         flush=True,
     )

@@ -186,10 +186,12 @@ def filter_by_length(
     items: Sequence[TokenizedChat | TokenizedPair],
     max_prompt_tokens: int,
     max_completion_tokens: int,
+    require_kept: bool = True,
 ) -> tuple[list[Any], dict[str, int]]:
     """Drop examples whose prompt or (longest) completion is too long, counting each reason.
 
     Dropping rather than truncating keeps every trained answer whole, with its `<|im_end|>`.
+    Unless `require_kept` is False (one chunk of a file), dropping everything is an error.
     """
     kept, drops = [], {"prompt_too_long": 0, "completion_too_long": 0}
     for item in items:
@@ -203,7 +205,7 @@ def filter_by_length(
             drops["completion_too_long"] += 1
         else:
             kept.append(item)
-    if not kept:
+    if not kept and require_kept:
         raise ValueError(f"the length filters dropped every example ({drops})")
     return kept, drops
 
@@ -587,6 +589,21 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+CHECKPOINT_PREFIX = "step-"
+
+
+def _checkpoints(ckpt_dir: Path) -> list[Path]:
+    """The complete checkpoints under `ckpt_dir`, oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [
+        p
+        for p in ckpt_dir.iterdir()
+        if p.name.startswith(CHECKPOINT_PREFIX) and (p / "trainer_state.pt").exists()
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
 def save_checkpoint(
     ckpt_dir: str | os.PathLike[str],
     model: PreTrainedModel,
@@ -594,17 +611,21 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     metrics: MetricsWriter,
+    keep: int = 1,
 ) -> None:
-    """Write a resumable checkpoint to a temp dir beside `ckpt_dir`, then swap it in.
+    """Write a resumable checkpoint as `ckpt_dir/step-<step>`, then keep only the last `keep`.
 
-    A crash at any point leaves either the previous complete checkpoint or the new one, never a
-    half-written directory. `state` must hold `step` and `fingerprint`; the LR schedule is a
+    The checkpoint is written to a temporary directory and renamed into place once complete;
+    older checkpoints are deleted only after that, so a crash at any point leaves at least one
+    complete checkpoint. `state` must hold `step` and `fingerprint`; the LR schedule is a
     function of the step, and the data order a function of the seed and the step, so together
     with the RNG these restore the run exactly.
     """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 checkpoint, got {keep}")
     ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", dir=ckpt_dir.parent))
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT_PREFIX}", dir=ckpt_dir))
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     torch.save(
@@ -612,29 +633,31 @@ def save_checkpoint(
         tmp / "trainer_state.pt",
     )
     shutil.copyfile(metrics.path, tmp / "metrics.jsonl")
-    old = ckpt_dir.with_name(ckpt_dir.name + ".old")
-    if ckpt_dir.exists():
-        os.replace(ckpt_dir, old)
-    os.replace(tmp, ckpt_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    final = ckpt_dir / f"{CHECKPOINT_PREFIX}{state['step']:09d}"
+    if final.exists():  # the same step written again by a rerun
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in _checkpoints(ckpt_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(
     ckpt_dir: str | os.PathLike[str], fingerprint: str
 ) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint directory and its trainer state, if one exists for this exact config.
-
-    Falls back to `<ckpt_dir>.old` when a crash happened between the two renames.
-    """
-    for candidate in (Path(ckpt_dir), Path(str(ckpt_dir) + ".old")):
-        state_file = candidate / "trainer_state.pt"
-        if state_file.exists():
-            saved = torch.load(state_file, weights_only=False)
-            if saved["state"].get("fingerprint") != fingerprint:
-                print(f"ignoring checkpoint {candidate}: it belongs to a different config")
-                return None
-            return candidate, saved
-    return None
+    """The newest complete checkpoint under `ckpt_dir` and its trainer state, if it belongs to
+    this exact config (temporary directories a crash left behind are removed)."""
+    ckpt_dir = Path(ckpt_dir)
+    if ckpt_dir.is_dir():
+        for stale in ckpt_dir.glob(f".{CHECKPOINT_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    found = _checkpoints(ckpt_dir)
+    if not found:
+        return None
+    saved = torch.load(found[-1] / "trainer_state.pt", weights_only=False)
+    if saved["state"].get("fingerprint") != fingerprint:
+        print(f"ignoring checkpoint {found[-1]}: it belongs to a different config")
+        return None
+    return found[-1], saved
 
 
 def restore_checkpoint(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -48,7 +49,7 @@ from stylized_dpo.train.common import (
     step_schedule,
 )
 from stylized_dpo.train.distributed import init_distributed
-from stylized_dpo.train.shards import load_pairs
+from stylized_dpo.train.shards import batch_lengths, example_ids, keep_share, load_pairs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,7 +192,7 @@ def collate(pairs: list[TokenizedPair], pad_id: int, prefix_sharing: bool) -> di
 @torch.no_grad()
 def compute_reference_logps(
     model: torch.nn.Module,
-    pairs: list[TokenizedPair],
+    pairs: Sequence[TokenizedPair],
     batch_size: int,
     pad_id: int,
     prefix_sharing: bool = True,
@@ -250,7 +251,7 @@ def reference_logps_file(
 
 
 def read_reference_logps(
-    path: str | os.PathLike[str], pairs: list[TokenizedPair]
+    path: str | os.PathLike[str], pairs: Sequence[TokenizedPair]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference (chosen, rejected) log-probs aligned with `pairs`, (N,) each.
 
@@ -261,13 +262,14 @@ def read_reference_logps(
     columns = ["prompt_id", "chosen_logp", "rejected_logp"]
     table = pq.read_table(path, columns=columns).to_pydict()
     row_of = {prompt_id: i for i, prompt_id in enumerate(table["prompt_id"])}
-    missing = [p.prompt_id for p in pairs if p.prompt_id not in row_of]
+    ids = example_ids(pairs)
+    missing = [i for i in ids if i not in row_of]
     if missing:
         raise ValueError(
             f"{path} lacks reference log-probs for {len(missing)} pairs, "
             f"e.g. {missing[:3]}: recompute it with the same length filters"
         )
-    rows = [row_of[p.prompt_id] for p in pairs]
+    rows = [row_of[i] for i in ids]
     return (
         torch.tensor([table["chosen_logp"][i] for i in rows], dtype=torch.float32),
         torch.tensor([table["rejected_logp"][i] for i in rows], dtype=torch.float32),
@@ -374,6 +376,7 @@ def train_dpo(
     config: DPOConfig,
     ref_train_path: str | os.PathLike[str] | None = None,
     ref_test_path: str | os.PathLike[str] | None = None,
+    keep_checkpoints: int = 1,
 ) -> None:
     """DPO of the model in `model_dir` (the SFT model, also the reference) on tokenised
     preference shards (or PreferencePair JSONL files, see `shards.load_pairs`).
@@ -410,13 +413,14 @@ def train_dpo(
         return None if ref is None else (ref[0][idx], ref[1][idx])
 
     schedule = step_schedule(
-        [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in train],
+        batch_lengths(train),
         cfg.batch_size,
         cfg.grad_accum,
         cfg.epochs,
         cfg.max_steps,
         cfg.seed,
     )
+    keep_share(train, schedule, dist)
     total_steps = len(schedule)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
     if cfg.optimizer == "rmsprop":
@@ -519,7 +523,9 @@ def train_dpo(
         )
         if step % cfg.checkpoint_every == 0 and step < total_steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint}
-            save_checkpoint(checkpoint_dir, policy, tokenizer, optimizer, state, metrics)
+            save_checkpoint(
+                checkpoint_dir, policy, tokenizer, optimizer, state, metrics, keep_checkpoints
+            )
     pbar.close()
 
     evaluate(total_steps)

@@ -10,6 +10,7 @@ stage's ordinary training function; that function finds its rank in torchrun's e
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -17,6 +18,20 @@ import torch
 import torch.distributed as dist
 
 from stylized_dpo.train.distributed import run_torchrun
+
+
+def workflow_checkpoints(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """`checkpoint_dir` and `keep_checkpoints` of a workflow training job (config `checkpoints`).
+
+    Read by the job from the config, not passed as rule params: where checkpoints live and how
+    many are kept change no result, so changing them reruns nothing.
+    """
+    section = config.get("checkpoints", {})
+    root = section.get("dir", "results/train")
+    return {
+        "checkpoint_dir": os.path.join(root, model, "checkpoint"),
+        "keep_checkpoints": int(section.get("keep", 2)),
+    }
 
 
 def run_stage(stage: str, kwargs: dict[str, Any]) -> None:

@@ -95,6 +95,7 @@ def pretrain_base(
     checkpoint_dir: str | os.PathLike[str],
     architecture: dict,
     config: PretrainConfig,
+    keep_checkpoints: int = 1,
 ) -> None:
     """Pretrain a tiny Qwen2 with the tokenizer in `tokenizer_dir` on the corpus."""
     cfg = config
@@ -182,7 +183,9 @@ def pretrain_base(
         pbar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if step % cfg.checkpoint_every == 0 and step < cfg.steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint, "sampler_rng": g.get_state()}
-            save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)
+            save_checkpoint(
+                checkpoint_dir, model, tokenizer, optimizer, state, metrics, keep_checkpoints
+            )
     pbar.close()
 
     if not dist.is_main:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,7 @@ from stylized_dpo.train.common import (
     step_schedule,
 )
 from stylized_dpo.train.distributed import Dist, init_distributed
-from stylized_dpo.train.shards import load_chats
+from stylized_dpo.train.shards import batch_lengths, completion_tokens, keep_share, load_chats
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class SFTConfig(ConfigMixin):
 @torch.no_grad()
 def evaluate_sft(
     model: torch.nn.Module,
-    chats: list[TokenizedChat],
+    chats: Sequence[TokenizedChat],
     batch_size: int,
     pad_id: int,
     device: str,
@@ -101,9 +102,11 @@ def evaluate_sft(
     torchrun each process scores every W-th batch and the sums are added up."""
     dist = dist or Dist()
     model.eval()
-    chats = sorted(chats, key=lambda c: len(c.input_ids))
+    lengths = batch_lengths(chats)
+    order = sorted(range(len(chats)), key=lengths.__getitem__)
     nll, tokens = 0.0, 0
-    for chunk in dist.share(list(iter_chunks(chats, batch_size))):
+    for idx in dist.share(list(iter_chunks(order, batch_size))):
+        chunk = [chats[i] for i in idx]
         batch = {k: v.to(device) for k, v in collate_chats(chunk, pad_id).items()}
         nll -= completion_logps(model, **batch).sum().item()
         tokens += int(batch["completion_mask"].sum())
@@ -120,11 +123,13 @@ def train_sft(
     metrics_path: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str],
     config: SFTConfig,
+    keep_checkpoints: int = 1,
 ) -> None:
     """Fine-tune the model in `model_dir` on tokenised shards (or SFTExample JSONL files, see
     `shards.load_chats`); save to `out_dir`.
 
-    Resumes from `checkpoint_dir` when it holds a checkpoint of this exact config and data.
+    Resumes from `checkpoint_dir` when it holds a checkpoint of this exact config and data;
+    keeps its last `keep_checkpoints` checkpoints.
     """
     cfg = config
     torch.manual_seed(cfg.seed)
@@ -141,13 +146,14 @@ def train_sft(
     test = load_chats(test_path, tokenizer, *limits)
 
     schedule = step_schedule(
-        [len(c.input_ids) for c in train],
+        batch_lengths(train),
         cfg.batch_size,
         cfg.grad_accum,
         cfg.epochs,
         cfg.max_steps,
         cfg.seed,
     )
+    keep_share(train, schedule, dist)
     total_steps = len(schedule)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
     optimizer = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
@@ -177,13 +183,14 @@ def train_sft(
 
         lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
         set_lr(optimizer, lr)
-        micro_batches = [[train[i] for i in mb] for mb in schedule[step]]
+        micro_batches = schedule[step]
         # normalise by the completion tokens of the whole effective batch, not per micro-batch
-        n_completion = sum(len(c.completion_ids) for mb in micro_batches for c in mb)
+        n_completion = completion_tokens(train, micro_batches)
         n_tokens, step_loss = 0, 0.0
         timer.restart()
         mine, weight = dist.step_share(micro_batches)
-        for j, chats in enumerate(mine):
+        for j, idx in enumerate(mine):
+            chats = [train[i] for i in idx]
             batch = {k: v.to(device) for k, v in collate_chats(chats, pad_id).items()}
             with dist.no_sync(logps, last=j == len(mine) - 1):
                 loss = -logps(**batch).sum() / n_completion
@@ -212,7 +219,9 @@ def train_sft(
         pbar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
         if step % cfg.checkpoint_every == 0 and step < total_steps and dist.is_main:
             state = {"step": step, "fingerprint": fingerprint}
-            save_checkpoint(checkpoint_dir, model, tokenizer, optimizer, state, metrics)
+            save_checkpoint(
+                checkpoint_dir, model, tokenizer, optimizer, state, metrics, keep_checkpoints
+            )
     pbar.close()
 
     loss = evaluate_sft(model, test, cfg.batch_size, pad_id, device, dist)
