@@ -51,6 +51,7 @@ class Job:
     rule: str
     jobid: str
     log: str = ""
+    benchmark: str = ""
     wildcards: str = ""
     mem_mb: int | None = None
     peak_rss_mb: float = 0.0
@@ -111,14 +112,14 @@ class RssSampler(threading.Thread):
         self.logs = str(logs.resolve())
         self.every_s = every_s
         self.peak: dict[str, float] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
 
     def run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while not self._halt.wait(self.every_s):
             try:
                 procs = self.root.children(recursive=True)
             except psutil.Error:
@@ -141,7 +142,7 @@ class RssSampler(threading.Thread):
 
 
 _JOB_START = re.compile(r"^\s*(?:local)?rule (\w+):\s*$")
-_FIELD = re.compile(r"^\s+(jobid|log|wildcards|resources): (.*)$")
+_FIELD = re.compile(r"^\s+(jobid|log|benchmark|wildcards|resources): (.*)$")
 
 
 def parse_jobs(log_text: str) -> list[Job]:
@@ -162,6 +163,8 @@ def parse_jobs(log_text: str) -> list[Job]:
             current.jobid = value.strip()
         elif key == "log":
             current.log = value.split(" ")[0].strip().rstrip(",")
+        elif key == "benchmark":
+            current.benchmark = value.strip()
         elif key == "wildcards":
             current.wildcards = value.strip()
         elif key == "resources":
@@ -254,11 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=2, help="decoder layers of the Qwen stand-in")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--targets", nargs="*", default=TARGETS)
+    parser.add_argument(
+        "--resume", action="store_true", help="keep earlier results (run only what is missing)"
+    )
     parser.add_argument("snakemake_args", nargs="*", help="passed on to snakemake (after --)")
     args = parser.parse_args(argv)
 
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if not args.resume:  # a rehearsal runs every job; the offline hub is kept when unchanged
+        for name in ("results", "logs", ".snakemake"):
+            shutil.rmtree(work / name, ignore_errors=True)
     for name in ("config", ".venv-helm"):
         link = work / name
         if not link.exists() and (REPO / name).exists():
@@ -321,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler.stop()
         run_s = time.time() - t_run
         api_counts = {"judge": dict(judge.counts), "reward": dict(reward.counts)}
+    (work / "rss_peaks.json").write_text(json.dumps(sampler.peak, indent=1, sort_keys=True))
 
     jobs = parse_jobs(log_path.read_text())
     bench = benchmark_rss(work)
@@ -332,11 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     for j in jobs:
         j.peak_rss_mb = sampler.peak.get(j.log, 0.0)
         name = f"{j.rule}" + (f" ({j.wildcards})" if j.wildcards else "")
-        b = [
-            v
-            for k, v in bench.items()
-            if j.rule in k and all(w.split("=")[-1] in k for w in j.wildcards.split(", ") if w)
-        ]
+        b = [bench[j.benchmark]] if j.benchmark in bench else []
         measured = max([j.peak_rss_mb, *b])
         if j.mem_mb is not None and measured > j.mem_mb:
             over.append(name)
