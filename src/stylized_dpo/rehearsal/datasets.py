@@ -178,7 +178,7 @@ def _extraction_task(rng: random.Random, topic: str) -> tuple[str, str]:
     )
 
 
-def _prompt_answer(rng: random.Random, kind: str) -> tuple[str, str]:
+def _prompt_answer(rng: random.Random, kind: str, variant: int = 0) -> tuple[str, str]:
     """One (prompt, answer) of a kind: chat, code, math, translation, extraction, non_english,
     long_prompt (over 256 Qwen tokens with the template), long_answer (over 1024)."""
     topic = rng.choice(TOPICS)
@@ -191,7 +191,7 @@ def _prompt_answer(rng: random.Random, kind: str) -> tuple[str, str]:
     if kind == "extraction":
         return _extraction_task(rng, topic)
     if kind == "non_english":
-        _, q, a = rng.choice(NON_ENGLISH)
+        _, q, a = NON_ENGLISH[variant % len(NON_ENGLISH)]  # every language in turn
         return q.format(t=topic), a.format(t=topic)
     if kind == "long_prompt":
         return (
@@ -235,7 +235,7 @@ def smoltalk_rows(n: int, seed: int, split: str) -> list[dict[str, Any]]:
     rows = []
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
-        prompt, answer = _prompt_answer(rng, kind)
+        prompt, answer = _prompt_answer(rng, kind, i // len(KINDS))
         messages = []
         if i % 3 == 0:
             messages.append({"content": rng.choice(SYSTEMS), "role": "system"})
@@ -263,7 +263,7 @@ def ultrafeedback_rows(n: int, seed: int, split: str) -> list[dict[str, Any]]:
     rows = []
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
-        prompt, chosen = _prompt_answer(rng, kind)
+        prompt, chosen = _prompt_answer(rng, kind, i // len(KINDS))
         rejected = rng.choice(
             [
                 "I'm not sure about that.",
