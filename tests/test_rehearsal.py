@@ -155,7 +155,8 @@ def test_rows_cover_the_hub_kinds_and_lengths():
     ]
     prompt_tokens = [len(tok(p)["input_ids"]) for p in prompts]
     answer_tokens = [len(tok(r["chosen"][1]["content"])["input_ids"]) for r in rows]
-    assert max(prompt_tokens) > 256 and max(answer_tokens) > 1024
+    assert max(prompt_tokens) > 4096 and max(answer_tokens) > 1024
+    assert sum(n > 256 for n in prompt_tokens) > 2
     assert any(r["chosen"] == r["rejected"] for r in rows)  # dropped by the loader
     assert any(r["score_chosen"] == r["score_rejected"] for r in rows)
     chats = datasets.smoltalk_rows(45, 0, "train")

@@ -180,7 +180,8 @@ def _extraction_task(rng: random.Random, topic: str) -> tuple[str, str]:
 
 def _prompt_answer(rng: random.Random, kind: str, variant: int = 0) -> tuple[str, str]:
     """One (prompt, answer) of a kind: chat, code, math, translation, extraction, non_english,
-    long_prompt (over 256 Qwen tokens with the template), long_answer (over 1024)."""
+    long_prompt (over 256 Qwen tokens with the template), long_answer (over 1024), document
+    (a prompt over 4,096 tokens)."""
     topic = rng.choice(TOPICS)
     if kind == "code":
         return _code_task(rng)
@@ -198,6 +199,12 @@ def _prompt_answer(rng: random.Random, kind: str, variant: int = 0) -> tuple[str
             f"Summarise the following notes on {topic} in one paragraph.\n\n"
             + _long_text(rng, topic, 3),
             _paragraph(rng, topic, 4),
+        )
+    if kind == "document":  # UltraFeedback has a few prompts longer than a 4k context
+        return (
+            f"Here is a long report on {topic}. List its five main claims.\n\n"
+            + _long_text(rng, topic, 40),
+            _paragraph(rng, topic, 5),
         )
     if kind == "long_answer":
         return f"Write a detailed essay about {topic}.", _long_text(rng, topic, 12)
@@ -262,7 +269,7 @@ def ultrafeedback_rows(n: int, seed: int, split: str) -> list[dict[str, Any]]:
     rng = random.Random(f"{seed}-ultrafeedback-{split}")
     rows = []
     for i in range(n):
-        kind = KINDS[i % len(KINDS)]
+        kind = "document" if i % 20 == 10 else KINDS[i % len(KINDS)]
         prompt, chosen = _prompt_answer(rng, kind, i // len(KINDS))
         rejected = rng.choice(
             [

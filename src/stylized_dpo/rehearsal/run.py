@@ -332,7 +332,29 @@ def main(argv: list[str] | None = None) -> int:
         api_counts = {"judge": dict(judge.counts), "reward": dict(reward.counts)}
     (work / "rss_peaks.json").write_text(json.dumps(sampler.peak, indent=1, sort_keys=True))
 
-    jobs = parse_jobs(log_path.read_text())
+    summary = {
+        "exit_status": rc,
+        "snakemake_wall_s": round(run_s, 1),
+        "total_wall_s": round(time.time() - t_start, 1),
+        "fixtures_s": fixtures["seconds"],
+        "cores": args.cores,
+        "api_requests": api_counts,
+    }
+    (work / "rehearsal_run.json").write_text(json.dumps(summary, indent=1))
+    text, over = write_report(work, args.seed, summary, sampler.peak)
+    print("\n" + text)
+    if rc != 0:
+        print(f"rehearsal: snakemake failed (exit {rc}); log: {log_path}", file=sys.stderr)
+        return rc
+    return 3 if over else 0
+
+
+def write_report(
+    work: Path, seed: int, summary: dict[str, Any], peaks: dict[str, float]
+) -> tuple[str, list[str]]:
+    """`work/rehearsal_report.md` from the run's log, cards and measurements; returns its text
+    and the jobs whose measured peak RSS exceeds their declared memory."""
+    jobs = parse_jobs((work / "rehearsal.log").read_text())
     bench = benchmark_rss(work)
     over = []
     table = [
@@ -340,52 +362,50 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|",
     ]
     for j in jobs:
-        j.peak_rss_mb = sampler.peak.get(j.log, 0.0)
+        j.peak_rss_mb = peaks.get(j.log, 0.0)
         name = f"{j.rule}" + (f" ({j.wildcards})" if j.wildcards else "")
         b = [bench[j.benchmark]] if j.benchmark in bench else []
         measured = max([j.peak_rss_mb, *b])
         if j.mem_mb is not None and measured > j.mem_mb:
             over.append(name)
-        table.append(
-            f"| {name} | {j.mem_mb} | {j.peak_rss_mb:.0f} | {b[0]:.0f} |"
-            if b
-            else f"| {name} | {j.mem_mb} | {j.peak_rss_mb:.0f} | |"
-        )
+        sampled = f"{j.peak_rss_mb:.0f}" if j.log in peaks else "not sampled"
+        table.append(f"| {name} | {j.mem_mb} | {sampled} | {f'{b[0]:.0f}' if b else ''} |")
+    rules: dict[str, int] = {}
+    for j in jobs:
+        rules[j.rule] = rules.get(j.rule, 0) + 1
     report = [
         f"# Rehearsal ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"snakemake exit status {rc}; jobs run: {len(jobs)}; snakemake wall {run_s / 60:.1f} min; "
-        f"total with fixtures {(time.time() - t_start) / 60:.1f} min (cores {args.cores})",
+        f"snakemake exit status {summary['exit_status']}; jobs run: {len(jobs)}; snakemake wall "
+        f"{summary['snakemake_wall_s'] / 60:.1f} min; total {summary['total_wall_s'] / 60:.1f} min "
+        f"(offline hub {summary['fixtures_s']:.0f} s; --cores {summary['cores']})",
+        "",
+        "Jobs by rule: " + ", ".join(f"{r} {n}" for r, n in rules.items()),
         "",
         "## Jobs: declared memory vs measured peak RSS",
         *table,
         "",
-        "## Rows kept and dropped by reason (Qwen2.5 tokenizer)",
+        "## Rows kept and dropped by reason (shard cards: Qwen2.5 tokens)",
         "| card | rows in | rows kept | drops |",
         "|---|---:|---:|---|",
         *rows_report(work),
         "",
         "## The paper's vLLM rewriting requests on the same rows (Qwen2.5 tokens as a proxy)",
-        *vllm_report(work, args.seed),
+        *vllm_report(work, seed),
         "",
         "## API stand-ins: requests served",
-        f"```\n{json.dumps(api_counts, indent=1)}\n```",
+        f"```\n{json.dumps(summary['api_requests'], indent=1)}\n```",
     ]
     for run_json in sorted((work / "results" / "judge").glob("*.run.json")):
         data = json.loads(run_json.read_text())
-        keys = ("items", "scored", "failed", "calls", "retries", "api_calls")
-        report.append(f"- {run_json.name}: " + json.dumps({k: data[k] for k in keys if k in data}))
+        keep = {k: v for k, v in data.items() if k in ("items", "scored", "failed", "api_calls")}
+        keep.update({k: v for k, v in data.items() if k.startswith("retries")})
+        report.append(f"- {run_json.name}: {json.dumps(keep)}")
     if over:
         report += ["", f"OVER DECLARED MEMORY: {', '.join(over)}"]
     text = "\n".join(report)
     (work / "rehearsal_report.md").write_text(text + "\n")
-    print("\n" + text)
-    if rc != 0:
-        print(f"rehearsal: snakemake failed (exit {rc}); log: {log_path}", file=sys.stderr)
-        return rc
-    if over:
-        return 3
-    return 0
+    return text, over
 
 
 if __name__ == "__main__":
