@@ -237,3 +237,86 @@ localrule all:
     (job,) = run.parse_jobs(log)
     assert (job.rule, job.jobid, job.log, job.mem_mb) == ("sft", "9", "logs/sft/sft.log", 8000)
     assert job.wildcards == "sft_model=sft"
+
+
+def _leaves(value, prefix=""):
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _leaves(sub, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip("."), value
+
+
+# What the overlay may change: sizes, the device, and the two vLLM backends (no GPU here).
+OVERLAY_KEYS = {
+    "threads",
+    "data.eval_prompts.n",
+    "synth.backend",
+    "synth.batch_size",
+    "synth.transformers.device",
+    "synth.transformers.dtype",
+    "generation.backend",
+    "generation.max_new_tokens",
+    "generation.batch_size",
+    "generation.device",
+    "generation.dtype",
+    "win_rates.n_prompts",
+    "helm.max_eval_instances",
+    "helm.device",
+}
+OVERLAY_PREFIXES = ("sft.", "dpo.", "judge.", "win_rates.")
+SIZE_WORDS = ("batch_size", "grad_accum", "max_steps", "eval_every", "checkpoint_every", "device")
+ENDPOINT_WORDS = ("base_url", "timeout_s", "backoff_base_s", "backoff_max_s")
+
+
+def test_overlay_changes_only_sizes_devices_and_endpoints():
+    import yaml
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    overlay = yaml.safe_load((REPO / "config" / "rehearsal.yaml").read_text())
+    for key, value in _leaves(overlay):
+        if key in OVERLAY_KEYS:
+            continue
+        assert key.startswith(OVERLAY_PREFIXES), key
+        leaf = key.rsplit(".", 1)[-1]
+        if key.startswith(("judge.", "win_rates.")):
+            assert leaf in ENDPOINT_WORDS, key
+            if leaf == "base_url":
+                assert value.startswith("http://127.0.0.1:"), value
+        else:
+            assert leaf in SIZE_WORDS, key
+    assert overlay["synth"]["backend"] == overlay["generation"]["backend"] == "transformers"
+    assert "model" not in overlay["synth"]  # the paper's generator name, resolved offline
+    assert "backend" not in overlay["judge"] and "backend" not in overlay["win_rates"]
+    assert paper["judge"]["backend"] == "openai" and paper["win_rates"]["backend"] == "reward_api"
+
+
+def test_rehearsal_dag_is_the_papers_without_helm():
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "snakemake"),
+            "-n",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(REPO / "config" / "paper.yaml"),
+            str(REPO / "config" / "rehearsal.yaml"),
+            "--",
+            *run.TARGETS,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = dict(
+        line.split()
+        for line in proc.stdout.split("Job stats:")[1].splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    )
+    assert jobs["fetch_base_model"] == "1" and jobs["dpo"] == "4"
+    assert jobs["style_rewrite"] == "6" and jobs["reference_logps"] == "8"
+    assert jobs["judge"] == "6" and jobs["win_rates"] == "1"
+    assert "helm_run" not in jobs and "world" not in jobs
