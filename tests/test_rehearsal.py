@@ -320,3 +320,44 @@ def test_rehearsal_dag_is_the_papers_without_helm():
     assert jobs["style_rewrite"] == "6" and jobs["reference_logps"] == "8"
     assert jobs["judge"] == "6" and jobs["win_rates"] == "1"
     assert "helm_run" not in jobs and "world" not in jobs
+
+
+HELM_PYTHON = REPO / ".venv-helm" / "bin" / "python"
+
+
+@pytest.mark.skipif(not HELM_PYTHON.exists(), reason=".venv-helm (crfm-helm) is not installed")
+def test_helm_files_parse_with_helms_own_scenarios(tmp_path):
+    from stylized_dpo.rehearsal.helm_files import CORE_MMLU_SUBJECTS, write_helm_files
+
+    write_helm_files(tmp_path, n_instances=6)
+    code = f"""
+import json, os
+from helm.benchmark.scenarios.mmlu_scenario import MMLUScenario
+from helm.benchmark.scenarios.boolq_scenario import BoolQScenario
+from helm.benchmark.scenarios.natural_qa_scenario import NaturalQAScenario
+from helm.benchmark.scenarios.quac_scenario import QuACScenario
+from helm.benchmark.scenarios.commonsense_scenario import HellaSwagScenario
+root = {str(tmp_path / "scenarios")!r}
+out = {{}}
+for subject in {list(CORE_MMLU_SUBJECTS)!r}:
+    inst = MMLUScenario(subject).get_instances(os.path.join(root, "mmlu"))
+    out[subject] = sum(i.split == "test" for i in inst)
+scenarios = [("boolq", BoolQScenario()), ("natural_qa", NaturalQAScenario("openbook_longans")),
+             ("quac", QuACScenario()), ("hellaswag", HellaSwagScenario())]
+for name, scenario in scenarios:
+    inst = scenario.get_instances(os.path.join(root, name))
+    out[name] = sum(i.split == "valid" for i in inst)
+print(json.dumps(out))
+"""
+    proc = subprocess.run(
+        [str(HELM_PYTHON), "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(counts[s] == 6 for s in CORE_MMLU_SUBJECTS)
+    assert counts["boolq"] == counts["quac"] == counts["hellaswag"] == 6
+    assert counts["natural_qa"] >= 6
