@@ -226,8 +226,11 @@ def vllm_report(work: Path, seed: int) -> list[str]:
     ]
     for style in paper["styles"]:
         for split in ("train", "test"):
+            pairs = work / "results" / "data" / "prefs" / "ultrafeedback" / f"{split}.jsonl"
+            if not pairs.exists():  # the run stopped before the pairs were prepared
+                continue
             c = vllm_requests.check_rows(
-                work / "results" / "data" / "prefs" / "ultrafeedback" / f"{split}.jsonl",
+                pairs,
                 REPO / "config" / "prompts" / "styles" / f"{style}.yaml",
                 paper["synth"],
                 seed,
