@@ -7,7 +7,7 @@ HELM_VENV := .venv-helm
 CORES ?= 2
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: run test lint env clean
+.PHONY: run test lint env clean rehearsal
 
 env: $(VENV)/.installed $(HELM_VENV)/.installed
 
@@ -32,6 +32,13 @@ run: env
 test: env
 	$(VENV)/bin/pytest -q
 
+# config/paper.yaml's DAG offline on this CPU at the paper's shapes (stylized_dpo.rehearsal):
+# a hub cache with Qwen2.5-0.5B's config (2 layers, random weights) and the real Qwen2.5
+# tokenizer, the hub datasets in the datasets cache, local judge and reward servers. Writes
+# .rehearsal/ (report: .rehearsal/rehearsal_report.md).
+rehearsal: $(VENV)/.installed
+	PYTHONPATH=$(CURDIR)/src $(VENV)/bin/python -m stylized_dpo.rehearsal.run --cores $(CORES)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests workflow benchmarks
 	$(VENV)/bin/ruff format --check src tests workflow benchmarks
@@ -39,4 +46,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/snakemake --lint
 
 clean:
-	rm -rf results .snakemake logs
+	rm -rf results .snakemake logs .rehearsal

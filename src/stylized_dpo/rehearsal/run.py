@@ -1,0 +1,415 @@
+"""Run the rehearsal: build the offline hub, start the API stand-ins, run Snakemake on
+config/paper.yaml + config/rehearsal.yaml in a working directory of its own, then report the job
+list, wall time, rows kept and dropped by reason, API faults served and retried, and each job's
+declared memory against its measured peak RSS (a job over its declaration fails the rehearsal).
+
+Peak RSS is sampled for every job, with or without a `benchmark:` directive: each job's script
+writes its log under `logs/`, so the process holding a log file open (with its children) is that
+job; where a rule has a benchmark file its `max_rss` is shown beside the sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import psutil
+import yaml
+
+from stylized_dpo.rehearsal import datasets, hub, qwen, servers, vllm_requests
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIGS = [REPO / "config" / "paper.yaml", REPO / "config" / "rehearsal.yaml"]
+# Every artefact of paper.yaml's DAG that does not need HELM.
+TARGETS = [
+    "table3",
+    "figure2",
+    "figure3",
+    "figure_style",
+    "figure_win_rates",
+    "style_table",
+    "style_generations",
+]
+SIZES = {"sft_train": 64, "sft_test": 16, "prefs_train": 48, "prefs_test": 16}
+API_KEY = "rehearsal-local-key"
+
+
+@dataclass
+class Job:
+    rule: str
+    jobid: str
+    log: str = ""
+    benchmark: str = ""
+    wildcards: str = ""
+    mem_mb: int | None = None
+    peak_rss_mb: float = 0.0
+    benchmark_max_rss_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_fixtures(work: Path, n_layers: int, seed: int) -> dict[str, Any]:
+    """The hub cache (models and datasets) under `work/hf`, unless the one there was built with
+    the same settings by the same code."""
+    hf_home = work / "hf"
+    code = hashlib.sha256(
+        b"".join((Path(m.__file__).read_bytes()) for m in (datasets, hub, qwen))
+    ).hexdigest()
+    spec = {"layers": n_layers, "seed": seed, "sizes": SIZES, "code": code}
+    marker = hf_home / "rehearsal_fixtures.json"
+    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
+        return {**json.loads(marker.read_text()), "seconds": 0.0, "reused": True}
+    if hf_home.exists():
+        shutil.rmtree(hf_home)
+    info: dict[str, Any] = {"spec": spec}
+    t0 = time.time()
+    info["datasets"] = {
+        name: str(path)
+        for name, path in datasets.write_datasets(
+            work / "hub-files", hf_home / "datasets", SIZES, seed
+        ).items()
+    }
+    info["qwen"] = str(hub.write_qwen(hf_home, n_layers, seed))
+    synth = yaml.safe_load(CONFIGS[0].read_text())["synth"]
+    texts = [
+        m["content"]
+        for name, fn in ((datasets.SMOLTALK, datasets.smoltalk_rows),)
+        for row in fn(SIZES["sft_train"], seed, "train")
+        for m in row["messages"]
+    ] + [p.read_text() for p in sorted((REPO / "config" / "prompts" / "styles").glob("*.yaml"))]
+    info["generator"] = str(
+        hub.write_generator(hf_home, texts, synth["model"], synth["temperature"], seed)
+    )
+    info["seconds"] = round(time.time() - t0, 1)
+    marker.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _port(url: str) -> int:
+    parsed = urlparse(url)
+    if parsed.hostname != "127.0.0.1" or parsed.port is None:
+        raise ValueError(f"config/rehearsal.yaml: {url} is not a 127.0.0.1 endpoint with a port")
+    return parsed.port
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS (process and children) of every process holding a file under `logs/` open."""
+
+    def __init__(self, root_pid: int, logs: Path, every_s: float = 0.25):
+        super().__init__(daemon=True)
+        self.root = psutil.Process(root_pid)
+        self.logs = str(logs.resolve())
+        self.every_s = every_s
+        self.peak: dict[str, float] = {}
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every_s):
+            try:
+                procs = self.root.children(recursive=True)
+            except psutil.Error:
+                continue
+            for p in procs:
+                try:
+                    logs = [f.path for f in p.open_files() if f.path.startswith(self.logs)]
+                    if not logs:
+                        continue
+                    rss = p.memory_info().rss
+                    for c in p.children(recursive=True):
+                        try:
+                            rss += c.memory_info().rss
+                        except psutil.Error:
+                            pass
+                except psutil.Error:
+                    continue
+                key = os.path.relpath(logs[0], Path(self.logs).parent)
+                self.peak[key] = max(self.peak.get(key, 0.0), rss / 2**20)
+
+
+_JOB_START = re.compile(r"^\s*(?:local)?rule (\w+):\s*$")
+_FIELD = re.compile(r"^\s+(jobid|log|benchmark|wildcards|resources): (.*)$")
+
+
+def parse_jobs(log_text: str) -> list[Job]:
+    """The jobs Snakemake started, from its log: rule, jobid, log file, wildcards, mem_mb."""
+    jobs: list[Job] = []
+    current: Job | None = None
+    for line in log_text.splitlines():
+        m = _JOB_START.match(line)
+        if m:
+            current = Job(rule=m.group(1), jobid="")
+            jobs.append(current)
+            continue
+        f = _FIELD.match(line)
+        if current is None or not f:
+            continue
+        key, value = f.groups()
+        if key == "jobid":
+            current.jobid = value.strip()
+        elif key == "log":
+            current.log = value.split(" ")[0].strip().rstrip(",")
+        elif key == "benchmark":
+            current.benchmark = value.strip()
+        elif key == "wildcards":
+            current.wildcards = value.strip()
+        elif key == "resources":
+            mem = re.search(r"\bmem_mb=(\d+)", value)
+            current.mem_mb = int(mem.group(1)) if mem else None
+    return [j for j in jobs if j.rule != "all"]
+
+
+def benchmark_rss(work: Path) -> dict[str, float]:
+    """max_rss (MB) of every benchmark file, by its path."""
+    out = {}
+    for path in (work / "results" / "benchmarks").rglob("*.tsv"):
+        lines = path.read_text().splitlines()
+        if len(lines) >= 2:
+            row = dict(zip(lines[0].split("\t"), lines[1].split("\t"), strict=False))
+            try:
+                out[str(path.relative_to(work))] = float(row["max_rss"])
+            except (KeyError, ValueError):
+                pass
+    return out
+
+
+def rows_report(work: Path) -> list[str]:
+    """Rows kept and dropped by reason: the data cards and the tokenised shards' cards."""
+    lines = []
+    data = work / "results" / "data"
+    cards = [
+        *sorted(data.glob("**/card.json")),
+        *sorted(data.glob("**/*_synth.json")),
+        *sorted(data.glob("**/tokens/*.json")),
+    ]
+    for path in cards:
+        card = json.loads(path.read_text())
+        rel = path.relative_to(work / "results" / "data")
+        splits = card.get("splits", {"": card}) if isinstance(card, dict) else {}
+        for split, c in splits.items():
+            if not isinstance(c, dict):
+                continue
+            read = c.get("rows_read", c.get("n_in", c.get("rows_in")))
+            kept = c.get("rows_written", c.get("n_out", c.get("rows_out", c.get("kept"))))
+            drops = c.get("drops") or c.get("dropped") or {}
+            lines.append(
+                f"| {rel} {split} | {read} | {kept} | {json.dumps(drops, sort_keys=True)} |"
+            )
+    return lines
+
+
+def vllm_report(work: Path, seed: int) -> list[str]:
+    """The paper's vLLM rewriting requests for the rows the rehearsal rewrote (see
+    `vllm_requests`), and how many rewritten rows the shard length filter dropped afterwards."""
+    from transformers import AutoTokenizer
+
+    paper = yaml.safe_load(CONFIGS[0].read_text())
+    tokenizer = AutoTokenizer.from_pretrained(fixture_snapshot(work, qwen.REPO_ID))
+    lines = [
+        "| style, split | rows | prompt tokens p50 / max | over max_model_len | "
+        "prompt + max_tokens over | rewritten, then dropped by the shard length filter |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for style in paper["styles"]:
+        for split in ("train", "test"):
+            pairs = work / "results" / "data" / "prefs" / "ultrafeedback" / f"{split}.jsonl"
+            if not pairs.exists():  # the run stopped before the pairs were prepared
+                continue
+            c = vllm_requests.check_rows(
+                pairs,
+                REPO / "config" / "prompts" / "styles" / f"{style}.yaml",
+                paper["synth"],
+                seed,
+                tokenizer,
+                hub.GEMMA3_CHAT_TEMPLATE,
+            )
+            shard = work / "results" / "data" / "prefs" / style / "tokens" / f"{split}.json"
+            later = sum(json.loads(shard.read_text())["drops"].values()) if shard.exists() else None
+            lines.append(
+                f"| {style}, {split} | {c['rows']} | {c['prompt_tokens_p50']} / "
+                f"{c['prompt_tokens_max']} | {c['over_max_model_len']} | "
+                f"{c['prompt_plus_max_tokens_over']} (max_model_len {c['max_model_len']}, "
+                f"max_tokens {c['max_tokens']}) | {later} |"
+            )
+    return lines
+
+
+def fixture_snapshot(work: Path, repo_id: str) -> Path:
+    repo = hub.repo_folder(work / "hf", repo_id)
+    return repo / "snapshots" / (repo / "refs" / "main").read_text().strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default=str(REPO / ".rehearsal"))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=2, help="decoder layers of the Qwen stand-in")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--targets", nargs="*", default=TARGETS)
+    parser.add_argument(
+        "--resume", action="store_true", help="keep earlier results (run only what is missing)"
+    )
+    parser.add_argument("snakemake_args", nargs="*", help="passed on to snakemake (after --)")
+    args = parser.parse_args(argv)
+
+    work = Path(args.workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    if not args.resume:  # a rehearsal runs every job; the offline hub is kept when unchanged
+        for name in ("results", "logs", ".snakemake"):
+            shutil.rmtree(work / name, ignore_errors=True)
+    for name in ("config", ".venv-helm"):
+        link = work / name
+        if not link.exists() and (REPO / name).exists():
+            link.symlink_to(REPO / name)
+    t_start = time.time()
+    print(f"rehearsal: building the offline hub in {work / 'hf'}", flush=True)
+    fixtures = build_fixtures(work, args.layers, args.seed)
+    print(f"rehearsal: fixtures ready in {fixtures['seconds']} s", flush=True)
+
+    overlay = yaml.safe_load(CONFIGS[1].read_text())
+    env = dict(
+        os.environ,
+        HF_HOME=str(work / "hf"),
+        HF_DATASETS_CACHE=str(work / "hf" / "datasets"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        OPENAI_API_KEY=API_KEY,
+        NVIDIA_API_KEY=API_KEY,
+        PYTHONPATH=os.pathsep.join(
+            [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--cores",
+        str(args.cores),
+        "--configfile",
+        *map(str, CONFIGS),
+        "--printshellcmds",
+        *args.snakemake_args,
+        "--",
+        *args.targets,
+    ]
+    log_path = work / "rehearsal.log"
+    judge_url, reward_url = overlay["judge"]["base_url"], overlay["win_rates"]["base_url"]
+    slow = float(overlay["judge"]["timeout_s"]) + 2
+    with (
+        servers.FaultyAPI("judge", _port(judge_url), API_KEY, slow) as judge,
+        servers.FaultyAPI("reward", _port(reward_url), API_KEY, slow) as reward,
+        open(log_path, "w") as log,
+    ):
+        print(f"rehearsal: judge at {judge.url}, reward at {reward.url}", flush=True)
+        print("rehearsal: " + " ".join(cmd), flush=True)
+        t_run = time.time()
+        proc = subprocess.Popen(
+            cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        sampler = RssSampler(proc.pid, work / "logs")
+        sampler.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            sys.stdout.write(line)
+        rc = proc.wait()
+        sampler.stop()
+        run_s = time.time() - t_run
+        api_counts = {"judge": dict(judge.counts), "reward": dict(reward.counts)}
+    (work / "rss_peaks.json").write_text(json.dumps(sampler.peak, indent=1, sort_keys=True))
+
+    summary = {
+        "exit_status": rc,
+        "snakemake_wall_s": round(run_s, 1),
+        "total_wall_s": round(time.time() - t_start, 1),
+        "fixtures_s": fixtures["seconds"],
+        "cores": args.cores,
+        "api_requests": api_counts,
+    }
+    (work / "rehearsal_run.json").write_text(json.dumps(summary, indent=1))
+    text, over = write_report(work, args.seed, summary, sampler.peak)
+    print("\n" + text)
+    if rc != 0:
+        print(f"rehearsal: snakemake failed (exit {rc}); log: {log_path}", file=sys.stderr)
+        return rc
+    return 3 if over else 0
+
+
+def write_report(
+    work: Path, seed: int, summary: dict[str, Any], peaks: dict[str, float]
+) -> tuple[str, list[str]]:
+    """`work/rehearsal_report.md` from the run's log, cards and measurements; returns its text
+    and the jobs whose measured peak RSS exceeds their declared memory."""
+    jobs = parse_jobs((work / "rehearsal.log").read_text())
+    bench = benchmark_rss(work)
+    over = []
+    table = [
+        "| job | declared mem_mb | peak RSS MB (sampled) | benchmark max_rss MB |",
+        "|---|---:|---:|---:|",
+    ]
+    for j in jobs:
+        j.peak_rss_mb = peaks.get(j.log, 0.0)
+        name = f"{j.rule}" + (f" ({j.wildcards})" if j.wildcards else "")
+        b = [bench[j.benchmark]] if j.benchmark in bench else []
+        measured = max([j.peak_rss_mb, *b])
+        if j.mem_mb is not None and measured > j.mem_mb:
+            over.append(name)
+        sampled = f"{j.peak_rss_mb:.0f}" if j.log in peaks else "not sampled"
+        table.append(f"| {name} | {j.mem_mb} | {sampled} | {f'{b[0]:.0f}' if b else ''} |")
+    rules: dict[str, int] = {}
+    for j in jobs:
+        rules[j.rule] = rules.get(j.rule, 0) + 1
+    report = [
+        f"# Rehearsal ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
+        f"snakemake exit status {summary['exit_status']}; jobs run: {len(jobs)}; snakemake wall "
+        f"{summary['snakemake_wall_s'] / 60:.1f} min; total {summary['total_wall_s'] / 60:.1f} min "
+        f"(offline hub {summary['fixtures_s']:.0f} s; --cores {summary['cores']})",
+        "",
+        "Jobs by rule: " + ", ".join(f"{r} {n}" for r, n in rules.items()),
+        "",
+        "## Jobs: declared memory vs measured peak RSS",
+        *table,
+        "",
+        "## Rows kept and dropped by reason (shard cards: Qwen2.5 tokens)",
+        "| card | rows in | rows kept | drops |",
+        "|---|---:|---:|---|",
+        *rows_report(work),
+        "",
+        "## The paper's vLLM rewriting requests on the same rows (Qwen2.5 tokens as a proxy)",
+        *vllm_report(work, seed),
+        "",
+        "## API stand-ins: requests served",
+        f"```\n{json.dumps(summary['api_requests'], indent=1)}\n```",
+    ]
+    for run_json in sorted((work / "results" / "judge").glob("*.run.json")):
+        data = json.loads(run_json.read_text())
+        keep = {k: v for k, v in data.items() if k in ("items", "scored", "failed", "api_calls")}
+        keep.update({k: v for k, v in data.items() if k.startswith("retries")})
+        report.append(f"- {run_json.name}: {json.dumps(keep)}")
+    if over:
+        report += ["", f"OVER DECLARED MEMORY: {', '.join(over)}"]
+    text = "\n".join(report)
+    (work / "rehearsal_report.md").write_text(text + "\n")
+    return text, over
+
+
+if __name__ == "__main__":
+    sys.exit(main())
