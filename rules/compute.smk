@@ -16,6 +16,7 @@ from stylized_dpo.cluster import (
     detect_gpus,
     gpu_runtime,
     local_gpu_limit,
+    missing_checkpoint_volume,
     missing_here,
     missing_images,
     model_shape,
@@ -118,6 +119,12 @@ def check_software_environments():
     # jobs run in this environment (on slurm, the same one on the shared disk).
     on_runpod = "runpod" in submit
     problems = missing_images(away, os.environ) if on_runpod else []
+    if on_runpod:
+        problems += missing_checkpoint_volume(
+            [rule for rule, _ in away],
+            config.get("checkpoints", {}).get("dir", "results/train"),
+            os.environ,
+        )
     if not with_conda:
         problems += missing_here(
             here if on_runpod else here + away, config["helm"].get("executable_dir", "")

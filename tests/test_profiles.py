@@ -20,7 +20,11 @@ from pathlib import Path
 import pytest
 from fake_s3 import FakeS3
 
-from stylized_dpo.cluster import SOFTWARE_ENVS
+from stylized_dpo.cluster import (
+    RUNPOD_CHECKPOINT_MOUNT,
+    SOFTWARE_ENVS,
+    missing_checkpoint_volume,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -441,6 +445,26 @@ def test_submit_runs_each_job_in_the_image_of_its_rules_environment(launcher):
     import submit
 
     assert submit.IMAGE_VARIABLES == {k: v["image"] for k, v in SOFTWARE_ENVS.items()}
+
+
+def test_submit_mounts_the_checkpoint_volume_where_training_resumes(launcher, tmp_path):
+    env, sky, work = launcher
+    env = env | {"RUNPOD_CHECKPOINT_VOLUME": "ckpt-vol"}
+    assert run("submit.py", str(jobscript(work / "job.sh")), env=env, cwd=work).returncode == 0
+    (call,) = calls(sky)
+    assert call["task"]["volumes"] == {"/mnt/checkpoints": "ckpt-vol"}
+    sys.path.insert(0, str(RUNPOD))
+    import submit
+
+    assert submit.CHECKPOINT_MOUNT == RUNPOD_CHECKPOINT_MOUNT
+    # the start-up check: training jobs on RunPod need that volume and checkpoints.dir on it
+    volume = {"RUNPOD_CHECKPOINT_VOLUME": "ckpt-vol"}
+    assert missing_checkpoint_volume(["sft", "judge"], "/mnt/checkpoints/run", volume) == []
+    assert missing_checkpoint_volume(["generate"], "results/train", {}) == []
+    (problem,) = missing_checkpoint_volume(["dpo", "sft"], "results/train", volume)
+    assert "(dpo, sft)" in problem and "checkpoints.dir='results/train'" in problem
+    (problem,) = missing_checkpoint_volume(["sft"], "/mnt/checkpoints/run", {})
+    assert "RUNPOD_CHECKPOINT_VOLUME" in problem
 
 
 def test_submit_refuses_cpu_jobs_and_missing_settings(launcher):

@@ -14,6 +14,10 @@ GPU memory, memory, runtime and threads come from the jobscript's properties (th
   RUNPOD_INFRA       SkyPilot infra (default runpod; e.g. lambda)
   RUNPOD_SECRETS     extra variable names to forward as secrets (e.g. HF_TOKEN)
   RUNPOD_WORKDIR     folder synced to the machine as the job's working directory (default .)
+  RUNPOD_CHECKPOINT_VOLUME
+                     a SkyPilot volume on RunPod, mounted at CHECKPOINT_MOUNT in every job, so
+                     a job restarted after a preemption resumes from its checkpoints (config
+                     `checkpoints.dir` under that mount; the workflow checks before any job)
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ IMAGE_VARIABLES = {
     "vllm": "RUNPOD_IMAGE_VLLM",
     "helm": "RUNPOD_IMAGE_HELM",
 }
+
+
+# The same path as stylized_dpo.cluster.RUNPOD_CHECKPOINT_MOUNT (a test keeps them equal).
+CHECKPOINT_MOUNT = "/mnt/checkpoints"
 
 
 def gpu_types(gpu_mem_mb: int) -> list[str]:
@@ -103,6 +111,9 @@ def task_spec(props: dict, env: dict[str, str], command: str) -> tuple[dict, lis
         "run": command,
         "runtime_min": int(res.get("runtime", 0) or 0),
     }
+    volume = os.environ.get("RUNPOD_CHECKPOINT_VOLUME", "")
+    if volume:
+        task["volumes"] = {CHECKPOINT_MOUNT: volume}
     return task, secrets
 
 

@@ -225,6 +225,34 @@ def missing_images(jobs: Iterable[tuple[str, str]], environ: Mapping[str, str]) 
     return problems
 
 
+RUNPOD_CHECKPOINT_MOUNT = "/mnt/checkpoints"
+"""Where profiles/runpod/submit.py mounts the SkyPilot volume named by RUNPOD_CHECKPOINT_VOLUME."""
+CHECKPOINTING_RULES = ("pretrain_base", "sft", "dpo")
+
+
+def missing_checkpoint_volume(
+    rules: Iterable[str], checkpoint_dir: str, environ: Mapping[str, str]
+) -> list[str]:
+    """For RunPod: training jobs whose checkpoints would die with their machine.
+
+    A managed job restarted after a preemption lands on a fresh machine; it can only resume
+    from checkpoints on a volume that outlives the first one.
+    """
+    training = sorted(set(rules) & set(CHECKPOINTING_RULES))
+    if not training:
+        return []
+    on_volume = Path(checkpoint_dir).is_relative_to(RUNPOD_CHECKPOINT_MOUNT)
+    if environ.get("RUNPOD_CHECKPOINT_VOLUME") and on_volume:
+        return []
+    return [
+        f"training jobs ({', '.join(training)}) write resumable checkpoints to "
+        f"checkpoints.dir={checkpoint_dir!r}, which a preempted RunPod machine takes with it: "
+        "create a SkyPilot volume on RunPod (`sky volumes apply`), export "
+        f"RUNPOD_CHECKPOINT_VOLUME=<its name> and set checkpoints.dir under "
+        f"{RUNPOD_CHECKPOINT_MOUNT} (README, 'Running on a cluster')"
+    ]
+
+
 def missing_here(jobs: Iterable[tuple[str, str]], helm_dir: str = "") -> list[str]:
     """Without conda: each (rule, environment) whose modules or executables this one lacks."""
     problems = []
