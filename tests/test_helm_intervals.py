@@ -172,3 +172,38 @@ def test_batched_ece_in_blocks_equals_row_by_row() -> None:
     ece = ece_equal_mass_batch(probs, correct)  # 400 rows per block here
     for i in (0, 399, 400, 899):
         assert ece[i] == pytest.approx(ece_equal_mass(list(probs[i]), list(correct[i])), abs=1e-12)
+
+
+def test_win_rate_interval_with_a_cell_helm_left_out(tmp_path: Path) -> None:
+    # HELM reports no ECE for one model in one column (its answers all had log-prob 0): that
+    # cell is missing in HELM's win rate, and must be missing in ours, not drop the interval.
+    rng = np.random.default_rng(5)
+    models = ["base", "sft", "dpo-x"]
+    data = {}
+    for m in models:
+        for s in ("boolq", "quac"):
+            em = [int(x) for x in rng.integers(0, 2, 20)]
+            data[(m, s)] = {
+                "value": em,
+                "prob": [float(x) for x in rng.uniform(0.3, 1, 20)],
+                "em": em,
+            }
+    suite_dir = write_suite(tmp_path, data)
+    suite = read_suite(suite_dir, models, ["boolq", "quac"])
+    values = {}
+    for m in models:
+        for s in ("boolq", "quac"):
+            if (m, s) != ("dpo-x", "quac"):
+                values[(m, "calibration", s)] = suite.cells[(m, "calibration", s)].point()
+    ece = np.array(
+        [[values.get((m, "calibration", s), math.nan) for s in ("boolq", "quac")] for m in models]
+    )
+    for m, rate in zip(models, mean_win_rates(ece, True), strict=True):
+        values[(m, "calibration", "mean_win_rate")] = float(rate)
+    out, counts = add_intervals(_summary_rows(suite_dir, models, values), suite_dir, 500, seed=0)
+    assert counts["not_reproduced"] == 0
+    by_key = {(r["model"], r["family"], r["scenario"]): r for r in out}
+    for m in models:
+        row = by_key[(m, "calibration", "mean_win_rate")]
+        assert row["ci_low"] != "" or counts["biased"] > 0
+    assert by_key[("dpo-x", "calibration", "quac")]["ci_low"] == ""

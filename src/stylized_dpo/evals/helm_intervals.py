@@ -272,9 +272,12 @@ def bootstrap_suite(
     columns: dict[str, Sequence[str]],
     n_resamples: int,
     rng: np.random.Generator,
+    present: set[tuple[str, str, str]] | None = None,
 ) -> dict[tuple[str, str, str], np.ndarray]:
     """Resampled values: (model, family, scenario) -> array of `n_resamples` values, and
-    (model, family, "mean_win_rate") over the scenarios `columns[family]` HELM used."""
+    (model, family, "mean_win_rate") over the scenarios `columns[family]` HELM used. A cell not
+    in `present` (HELM has no value for it, e.g. no ECE for one model) enters the win rates as
+    missing, as in HELM; None: every cell of the suite is present."""
     draws: dict[tuple[str, str, str], np.ndarray] = {}
     picks: dict[str, np.ndarray] = {}
     for scenario in suite.scenarios:
@@ -287,11 +290,25 @@ def bootstrap_suite(
             continue
         # An instance keeps all its trials.
         draws[(model, family, scenario)] = cell_values(cell, picks[scenario])
+    missing = np.full(n_resamples, math.nan)
     for family, used in columns.items():
-        if not used or any((m, family, s) not in draws for m in suite.models for s in used):
+        keys = [(m, family, s) for m in suite.models for s in used]
+        wanted = [k for k in keys if present is None or k in present]
+        if not used or any(k not in draws for k in wanted):
             continue
         table = np.stack(
-            [np.stack([draws[(m, family, s)] for s in used], axis=1) for m in suite.models],
+            [
+                np.stack(
+                    [
+                        draws[(m, family, s)]
+                        if present is None or (m, family, s) in present
+                        else missing
+                        for s in used
+                    ],
+                    axis=1,
+                )
+                for m in suite.models
+            ],
             axis=1,
         )  # resamples x models x columns
         rates = mean_win_rates(table, LOWER_IS_BETTER[family])
@@ -341,17 +358,28 @@ def add_intervals(
         if key in helm_value and abs(cell.point() - helm_value[key]) <= TOLERANCE
     }
     helm_columns = win_rate_columns(rows, scenarios)
+    present = set(helm_value)
     columns = {
         f: used
         for f, used in helm_columns.items()
-        if all((m, f, s) in reproduced for m in models for s in used)
+        if all((m, f, s) in reproduced for m in models for s in used if (m, f, s) in present)
     }
-    draws = bootstrap_suite(suite, columns, n_resamples, rng=seeded_rng(seed, "helm-intervals"))
+    draws = bootstrap_suite(
+        suite, columns, n_resamples, rng=seeded_rng(seed, "helm-intervals"), present=present
+    )
     point_mwr: dict[tuple[str, str, str], float] = {}
     for family, used in columns.items():
         if not used:
             continue
-        points = np.array([[suite.cells[(m, family, s)].point() for s in used] for m in models])
+        points = np.array(
+            [
+                [
+                    suite.cells[(m, family, s)].point() if (m, family, s) in present else math.nan
+                    for s in used
+                ]
+                for m in models
+            ]
+        )
         for model, rate in zip(
             models, mean_win_rates(points, LOWER_IS_BETTER[family]), strict=True
         ):

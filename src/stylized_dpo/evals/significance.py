@@ -303,21 +303,36 @@ def win_rate_rows(
     pairs: Sequence[tuple[str, str]],
     config: SignificanceConfig,
     seed: int,
+    present: set[tuple[str, str, str]],
 ) -> list[dict[str, Any]]:
-    """Differences of HELM mean win rates (Table 4) between the two models of each pair."""
-    draws = bootstrap_suite(suite, columns, config.n_bootstrap, seeded_rng(seed, "helm-mwr"))
+    """Differences of HELM mean win rates (Table 4) between the two models of each pair;
+    `present`: the cells HELM has a value for (the others are missing, as in HELM's)."""
+    draws = bootstrap_suite(
+        suite, columns, config.n_bootstrap, seeded_rng(seed, "helm-mwr"), present=present
+    )
     models = list(suite.models)
     rows = []
     for family, used in columns.items():
-        if not used or any((m, family, s) not in suite.cells for m in models for s in used):
+        keys = [(m, family, s) for m in models for s in used if (m, family, s) in present]
+        if not used or any(k not in suite.cells for k in keys):
             continue
         lower = LOWER_IS_BETTER[family]
-        points = np.array([[suite.cells[(m, family, s)].point() for s in used] for m in models])
+        points = np.array(
+            [
+                [
+                    suite.cells[(m, family, s)].point() if (m, family, s) in present else math.nan
+                    for s in used
+                ]
+                for m in models
+            ]
+        )
         rates = mean_win_rates(points, lower)
         for model, reference in pairs:
             if model not in models or reference not in models:
                 continue
             i, j = models.index(model), models.index(reference)
+            if np.isnan(rates[i]) or np.isnan(rates[j]):
+                continue
             observed = float(rates[i] - rates[j])
             boot = (
                 draws[(model, family, "mean_win_rate")]
@@ -366,6 +381,8 @@ def _swapped_win_rates(
     r = config.n_permutations
     table = np.broadcast_to(points, (r, *points.shape)).copy()
     for c, scenario in enumerate(used):
+        if np.isnan(points[i, c]) or np.isnan(points[j, c]):
+            continue  # a missing cell has nothing to swap
         a = suite.cells[(models[i], family, scenario)]
         b = suite.cells[(models[j], family, scenario)]
         n = len(a.instance_ids)
@@ -415,7 +432,8 @@ def significance_table(
     if suite is not None:
         rows += helm_cell_rows(suite, pairs, config, seed)
         columns = win_rate_columns(summary_rows, suite.scenarios)
-        rows += win_rate_rows(suite, columns, pairs, config, seed)
+        present = {(r["model"], r["family"], r["scenario"]) for r in summary_rows if r["value"]}
+        rows += win_rate_rows(suite, columns, pairs, config, seed, present)
     return finish(rows, config.alpha)
 
 
