@@ -13,9 +13,13 @@ from helm_suite_fixture import write_suite
 
 from stylized_dpo.evals.helm import ece_equal_mass
 from stylized_dpo.evals.helm_intervals import (
+    CellData,
+    SuiteData,
     add_intervals,
+    bootstrap_suite,
     ece_equal_mass_batch,
     mean_win_rates,
+    merge_blocks,
     read_suite,
 )
 
@@ -207,3 +211,34 @@ def test_win_rate_interval_with_a_cell_helm_left_out(tmp_path: Path) -> None:
         row = by_key[(m, "calibration", "mean_win_rate")]
         assert row["ci_low"] != "" or counts["biased"] > 0
     assert by_key[("dpo-x", "calibration", "quac")]["ci_low"] == ""
+
+
+def accuracy_cell(values: list[float]) -> CellData:
+    return CellData(
+        "accuracy",
+        "exact_match",
+        tuple(f"id{i}" for i in range(len(values))),
+        np.array(values, dtype=float)[:, None],
+    )
+
+
+def test_mmlu_subjects_merge_as_the_mean_of_their_values_and_resample_within_each() -> None:
+    """HELM's MMLU column is the mean over subject runs, not the pooled mean of instances."""
+    merged = merge_blocks(
+        [
+            ("mmlu:subject=a", {"accuracy": accuracy_cell([1, 0])}),
+            ("mmlu:subject=b", {"accuracy": accuracy_cell([1, 1, 1, 0])}),
+        ]
+    )["accuracy"]
+    assert merged.blocks == (2, 4)
+    assert merged.point() == pytest.approx((0.5 + 0.75) / 2)  # pooled would be 4/6
+    # one subject all right, one all wrong: every resample that keeps subjects apart gives 0.5
+    split = merge_blocks(
+        [
+            ("mmlu:subject=a", {"accuracy": accuracy_cell([1, 1, 1])}),
+            ("mmlu:subject=b", {"accuracy": accuracy_cell([0, 0, 0, 0, 0])}),
+        ]
+    )["accuracy"]
+    suite = SuiteData(("sft",), ("mmlu",), {("sft", "accuracy", "mmlu"): split})
+    draws = bootstrap_suite(suite, {}, 200, rng=np.random.default_rng(0))
+    assert np.all(draws[("sft", "accuracy", "mmlu")] == 0.5)

@@ -741,7 +741,7 @@ def summary_rows(
 def _no_ece_reason(suite: Path, model: str, scenario: str) -> str:
     """Why HELM left a generation scenario's ECE out (it needs some non-zero token log-prob)."""
     prefixes = {"mmlu": "mmlu:", "boolq": "boolq:", "natural_qa": "natural_qa:", "quac": "quac:"}
-    runs = _find_runs(suite, model, prefixes.get(scenario, scenario))  # MMLU: one per subject
+    runs = find_runs(suite, model, prefixes.get(scenario, scenario))  # MMLU: one per subject
     if not runs:
         return ""
     logprobs = [
@@ -799,17 +799,19 @@ def _fill_hellaswag_calibration(
         )
 
 
-def _find_runs(suite: Path, model: str, prefix: str) -> list[Path]:
+def find_runs(suite: Path, model: str, prefix: str) -> list[Path]:
+    """The run folders of `model` in a suite whose names start with `prefix` (MMLU: one per
+    subject). Run names put their first argument after ":" (`boolq:model=...,data_...`)."""
     tag = f"model={deployment_name(model).replace('/', '_')}"
     return [
         run
         for run in sorted(suite.iterdir())
-        if run.is_dir() and run.name.startswith(prefix) and tag in run.name.split(",")
+        if run.is_dir() and run.name.startswith(prefix) and tag in re.split(r"[:,]", run.name)
     ]
 
 
 def _find_run(suite: Path, model: str, prefix: str) -> Path | None:
-    runs = _find_runs(suite, model, prefix)
+    runs = find_runs(suite, model, prefix)
     return runs[0] if runs else None
 
 

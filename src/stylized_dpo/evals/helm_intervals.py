@@ -32,7 +32,6 @@ import csv
 import io
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, deployment_name
+from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, find_runs
 from stylized_dpo.evals.stats import percentile_interval, seeded_rng
 from stylized_dpo.io import atomic_path
 from stylized_dpo.records import HELM_INTERVAL_COLUMNS, HELM_SUMMARY_COLUMNS
@@ -57,6 +56,8 @@ class CellData:
 
     `values[i, t]`: instance i's value in train trial t (accuracy, robustness, fairness); for
     calibration `probs` and `correct` of the same shape. Rows follow `instance_ids`.
+    `blocks`: sizes of consecutive groups of rows computed separately and then averaged, as
+    HELM merges MMLU's subject runs into one column (mean of the subjects' values); empty: one.
     """
 
     family: str
@@ -65,6 +66,12 @@ class CellData:
     values: np.ndarray
     probs: np.ndarray | None = None
     correct: np.ndarray | None = None
+    blocks: tuple[int, ...] = ()
+
+    def block_bounds(self) -> list[tuple[int, int]]:
+        sizes = self.blocks or (len(self.instance_ids),)
+        ends = np.cumsum(sizes)
+        return [(int(e - n), int(e)) for n, e in zip(sizes, ends, strict=True)]
 
     def point(self) -> float:
         return cell_value(self, np.arange(len(self.instance_ids)))
@@ -76,15 +83,21 @@ def cell_value(cell: CellData, rows: np.ndarray) -> float:
 
 
 def cell_values(cell: CellData, picks: np.ndarray) -> np.ndarray:
-    """The cell's value on each row of instance indices `picks` (resamples x instances)."""
-    if cell.family == "calibration":
-        assert cell.probs is not None and cell.correct is not None
-        per_trial = [
-            ece_equal_mass_batch(cell.probs[picks, t], cell.correct[picks, t])
-            for t in range(cell.probs.shape[1])
-        ]
-        return np.mean(per_trial, axis=0)
-    return cell.values.mean(axis=1)[picks].mean(axis=1)
+    """The cell's value on each row of instance indices `picks` (resamples x instances; with
+    blocks, columns [start, end) of a block hold indices drawn from that block)."""
+    per_block = []
+    for start, end in cell.block_bounds():
+        block = picks[:, start:end]
+        if cell.family == "calibration":
+            assert cell.probs is not None and cell.correct is not None
+            per_trial = [
+                ece_equal_mass_batch(cell.probs[block, t], cell.correct[block, t])
+                for t in range(cell.probs.shape[1])
+            ]
+            per_block.append(np.mean(per_trial, axis=0))
+        else:
+            per_block.append(cell.values.mean(axis=1)[block].mean(axis=1))
+    return np.mean(per_block, axis=0)
 
 
 def ece_equal_mass_batch(probs: np.ndarray, correct: np.ndarray, num_bins: int = 10) -> np.ndarray:
@@ -244,21 +257,46 @@ def read_suite(suite_dir: str | Path, models: Sequence[str], scenarios: Sequence
     schema = json.loads((suite / "schema.json").read_text(encoding="utf-8"))
     cells: dict[tuple[str, str, str], CellData] = {}
     for model in models:
-        tag = f"model={deployment_name(model).replace('/', '_')}"
         for scenario in scenarios:
             runs = [
                 r
-                for r in sorted(suite.iterdir())
-                if r.is_dir()
-                and r.name.startswith(RUN_PREFIXES[scenario])
-                and tag in re.split(r"[:,]", r.name)  # "boolq:model=...": args after ":"
-                and (r / "per_instance_stats.json").is_file()
+                for r in find_runs(suite, model, RUN_PREFIXES[scenario])
+                if (r / "per_instance_stats.json").is_file()
             ]
-            if len(runs) != 1:
-                continue
-            for family, cell in read_cells(runs[0], schema).items():
-                cells[(model, family, scenario)] = cell
+            if len(runs) == 1:
+                for family, cell in read_cells(runs[0], schema).items():
+                    cells[(model, family, scenario)] = cell
+            elif runs and scenario == "mmlu":  # one run per subject, merged as HELM does
+                for family, cell in merge_blocks(
+                    [(r.name, read_cells(r, schema)) for r in runs]
+                ).items():
+                    cells[(model, family, scenario)] = cell
     return SuiteData(tuple(models), tuple(scenarios), cells)
+
+
+def merge_blocks(runs: Sequence[tuple[str, dict[str, CellData]]]) -> dict[str, CellData]:
+    """One cell per family over several runs (MMLU's subjects), each run a block: the value is
+    the mean of the runs' values. A family missing from a run is left out."""
+    families = set.intersection(*(set(cells) for _, cells in runs))
+    merged = {}
+    for family in sorted(families):
+        parts = [(name, cells[family]) for name, cells in runs]
+        first = parts[0][1]
+
+        def stack(attr: str, parts=parts) -> np.ndarray | None:
+            arrays = [getattr(c, attr) for _, c in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+
+        merged[family] = CellData(
+            family,
+            first.metric,
+            tuple(f"{name}/{i}" for name, c in parts for i in c.instance_ids),
+            np.concatenate([c.values for _, c in parts]),
+            probs=stack("probs"),
+            correct=stack("correct"),
+            blocks=tuple(len(c.instance_ids) for _, c in parts),
+        )
+    return merged
 
 
 def _aligned(suite: SuiteData, scenario: str) -> tuple[str, ...] | None:
@@ -284,7 +322,15 @@ def bootstrap_suite(
         ids = _aligned(suite, scenario)
         if ids is None or not ids:
             continue
-        picks[scenario] = rng.integers(0, len(ids), size=(n_resamples, len(ids)))
+        cell = next(c for (m, f, s), c in suite.cells.items() if s == scenario)
+        # within each block (an MMLU subject), so every resample keeps each subject's size
+        picks[scenario] = np.concatenate(
+            [
+                rng.integers(start, end, size=(n_resamples, end - start))
+                for start, end in cell.block_bounds()
+            ],
+            axis=1,
+        )
     for (model, family, scenario), cell in suite.cells.items():
         if scenario not in picks:
             continue
