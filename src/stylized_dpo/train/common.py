@@ -509,14 +509,105 @@ def _summed_logps(
     n_slots: int,
 ) -> torch.Tensor:
     """Sum per slot of log p(target | hidden state): the LM head and log-softmax in float32,
-    outside autocast, on the N given rows only."""
-    device = h.device.type
+    outside autocast, on the N given rows only (`token_logps`)."""
     head = model.get_output_embeddings()
-    bias = None if head.bias is None else head.bias.float()
-    with torch.autocast(device, enabled=False):
-        logits = F.linear(h.float(), head.weight.float(), bias)  # (N, V) only where needed
-        token_logps = torch.gather(logits.log_softmax(-1), 1, targets[:, None]).squeeze(1)
-    return torch.zeros(n_slots, device=h.device).index_add(0, slots, token_logps)
+    with torch.autocast(h.device.type, enabled=False):
+        token_logps_ = token_logps(h, head.weight, head.bias, targets)
+    return torch.zeros(n_slots, device=h.device).index_add(0, slots, token_logps_)
+
+
+LOGIT_CHUNK_ELEMENTS = 1 << 25
+"""Logits built at once by `token_logps`: 32 M float32 (128 MB), e.g. 220 tokens of Qwen2.5's
+151,936-token vocabulary, or the whole batch of a 2,048-token one."""
+
+
+def token_logps(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    chunk_tokens: int | None = None,
+) -> torch.Tensor:
+    """log softmax(h W^T + b)[target] of each row, (N,) float32, never holding the (N, V) logits.
+
+    The LM head and the log-softmax run in float32 on `chunk_tokens` rows at a time (default:
+    `LOGIT_CHUNK_ELEMENTS / V`) and the backward pass recomputes each chunk's logits (the idea
+    of Liger's fused linear cross-entropy): one more head matmul instead of keeping N x V
+    float32 log-probs, their gradient and a scatter buffer. On CUDA, Liger's fused kernel
+    (`liger-kernel`, optional) does the same when installed.
+    """
+    liger = _liger_cross_entropy() if h.is_cuda else None
+    if liger is not None:
+        out = liger(h.float(), weight.float(), targets, None if bias is None else bias.float())
+        return -out
+    chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // weight.size(0))
+    return _ChunkedTokenLogps.apply(h, weight, bias, targets, chunk)
+
+
+def _liger_cross_entropy() -> Any:
+    """Per-token cross-entropy of Liger's fused linear kernel, or None when not installed.
+    Its per-token (reduction="none") gradients are right from liger-kernel 0.8.5 on."""
+    try:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+    except ImportError:
+        return None
+
+    def cross_entropy(h, weight, targets, bias):
+        out = liger_fused_linear_cross_entropy(h, weight, targets, bias, reduction="none")
+        return out[0] if isinstance(out, tuple) else getattr(out, "loss", out)
+
+    return cross_entropy
+
+
+class _ChunkedTokenLogps(torch.autograd.Function):
+    """`token_logps` on CPU (and on CUDA without Liger): float32 chunks, recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, chunk):  # type: ignore[override]
+        w = weight.float()
+        b = None if bias is None else bias.float()
+        n = h.size(0)
+        out = torch.empty(n, dtype=torch.float32, device=h.device)
+        lse = torch.empty(n, dtype=torch.float32, device=h.device)
+        for s in range(0, n, chunk):
+            logits = F.linear(h[s : s + chunk].float(), w, b)  # (chunk, V)
+            lse[s : s + chunk] = logits.logsumexp(-1)
+            picked = logits.gather(1, targets[s : s + chunk, None]).squeeze(1)
+            out[s : s + chunk] = picked - lse[s : s + chunk]
+        ctx.save_for_backward(h, weight, bias, targets, lse)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        h, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        with torch.autocast(h.device.type, enabled=False):
+            w = weight.float()
+            b = None if bias is None else bias.float()
+            grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if need_h else None
+            grad_w = torch.zeros_like(w) if need_w else None
+            grad_b = torch.zeros_like(b) if need_b else None
+            g = grad_out.float()
+            for s in range(0, h.size(0), ctx.chunk):
+                hc = h[s : s + ctx.chunk].float()
+                gc = g[s : s + ctx.chunk, None]
+                # d logp[t] / d logits = onehot(t) - softmax: built in place in the logits
+                dlogits = F.linear(hc, w, b).sub_(lse[s : s + ctx.chunk, None]).exp_()
+                dlogits.mul_(-gc).scatter_add_(1, targets[s : s + ctx.chunk, None], gc)
+                if need_h:
+                    grad_h[s : s + ctx.chunk] = dlogits @ w
+                if need_w:
+                    grad_w.addmm_(dlogits.t(), hc)
+                if need_b:
+                    grad_b += dlogits.sum(0)
+        return (
+            None if grad_h is None else grad_h.to(h.dtype),
+            None if grad_w is None else grad_w.to(weight.dtype),
+            None if grad_b is None else grad_b.to(bias.dtype),
+            None,
+            None,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
