@@ -335,8 +335,77 @@ def batch_to(batch: dict[str, Any], device: str | torch.device) -> dict[str, Any
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def collate_pair_rows(
+    pairs: Sequence[TokenizedPair], pad_id: int, row_tokens: int
+) -> dict[str, Any]:
+    """Several pairs per row, each as [prompt, chosen, rejected] (prefix sharing), so that short
+    pairs share a row instead of paying for padding.
+
+    Pairs are placed first-fit, longest first, into rows of `row_tokens` tokens (a longer pair
+    gets a row of its own); every row is right-padded to the longest. Each pair keeps its own
+    positions (prompt + chosen from 0, the rejected answer restarting at len(prompt)) and the
+    block-diagonal `attention_mask` (R, 1, T, T), True = may attend, gives each of its tokens
+    exactly the attention of its own prompt + answer sequence: prompt and chosen causally, the
+    rejected answer its prompt and itself causally, never another pair (padding attends to
+    itself only, so no softmax row is empty). `logp_index`, `logp_targets`, `logp_segment` are
+    those of `collate_packed_pairs` (slot b: chosen of pair b in the order given, n + b: its
+    rejected answer).
+    """
+    for p in pairs:
+        if not (p.prompt_ids and p.chosen_ids and p.rejected_ids):
+            raise ValueError(f"pair {p.prompt_id}: an empty prompt or answer cannot be scored")
+    size = [len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs]
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for b in sorted(range(len(pairs)), key=lambda i: -size[i]):
+        row = next((r for r in range(len(rows)) if used[r] + size[b] <= row_tokens), None)
+        if row is None:
+            rows.append([])
+            used.append(0)
+            row = len(rows) - 1
+        rows[row].append(b)
+        used[row] += size[b]
+    width, n = max(used), len(pairs)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), 1, width, width), dtype=torch.bool)
+    index, targets, slot = [], [], []
+    for r, members in enumerate(rows):
+        o = 0
+        for b in members:
+            p = pairs[b]
+            n_p, n_c, n_r = len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids)
+            first, rej = n_p + n_c, o + n_p + n_c  # prompt + chosen length; rejected offset
+            input_ids[r, o : o + size[b]] = torch.tensor(
+                p.prompt_ids + p.chosen_ids + p.rejected_ids
+            )
+            position_ids[r, o : o + first] = torch.arange(first)
+            position_ids[r, rej : rej + n_r] = torch.arange(n_p, n_p + n_r)
+            mask[r, 0, o : o + first, o : o + first] = torch.ones(first, first).tril().bool()
+            mask[r, 0, rej : rej + n_r, o : o + n_p] = True
+            mask[r, 0, rej : rej + n_r, rej : rej + n_r] = torch.ones(n_r, n_r).tril().bool()
+            base = r * width
+            index += [base + o + n_p - 1 + i for i in range(n_c)]
+            index += [base + o + n_p - 1] + [base + rej + j - 1 for j in range(1, n_r)]
+            targets += p.chosen_ids + p.rejected_ids
+            slot += [b] * n_c + [n + b] * n_r
+            o += size[b]
+        pads = torch.arange(o, width)
+        mask[r, 0, pads, pads] = True
+    return {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "attention_mask": mask,
+        "logp_index": torch.tensor(index, dtype=torch.long),
+        "logp_targets": torch.tensor(targets, dtype=torch.long),
+        "logp_segment": torch.tensor(slot, dtype=torch.long),
+        "n_pairs": n,
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # Attention of packed pairs: SDPA on two blocks, registered as an attention implementation.
+
 
 PACKED_PAIRS_ATTENTION = "sdpa_packed_pairs"
 """The attention implementation of a model that scores packed pairs: SDPA, plus the two-block
@@ -493,9 +562,34 @@ def packed_completion_logps(
     return _summed_logps(model, h, logp_targets, logp_segment, 2 * input_ids.size(0))
 
 
+def pair_rows_logps(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logp_index: torch.Tensor,
+    logp_targets: torch.Tensor,
+    logp_segment: torch.Tensor,
+    n_pairs: int,
+) -> torch.Tensor:
+    """`completion_logps` of a `collate_pair_rows` batch: (2 n_pairs,), chosen then rejected,
+    in the pairs' order. One SDPA attention under the block-diagonal mask."""
+    with autocast(input_ids.device.type):
+        hidden = model.get_decoder()(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        ).last_hidden_state  # (R, T, H)
+    h = hidden.flatten(0, 1)[logp_index]  # (N, H)
+    return _summed_logps(model, h, logp_targets, logp_segment, 2 * n_pairs)
+
+
 def pair_logps(model: PreTrainedModel, **batch: Any) -> torch.Tensor:
-    """Chosen then rejected log-probs, (2B,), of a `collate_pairs` or `collate_packed_pairs`
-    batch (or the completion log-probs of a `collate_chats` batch)."""
+    """Chosen then rejected log-probs, (2B,), of a `collate_pairs`, `collate_packed_pairs` or
+    `collate_pair_rows` batch (or the completion log-probs of a `collate_chats` batch)."""
+    if "n_pairs" in batch:
+        return pair_rows_logps(model, **batch)
     if "logp_index" in batch:
         return packed_completion_logps(model, **batch)  # type: ignore[arg-type]
     return completion_logps(model, **batch)  # type: ignore[arg-type]

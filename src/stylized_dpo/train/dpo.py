@@ -38,6 +38,7 @@ from stylized_dpo.train.common import (
     batch_to,
     collate_chats,
     collate_packed_pairs,
+    collate_pair_rows,
     collate_pairs,
     completion_logps,
     config_fingerprint,
@@ -116,6 +117,10 @@ class DPOConfig(ConfigMixin):
     """Pack each pair as [prompt, chosen, rejected] so the prompt is computed once (policy and
     reference); the same log-probs and gradients as the concatenated pass, to float rounding.
     Needs the SDPA attention (`load_model`'s)."""
+    pair_rows_tokens: int | None = None
+    """With `prefix_sharing`: pack several pairs into each row of up to this many tokens
+    (block-diagonal attention, per-pair positions), so short pairs pay no padding; the same
+    log-probs and gradients to float rounding. None: one pair per row."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
@@ -127,6 +132,10 @@ class DPOConfig(ConfigMixin):
             raise ValueError("DPOConfig.label_smoothing must be in [0, 0.5)")
         if self.label_smoothing and self.loss != "sigmoid":
             raise ValueError("label_smoothing (conservative DPO) applies to the sigmoid loss only")
+        if self.pair_rows_tokens is not None and not self.prefix_sharing:
+            raise ValueError(
+                "DPOConfig.pair_rows_tokens packs prefix-shared pairs: needs prefix_sharing"
+            )
 
 
 def preference_loss(
@@ -189,8 +198,13 @@ def preference_loss(
 # Reference log-probs.
 
 
-def collate(pairs: list[TokenizedPair], pad_id: int, prefix_sharing: bool) -> dict:
-    """The batch of a micro-batch of pairs: packed (`collate_packed_pairs`) or concatenated."""
+def collate(
+    pairs: list[TokenizedPair], pad_id: int, prefix_sharing: bool, row_tokens: int | None = None
+) -> dict:
+    """The batch of a micro-batch of pairs: packed (`collate_packed_pairs`; several pairs a row
+    with `row_tokens`, `collate_pair_rows`) or concatenated."""
+    if row_tokens is not None:
+        return collate_pair_rows(pairs, pad_id, row_tokens)
     return (collate_packed_pairs if prefix_sharing else collate_pairs)(pairs, pad_id)
 
 
@@ -415,7 +429,7 @@ def dpo_forward(
     and its number of tokens: prompt + chosen + prompt + rejected per pair, however the pass
     packs them (so that throughputs compare with and without prefix sharing).
     `policy_logps` replaces `pair_logps(policy, ...)` (the DDP-wrapped one under torchrun)."""
-    batch = batch_to(collate(pairs, pad_id, cfg.prefix_sharing), device)
+    batch = batch_to(collate(pairs, pad_id, cfg.prefix_sharing, cfg.pair_rows_tokens), device)
     if policy_logps is None:
         chosen_logps, rejected_logps = pair_logps(policy, **batch).chunk(2)
     else:
