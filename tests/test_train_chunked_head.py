@@ -199,3 +199,15 @@ def test_liger_is_used_on_cuda_only_and_missing_liger_falls_back(head_inputs, mo
     monkeypatch.setattr(common, "_liger_cross_entropy", lambda: calls.append(1))
     token_logps(h, weight, bias, targets)  # CPU tensors: the chunked path, Liger not asked
     assert not calls
+
+
+def test_bf16_head_accumulates_in_float32(head_inputs, monkeypatch):
+    h, weight, bias, targets, upstream = head_inputs
+    expected = value_and_grads(full_token_logps, h, weight, bias, targets, upstream)
+    monkeypatch.setattr(common, "LM_HEAD_DTYPE", torch.bfloat16)
+    bf16 = value_and_grads(
+        lambda *a: token_logps(*a, chunk_tokens=8), h, weight, bias, targets, upstream
+    )
+    assert all(t.dtype == torch.float32 for t in bf16)
+    for e, c in zip(expected, bf16, strict=True):  # bf16 rounding of the logits, no worse
+        torch.testing.assert_close(c, e, rtol=2e-2, atol=2e-2)
