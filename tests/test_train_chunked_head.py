@@ -211,3 +211,14 @@ def test_bf16_head_accumulates_in_float32(head_inputs, monkeypatch):
     assert all(t.dtype == torch.float32 for t in bf16)
     for e, c in zip(expected, bf16, strict=True):  # bf16 rounding of the logits, no worse
         torch.testing.assert_close(c, e, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("chunk", [4, 100])  # several chunks; one chunk (softmax kept)
+def test_a_retained_graph_gives_the_same_gradients_twice(head_inputs, chunk):
+    h, weight, bias, targets, upstream = head_inputs
+    out = token_logps(h, weight, bias, targets, chunk_tokens=chunk)
+    (out * upstream).sum().backward(retain_graph=True)
+    first = h.grad.clone()
+    h.grad = None
+    (out * upstream).sum().backward()
+    torch.testing.assert_close(h.grad, first)

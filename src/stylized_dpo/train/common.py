@@ -675,6 +675,11 @@ class _ChunkedTokenLogps(torch.autograd.Function):
             out[s : s + chunk] = picked - lse[s : s + chunk]
         ctx.save_for_backward(h, weight, bias, targets, lse)
         ctx.chunk, ctx.dtype = chunk, dtype
+        # a single chunk (a small vocabulary or batch): keep its softmax, within the chunk's
+        # memory budget, rather than recompute the head in backward
+        ctx.probs = None
+        if n <= chunk and any(ctx.needs_input_grad[:3]):
+            ctx.probs = logits.sub_(lse[:, None]).exp_()
         return out
 
     @staticmethod
@@ -693,7 +698,11 @@ class _ChunkedTokenLogps(torch.autograd.Function):
                 hc = h[s : s + ctx.chunk].to(dtype)
                 gc = g[s : s + ctx.chunk, None]
                 # d logp[t] / d logits = onehot(t) - softmax: built in place in the logits
-                dlogits = F.linear(hc, w, b).float().sub_(lse[s : s + ctx.chunk, None]).exp_()
+                if ctx.probs is not None:
+                    dlogits, ctx.probs = ctx.probs, None  # consumed: a second backward recomputes
+                else:
+                    logits = F.linear(hc, w, b).float()
+                    dlogits = logits.sub_(lse[s : s + ctx.chunk, None]).exp_()
                 dlogits.mul_(-gc).scatter_add_(1, targets[s : s + ctx.chunk, None], gc)
                 if dtype != torch.float32:
                     dlogits = dlogits.to(dtype)
