@@ -94,8 +94,10 @@ def real_lengths(n: int, seed: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def build(args, n: int, seed: int = 0):
-    """A model of `--shape` and `n` SFT examples and preference pairs."""
+def build(args, per_step: int, seed: int = 0):
+    """A model of `--shape`, and SFT examples and preference pairs for `--steps` steps of
+    `per_step` each (with `--repeat-batch`, the first step's batch again at every step)."""
+    n = per_step * args.steps
     import torch
     from transformers import Qwen2ForCausalLM
 
@@ -156,8 +158,9 @@ def build(args, n: int, seed: int = 0):
         )
         lengths = [
             (max(1, p - template), max(1, c - 1), max(1, r - 1))
-            for p, c, r in real_lengths(n, seed)
+            for p, c, r in real_lengths(per_step if args.repeat_batch else n, seed)
         ]
+        lengths = (lengths * args.steps)[:n]
     sft = [SFTExample(f"s{i}", text(i, p), text(i + 1, c)) for i, (p, c, _) in enumerate(lengths)]
     prefs = [
         PreferencePair(f"p{i}", text(i, p), text(i + 1, c), text(i + 2, r))
@@ -177,6 +180,14 @@ def rss_mb() -> tuple[float, float]:
     with open("/proc/self/statm") as f:
         current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     return peak, current
+
+
+def steady(args) -> None:
+    """Our engine's allocator setting, as train_sft and train_dpo make it."""
+    if not args.glibc_default:
+        from stylized_dpo.train.common import steady_allocator
+
+        steady_allocator()
 
 
 def after_step(times: list, memory: list, args) -> None:
@@ -217,7 +228,8 @@ def ours_sft(args) -> dict:
         tokenize_sft,
     )
 
-    model, tokenizer, sft, _ = build(args, args.batch * args.steps)
+    steady(args)
+    model, tokenizer, sft, _ = build(args, args.batch)
     chats = tokenize_sft(tokenizer, sft)
     speed_options(model, args.gradient_checkpointing, compile=False)
     optimizer = adamw(model, 1e-3, (0.9, 0.95), 0.01)
@@ -245,8 +257,9 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
     from stylized_dpo.train.common import adamw, pair_logps, speed_options, tokenize_pairs
     from stylized_dpo.train.dpo import DPOConfig, collate, dpo_forward
 
+    steady(args)
     pairs_per_step = args.batch // 2
-    model, tokenizer, _, prefs = build(args, pairs_per_step * args.steps)
+    model, tokenizer, _, prefs = build(args, pairs_per_step)
     pairs = tokenize_pairs(tokenizer, prefs)
     cfg = DPOConfig(beta=0.1, reference=reference, device="cpu", prefix_sharing=prefix_sharing)
     ref_model, refs = None, [None] * args.steps
@@ -346,7 +359,7 @@ def trl_sft(args) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer, sft, _ = build(args, args.batch * args.steps)
+    model, tokenizer, sft, _ = build(args, args.batch)
     rows = [
         {
             "prompt": [{"role": "user", "content": e.user}],
@@ -369,7 +382,7 @@ def trl_dpo(args, precompute: bool = True) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     pairs_per_step = args.batch // 2
-    model, tokenizer, _, prefs = build(args, pairs_per_step * args.steps)
+    model, tokenizer, _, prefs = build(args, pairs_per_step)
     rows = [
         {
             "prompt": [{"role": "user", "content": p.prompt}],
@@ -467,6 +480,14 @@ def main() -> None:
         "--gradient-checkpointing", action="store_true", help="on for ours and for trl"
     )
     parser.add_argument("--trim", action="store_true", help="malloc_trim(0) after each step")
+    parser.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="ours: glibc's dynamic mmap threshold (not the engine's steady_allocator)",
+    )
+    parser.add_argument(
+        "--repeat-batch", action="store_true", help="every step the same lengths (memory check)"
+    )
     parser.add_argument("--only", help="comma-separated measurements (default: all)")
     parser.add_argument("--child", choices=sorted(MEASUREMENTS))
     args = parser.parse_args()
@@ -489,6 +510,8 @@ def main() -> None:
         f"--prompt-fraction={args.prompt_fraction}",
         *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
         *(["--trim"] if args.trim else []),
+        *(["--glibc-default"] if args.glibc_default else []),
+        *(["--repeat-batch"] if args.repeat_batch else []),
     ]
     names = args.only.split(",") if args.only else list(MEASUREMENTS)
     if unknown := set(names) - set(MEASUREMENTS):
@@ -504,7 +527,9 @@ def main() -> None:
         f"{shape}; {args.steps} steps ({args.warmup} warm-up), SFT batch {args.batch} sequences, "
         f"DPO batch {args.batch // 2} pairs, float32, gradient checkpointing "
         f"{'on' if args.gradient_checkpointing else 'off'} (both), AdamW (both), 1 thread"
-        f"{', malloc_trim after each step' if args.trim else ''}; {TRL_SETTINGS}; "
+        f"{', malloc_trim after each step' if args.trim else ''}"
+        f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}"
+        f"{', the same batch lengths every step' if args.repeat_batch else ''}; {TRL_SETTINGS}; "
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )

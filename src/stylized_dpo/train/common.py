@@ -7,6 +7,7 @@ them would otherwise repeat lives here.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
@@ -923,6 +924,29 @@ class Throughput:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         return tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+MMAP_THRESHOLD = 128 * 1024
+
+
+def steady_allocator() -> None:
+    """Have glibc map every block of `MMAP_THRESHOLD` bytes or more on its own, and unmap it
+    when freed, for the rest of the process.
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MB):
+    from then on tensors below it come from the heap, whose freed space fragments and is not
+    returned, so a training process's resident memory and peak creep up step after step (the
+    benchmark's `--repeat-batch --glibc-default` shows it). A fixed threshold turns that off.
+    A threshold the user set (`MALLOC_MMAP_THRESHOLD_`) is kept; no-op without glibc."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3  # malloc.h
+    if hasattr(libc, "mallopt"):
+        libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)
 
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -52,6 +52,7 @@ from stylized_dpo.train.common import (
     save_model,
     set_lr,
     speed_options,
+    steady_allocator,
     step_schedule,
 )
 from stylized_dpo.train.distributed import init_distributed
@@ -480,6 +481,7 @@ def train_dpo(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
+    steady_allocator()  # resident memory flat over the steps
     dist = init_distributed(cfg.device)
     device = dist.device
     tokenizer = load_tokenizer(model_dir)
