@@ -926,18 +926,20 @@ class Throughput:
         return tokens / max(time.perf_counter() - self.start, 1e-9)
 
 
-MMAP_THRESHOLD = 128 * 1024
+MMAP_THRESHOLD = 4 << 20
 
 
 def steady_allocator() -> None:
-    """Have glibc map every block of `MMAP_THRESHOLD` bytes or more on its own, and unmap it
-    when freed, for the rest of the process.
+    """Have glibc map every block of `MMAP_THRESHOLD` bytes (4 MB) or more on its own, and
+    unmap it when freed, for the rest of the process.
 
     By default glibc raises that threshold to the largest block freed so far (up to 32 MB):
-    from then on tensors below it come from the heap, whose freed space fragments and is not
-    returned, so a training process's resident memory and peak creep up step after step (the
-    benchmark's `--repeat-batch --glibc-default` shows it). A fixed threshold turns that off.
-    A threshold the user set (`MALLOC_MMAP_THRESHOLD_`) is kept; no-op without glibc."""
+    from then on activations below it come from the heap, whose freed space fragments and is
+    not returned, so a training process's resident memory and peak creep up step after step
+    (`bench_train.py --repeat-batch --glibc-default` shows it). A fixed threshold turns that
+    off. 4 MB rather than glibc's initial 128 KB: mapping every small tensor afresh costs the
+    miniature a third of its speed in page faults. A threshold the user set
+    (`MALLOC_MMAP_THRESHOLD_`) is kept; no-op without glibc."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
     try:
