@@ -637,8 +637,11 @@ def token_logps(
     """
     liger = _liger_cross_entropy() if h.is_cuda else None
     if liger is not None:
-        out = liger(h.float(), weight.float(), targets, None if bias is None else bias.float())
-        return -out
+        dtype = LM_HEAD_DTYPE
+        out = liger(
+            h.to(dtype), weight.to(dtype), targets, None if bias is None else bias.to(dtype)
+        )
+        return -out.float()
     chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // weight.size(0))
     return _ChunkedTokenLogps.apply(h, weight, bias, targets, chunk, LM_HEAD_DTYPE)
 
