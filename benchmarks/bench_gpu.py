@@ -32,7 +32,17 @@ memory is `torch.cuda.max_memory_allocated` over the measurement (weights, gradi
 optimizer state and activations).
 
 Variants: `eager` (default), `gc` (gradient checkpointing), `compile` (torch.compile of the
-decoder), `compile+gc` -- the engine's `gradient_checkpointing` and `compile` options.
+decoder), `compile+gc` -- the engine's `gradient_checkpointing` and `compile` options -- and
+each with `+bf16head`: the chunked LM head's matmuls in bf16, its log-softmax and gradients
+accumulated in fp32 (`common.LM_HEAD_DTYPE`). The head is the engine's chunked one (never the
+full [tokens x 151,936] logits), or Liger's fused kernel when `liger-kernel` is installed.
+`--sdpa flash` (the default) allows only SDPA's flash and memory-efficient kernels.
+
+One short device call measures everything; `--time-budget-s` skips what would start after
+480 s, so the call ends within a 10-minute limit (not yet run on a GPU):
+
+    PYTHONPATH=src python3 benchmarks/bench_gpu.py --steps 4 --warmup 2 --kinds sft,dpo-pre \
+        --variants eager,bf16head,compile+bf16head,gc --time-budget-s 480
 `--time-budget-s` skips whatever would start after that many seconds (compiles are slow).
 `--tiny` runs a toy shape (on CPU when no GPU is visible) to check the script itself.
 """
@@ -51,6 +61,7 @@ import traceback
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+import stylized_dpo.train.common as common
 from stylized_dpo.train.common import (
     TokenizedChat,
     TokenizedPair,
@@ -91,7 +102,10 @@ VARIANTS = {
     "gc": (True, False),
     "compile": (False, True),
     "compile+gc": (True, True),
-}  # name -> (gradient_checkpointing, compile)
+    "bf16head": (False, False),
+    "compile+bf16head": (False, True),
+    "compile+gc+bf16head": (True, True),
+}  # name -> (gradient_checkpointing, compile); "+bf16head": the LM head's matmuls in bf16
 KINDS = ("sft", "dpo-pre", "dpo-pre-concat", "dpo-model", "dpo-model-concat")
 
 
@@ -153,6 +167,8 @@ def sync(device: str) -> None:
 
 def measure(kind: str, variant: str, args, device: str) -> dict:
     checkpointing, compile_ = VARIANTS[variant]
+    # the chunked head's matmuls in bf16, its log-softmax and gradients accumulated in fp32
+    common.LM_HEAD_DTYPE = torch.bfloat16 if variant.endswith("bf16head") else torch.float32
     arch = TINY if args.tiny else QWEN25_05B
     steps = args.warmup + args.steps
     n_seq = args.sft_batch if kind == "sft" else args.dpo_pairs
@@ -240,6 +256,19 @@ def processed_tokens(batch, cfg: DPOConfig | None) -> int:
     return sum(prompts * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in batch)
 
 
+def sdpa_backends(choice: str, device: str):
+    """`flash`: SDPA may use only the flash and memory-efficient kernels (the masked rejected
+    block of prefix sharing needs the latter), never the math fallback: a kernel that cannot
+    run fails loudly instead of running slowly. `any`: SDPA's own choice."""
+    from contextlib import nullcontext
+
+    if choice == "any" or not device.startswith("cuda"):
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])
+
+
 def peak_tflops(args, device: str) -> float | None:
     if args.peak_tflops:
         return args.peak_tflops
@@ -264,6 +293,9 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak")
     parser.add_argument("--time-budget-s", type=float, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--sdpa", choices=["flash", "any"], default="flash", help="SDPA kernels allowed (CUDA)"
+    )
     parser.add_argument("--tiny", action="store_true", help="toy shape, to test the script")
     args = parser.parse_args()
     if args.warmup < 1:
@@ -301,7 +333,9 @@ def main() -> None:
     print(
         f"shape {'tiny' if args.tiny else 'Qwen2.5-0.5B'}; prompt {args.prompt} + completion "
         f"{args.completion} tokens; SFT batch {args.sft_batch}, DPO batch {args.dpo_pairs} pairs; "
-        f"{args.warmup} warm-up + {args.steps} timed steps; SDPA, bf16 autocast on CUDA; "
+        f"{args.warmup} warm-up + {args.steps} timed steps; SDPA ({args.sdpa}), bf16 autocast "
+        f"on CUDA, chunked LM head (Liger's when installed: "
+        f"{common._liger_cross_entropy() is not None}); "
         f"peak {peak if peak else 'unknown'} TFLOP/s",
         flush=True,
     )
@@ -318,7 +352,8 @@ def main() -> None:
                 print(f"{variant:11s} {kind:16s} skipped: {spent:.0f} s > time budget", flush=True)
                 continue
             try:
-                r = measure(kind, variant, args, device)
+                with sdpa_backends(args.sdpa, device):
+                    r = measure(kind, variant, args, device)
             except torch.OutOfMemoryError as e:
                 print(f"{variant:11s} {kind:16s} out of memory: {str(e).splitlines()[0]}")
                 continue

@@ -1,7 +1,9 @@
 """Throughput and peak memory of our SFT and DPO steps against trl's trainers, on one thread.
 
     .venv/bin/python benchmarks/bench_train.py [--steps 20] [--batch 8] [--tokens 256] [--repeats 3]
-        [--prompt-fraction 0.5]
+        [--prompt-fraction 0.5] [--gradient-checkpointing] [--only NAME,...]
+    flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_train.py --shape qwen2.5-0.5b
+        [--layers 24] [--steps 4] [--warmup 1]
 
 Each measurement runs in its own subprocess so that its peak RSS (ru_maxrss) is its own. The
 model is the miniature's shape (Qwen2, hidden 128, 2 layers, 2,048-token BPE); every sequence
@@ -21,23 +23,81 @@ wall-clock second and per CPU second of the process (with one thread the latter 
 itself, robust to other jobs sharing the machine). With `--repeats N` the measurements are
 interleaved N times and the best of each is kept (lowest peak RSS): other jobs only ever slow a
 run down.
+
+Like for like: both sides run in float32 (trl: `bf16=False`), with the same batch, and with
+gradient checkpointing on for both (`--gradient-checkpointing`) or off for both (the default;
+trl's own default is on). trl runs at its best settings that work on this CPU, named in the
+output: its chunked LM head (the default), `padding_free=False` (FlashAttention only),
+`use_liger_kernel=False` (Triton/CUDA only), and the batches in our order
+(`train_sampling_strategy="sequential"`).
+
+`--shape qwen2.5-0.5b` is the paper's model shape with random weights: Qwen2.5-0.5B's 151,936-
+token vocabulary (tied head), hidden 896, 14 heads / 2 KV heads, FFN 4,864, `--layers` decoder
+layers (24 is the real model). Its texts are drawn, seeded, from real UltraFeedback's lengths in
+Qwen tokens (prompt p50/p90/p99 76/435/1103, chosen 204/621/914: a log-length interpolated
+between those quantiles), keeping only pairs with prompt <= 256 and answers <= 1024 tokens as the
+length filter does; the rejected answer is drawn from the chosen answers' distribution. Token
+ids come from the miniature's tokenizer (only the head's size matters for the cost). It prints
+the floor, weights + gradients + AdamW state (16 bytes a parameter), and the peak RSS after each
+step (flat from step 2 on, or not).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import math
 import os
+import random
 import resource
 import subprocess
 import sys
 import time
 
-WARMUP = 3
+QWEN25_05B = {  # Qwen/Qwen2.5-0.5B's config.json
+    "hidden_size": 896,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "intermediate_size": 4864,
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+}
+QWEN25_VOCAB = 151936
+# Real UltraFeedback in Qwen2.5 tokens: (quantile, tokens) of prompts and chosen answers
+PROMPT_QUANTILES = ((0.5, 76), (0.9, 435), (0.99, 1103))
+ANSWER_QUANTILES = ((0.5, 204), (0.9, 621), (0.99, 914))
+MAX_PROMPT, MAX_ANSWER = 256, 1024  # the length filter's defaults (dpo/sft max_*_tokens)
 
 
-def build(tokens: int, n: int, prompt_fraction: float = 0.5):
-    """A tiny model and `n` examples of ~`tokens` tokens, `prompt_fraction` of them prompt."""
+def draw_length(rng, quantiles) -> int:
+    """A length whose log is piecewise linear in the normal quantile between the given points
+    (and extended linearly beyond them)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(rng.random())
+    points = [(NormalDist().inv_cdf(q), math.log(n)) for q, n in quantiles]
+    (z0, y0), (z1, y1) = points[:2] if z < points[1][0] else points[1:3]
+    return max(1, round(math.exp(y0 + (z - z0) * (y1 - y0) / (z1 - z0))))
+
+
+def real_lengths(n: int, seed: int) -> list[tuple[int, int, int]]:
+    """`n` (prompt, chosen, rejected) token lengths that pass the length filter."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        p = draw_length(rng, PROMPT_QUANTILES)
+        c, r = draw_length(rng, ANSWER_QUANTILES), draw_length(rng, ANSWER_QUANTILES)
+        if p <= MAX_PROMPT and max(c, r) <= MAX_ANSWER:
+            out.append((p, c, r))
+    return out
+
+
+def build(args, per_step: int, seed: int = 0):
+    """A model of `--shape`, and SFT examples and preference pairs for `--steps` steps of
+    `per_step` each (with `--repeat-batch`, the first step's batch again at every step)."""
+    n = per_step * args.steps
     import torch
     from transformers import Qwen2ForCausalLM
 
@@ -51,20 +111,18 @@ def build(tokens: int, n: int, prompt_fraction: float = 0.5):
     # The miniature's vocabulary: a 2,048-token BPE learnt from the world's corpus (plus the
     # benchmark's words, repeated so each stays one token). The LM head is sized by it, and that
     # is where computing log-probs only at completion positions saves work.
-    import random
-
     from stylized_dpo.world.build import corpus_rows
     from stylized_dpo.world.facts import make_world
 
     corpus = [r["text"] for r in corpus_rows(make_world(200, 0), 4000, random.Random(0))]
     tokenizer = train_tokenizer(
-        corpus + [" ".join(words)] * 200, vocab_size=2048, model_max_length=1024
+        corpus + [" ".join(words)] * 200, vocab_size=2048, model_max_length=2048
     )
     if len(tokenizer) < 2000 or any(len(tokenizer(" " + w)["input_ids"]) != 1 for w in words):
         raise RuntimeError(f"benchmark tokenizer: {len(tokenizer)} tokens, words not single")
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(
-        tiny_qwen2_config(
+    if args.shape == "miniature":
+        config = tiny_qwen2_config(
             tokenizer,
             hidden_size=128,
             num_hidden_layers=2,
@@ -73,23 +131,70 @@ def build(tokens: int, n: int, prompt_fraction: float = 0.5):
             intermediate_size=512,
             max_position_embeddings=1024,
         )
-    )
+    else:
+        config = tiny_qwen2_config(tokenizer, num_hidden_layers=args.layers, **QWEN25_05B)
+        config.vocab_size = QWEN25_VOCAB
+    model = Qwen2ForCausalLM(config)
     model.config._attn_implementation = "sdpa"
 
     def text(i: int, k: int) -> str:  # ~k tokens (words are single tokens here)
         return " ".join(words[(i + j) % len(words)] for j in range(k))
 
-    # the template adds ~24 tokens around the prompt: 12 come off the prompt, 12 off the answer
-    prompt = int(tokens * prompt_fraction) - 12
-    answer = tokens - int(tokens * prompt_fraction) - 12
-    if prompt < 1 or answer < 1:
-        raise ValueError(f"--tokens {tokens} is too short for --prompt-fraction {prompt_fraction}")
-    sft = [SFTExample(f"s{i}", text(i, prompt), text(i + 1, answer)) for i in range(n)]
+    if args.shape == "miniature":
+        # the template adds ~24 tokens around the prompt: 12 come off the prompt, 12 off the answer
+        prompt = int(args.tokens * args.prompt_fraction) - 12
+        answer = args.tokens - int(args.tokens * args.prompt_fraction) - 12
+        if prompt < 1 or answer < 1:
+            raise ValueError(f"--tokens {args.tokens} too short for --prompt-fraction")
+        lengths = [(prompt, answer, answer)] * n
+    else:  # drawn token lengths, less the chat template's tokens and the closing <|im_end|>
+        template = (
+            len(
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": "the"}], add_generation_prompt=True
+                )
+            )
+            - 1
+        )
+        lengths = [
+            (max(1, p - template), max(1, c - 1), max(1, r - 1))
+            for p, c, r in real_lengths(per_step if args.repeat_batch else n, seed)
+        ]
+        lengths = (lengths * args.steps)[:n]
+    sft = [SFTExample(f"s{i}", text(i, p), text(i + 1, c)) for i, (p, c, _) in enumerate(lengths)]
     prefs = [
-        PreferencePair(f"p{i}", text(i, prompt), text(i + 1, answer), text(i + 2, answer))
-        for i in range(n)
+        PreferencePair(f"p{i}", text(i, p), text(i + 1, c), text(i + 2, r))
+        for i, (p, c, r) in enumerate(lengths)
     ]
     return model, tokenizer, sft, prefs
+
+
+def floor_mb(model) -> float:
+    """Weights + gradients + AdamW's two moments, float32: 16 bytes per parameter."""
+    return 16 * sum(p.numel() for p in model.parameters()) / 2**20
+
+
+def rss_mb() -> tuple[float, float]:
+    """(peak so far, current) resident memory of this process."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return peak, current
+
+
+def steady(args) -> None:
+    """Our engine's allocator setting, as train_sft and train_dpo make it."""
+    if not args.glibc_default:
+        from stylized_dpo.train.common import steady_allocator
+
+        steady_allocator()
+
+
+def after_step(times: list, memory: list, args) -> None:
+    if args.trim:  # hand freed heap pages back to the OS (glibc)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    times.append(clock())
+    memory.append(rss_mb())
 
 
 def clock() -> tuple[float, float]:
@@ -98,36 +203,50 @@ def clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def throughput(tokens: int, step_clocks: list[tuple[float, float]], steps: int) -> dict:
-    """Tokens per wall second and per CPU second over the steps after the warm-up."""
-    if steps <= WARMUP:
-        raise ValueError(f"--steps must exceed the {WARMUP} warm-up steps")
-    (wall0, cpu0), (wall1, cpu1) = step_clocks[WARMUP - 1], step_clocks[-1]
-    return {"tokens_per_s": tokens / (wall1 - wall0), "tokens_per_cpu_s": tokens / (cpu1 - cpu0)}
+def throughput(tokens: int, step_clocks: list, memory: list, args, model) -> dict:
+    """Tokens per wall second and per CPU second over the steps after the warm-up, the floor,
+    and the (peak, current) RSS after each step."""
+    (wall0, cpu0), (wall1, cpu1) = step_clocks[args.warmup - 1], step_clocks[-1]
+    return {
+        "tokens_per_s": tokens / (wall1 - wall0),
+        "tokens_per_cpu_s": tokens / (cpu1 - cpu0),
+        "cpu_s_per_step": (cpu1 - cpu0) / (args.steps - args.warmup),
+        "tokens_per_step": tokens / (args.steps - args.warmup),
+        "floor_mb": floor_mb(model),
+        "rss_by_step_mb": memory,
+    }
 
 
 def ours_sft(args) -> dict:
     import torch
 
-    from stylized_dpo.train.common import adamw, collate_chats, completion_logps, tokenize_sft
+    from stylized_dpo.train.common import (
+        adamw,
+        collate_chats,
+        completion_logps,
+        speed_options,
+        tokenize_sft,
+    )
 
-    model, tokenizer, sft, _ = build(args.tokens, args.batch * args.steps, args.prompt_fraction)
+    steady(args)
+    model, tokenizer, sft, _ = build(args, args.batch)
     chats = tokenize_sft(tokenizer, sft)
+    speed_options(model, args.gradient_checkpointing, compile=False)
     optimizer = adamw(model, 1e-3, (0.9, 0.95), 0.01)
     model.train()
-    times, n_tokens = [], 0
+    times, memory, n_tokens = [], [], 0
     for step in range(args.steps):
         batch = collate_chats(chats[step * args.batch : (step + 1) * args.batch], 0)
-        n = int(batch["completion_mask"].sum())
+        n = int(batch["completion_mask"][:, 1:].sum())
         loss = -completion_logps(model, **batch).sum() / n
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(clock())
-        if step >= WARMUP:
+        after_step(times, memory, args)
+        if step >= args.warmup:
             n_tokens += int(batch["attention_mask"].sum())
-    return throughput(n_tokens, times, args.steps)
+    return throughput(n_tokens, times, memory, args, model)
 
 
 def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) -> dict:
@@ -135,13 +254,12 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
 
     import torch
 
-    from stylized_dpo.train.common import adamw, pair_logps, tokenize_pairs
+    from stylized_dpo.train.common import adamw, pair_logps, speed_options, tokenize_pairs
     from stylized_dpo.train.dpo import DPOConfig, collate, dpo_forward
 
+    steady(args)
     pairs_per_step = args.batch // 2
-    model, tokenizer, _, prefs = build(
-        args.tokens, pairs_per_step * args.steps, args.prompt_fraction
-    )
+    model, tokenizer, _, prefs = build(args, pairs_per_step)
     pairs = tokenize_pairs(tokenizer, prefs)
     cfg = DPOConfig(beta=0.1, reference=reference, device="cpu", prefix_sharing=prefix_sharing)
     ref_model, refs = None, [None] * args.steps
@@ -155,9 +273,10 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
                 ).chunk(2)
                 for i in range(0, len(pairs), pairs_per_step)
             ]
+    speed_options(model, args.gradient_checkpointing, compile=False)
     optimizer = adamw(model, 1e-5, (0.9, 0.95), 0.0)
     model.train()
-    times, n_tokens = [], 0
+    times, memory, n_tokens = [], [], 0
     for step in range(args.steps):
         batch = pairs[step * pairs_per_step : (step + 1) * pairs_per_step]
         losses, *_, tokens = dpo_forward(model, batch, refs[step], ref_model, cfg, 0, "cpu")
@@ -165,10 +284,10 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(clock())
-        if step >= WARMUP:
+        after_step(times, memory, args)
+        if step >= args.warmup:
             n_tokens += tokens
-    return throughput(n_tokens, times, args.steps)
+    return throughput(n_tokens, times, memory, args, model)
 
 
 def ours_dpo_model(args) -> dict:
@@ -183,6 +302,12 @@ def ours_dpo_model_concat(args) -> dict:
     return ours_dpo(args, reference="model", prefix_sharing=False)
 
 
+TRL_SETTINGS = (
+    "trl: bf16=False, gradient_checkpointing as ours, its chunked LM head, padding_free=False "
+    "(FlashAttention only), use_liger_kernel=False (CUDA only), our batch order"
+)
+
+
 def trl_common(args, output_dir: str, batch_size: int) -> dict:
     return dict(
         output_dir=output_dir,
@@ -190,6 +315,10 @@ def trl_common(args, output_dir: str, batch_size: int) -> dict:
         per_device_train_batch_size=batch_size,
         learning_rate=1e-5,
         bf16=False,
+        gradient_checkpointing=args.gradient_checkpointing,
+        padding_free=False,
+        use_liger_kernel=False,
+        train_sampling_strategy="sequential",
         use_cpu=True,
         report_to="none",
         save_strategy="no",
@@ -203,11 +332,12 @@ def run_trl(trainer, args) -> dict:
     from transformers import TrainerCallback
 
     times: list[tuple[float, float]] = []
+    memory: list[tuple[float, float]] = []
     tokens: list[int] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, *_, **__):
-            times.append(clock())
+            after_step(times, memory, args)
 
     trainer.add_callback(Clock())
     collate = trainer.data_collator
@@ -219,7 +349,8 @@ def run_trl(trainer, args) -> dict:
 
     trainer.data_collator = counting_collator
     trainer.train()
-    return throughput(sum(tokens[WARMUP : args.steps]), times, args.steps)
+    n_tokens = sum(tokens[-args.steps :][args.warmup :])  # after any precompute pass's batches
+    return throughput(n_tokens, times, memory, args, trainer.model)
 
 
 def trl_sft(args) -> dict:
@@ -228,7 +359,7 @@ def trl_sft(args) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer, sft, _ = build(args.tokens, args.batch * args.steps, args.prompt_fraction)
+    model, tokenizer, sft, _ = build(args, args.batch)
     rows = [
         {
             "prompt": [{"role": "user", "content": e.user}],
@@ -251,9 +382,7 @@ def trl_dpo(args, precompute: bool = True) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     pairs_per_step = args.batch // 2
-    model, tokenizer, _, prefs = build(
-        args.tokens, pairs_per_step * args.steps, args.prompt_fraction
-    )
+    model, tokenizer, _, prefs = build(args, pairs_per_step)
     rows = [
         {
             "prompt": [{"role": "user", "content": p.prompt}],
@@ -267,10 +396,12 @@ def trl_dpo(args, precompute: bool = True) -> dict:
         max_length=None,
         beta=0.1,
         precompute_ref_log_probs=precompute,
+        precompute_ref_batch_size=pairs_per_step,
     )
     trainer = DPOTrainer(
-        model=copy.deepcopy(model),
-        ref_model=None if precompute else model,  # on the fly: the starting weights, frozen
+        # trl patches model.forward in place: the reference, on the fly, gets its own copy
+        model=model if precompute else copy.deepcopy(model),
+        ref_model=None if precompute else model,
         args=config,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
@@ -311,17 +442,21 @@ def child(name: str, args) -> None:
 
 
 def measure(name: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", name]
-    cmd += ["--steps", str(args.steps), "--batch", str(args.batch), "--tokens", str(args.tokens)]
-    cmd += ["--prompt-fraction", str(args.prompt_fraction)]
+    cmd = [sys.executable, __file__, "--child", name, *args.forwarded]
     env = {
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
         "TQDM_DISABLE": "1",
         "PATH": "/usr/bin:/bin",
     }
-    if "PYTHONPATH" in os.environ:  # the package this process imports (e.g. a worktree's src/)
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    for key in (
+        "PYTHONPATH",
+        "MALLOC_ARENA_MAX",
+        "MALLOC_MMAP_THRESHOLD_",
+        "MALLOC_TRIM_THRESHOLD_",
+    ):
+        if key in os.environ:  # the package this process imports (a worktree's src/), malloc
+            env[key] = os.environ[key]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
@@ -331,41 +466,93 @@ def measure(name: str, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--shape", choices=["miniature", "qwen2.5-0.5b"], default="miniature")
+    parser.add_argument("--layers", type=int, default=24, help="qwen2.5-0.5b: decoder layers")
+    parser.add_argument("--steps", type=int, help="steps per measurement (20; qwen2.5-0.5b: 4)")
+    parser.add_argument("--warmup", type=int, help="untimed first steps (3; qwen2.5-0.5b: 1)")
     parser.add_argument("--batch", type=int, default=8, help="SFT sequences per step (even)")
-    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--tokens", type=int, default=256, help="miniature: tokens per sequence")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; best kept")
     parser.add_argument(
-        "--prompt-fraction", type=float, default=0.5, help="share of each sequence that is prompt"
+        "--prompt-fraction", type=float, default=0.5, help="miniature: share that is prompt"
     )
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="on for ours and for trl"
+    )
+    parser.add_argument("--trim", action="store_true", help="malloc_trim(0) after each step")
+    parser.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="ours: glibc's dynamic mmap threshold (not the engine's steady_allocator)",
+    )
+    parser.add_argument(
+        "--repeat-batch", action="store_true", help="every step the same lengths (memory check)"
+    )
+    parser.add_argument("--only", help="comma-separated measurements (default: all)")
     parser.add_argument("--child", choices=sorted(MEASUREMENTS))
     args = parser.parse_args()
+    real = args.shape != "miniature"
+    args.steps = args.steps or (4 if real else 20)
+    args.warmup = args.warmup if args.warmup is not None else (1 if real else 3)
     if args.batch < 2 or args.batch % 2:
         parser.error("--batch must be even: DPO steps take batch / 2 pairs")
+    if args.steps <= args.warmup:
+        parser.error("--steps must exceed --warmup")
     if args.child:
         return child(args.child, args)
+    args.forwarded = [
+        f"--shape={args.shape}",
+        f"--layers={args.layers}",
+        f"--steps={args.steps}",
+        f"--warmup={args.warmup}",
+        f"--batch={args.batch}",
+        f"--tokens={args.tokens}",
+        f"--prompt-fraction={args.prompt_fraction}",
+        *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
+        *(["--trim"] if args.trim else []),
+        *(["--glibc-default"] if args.glibc_default else []),
+        *(["--repeat-batch"] if args.repeat_batch else []),
+    ]
+    names = args.only.split(",") if args.only else list(MEASUREMENTS)
+    if unknown := set(names) - set(MEASUREMENTS):
+        parser.error(f"--only: unknown {sorted(unknown)}")
 
+    shape = (
+        f"qwen2.5-0.5b shape, {args.layers} layers, random weights, UltraFeedback lengths"
+        if real
+        else f"miniature shape, ~{args.tokens} tokens per sequence ({args.prompt_fraction:.0%} "
+        "prompt)"
+    )
     print(
-        f"{args.steps} steps ({WARMUP} warm-up), SFT batch {args.batch} sequences, DPO batch "
-        f"{args.batch // 2} pairs, ~{args.tokens} tokens per sequence "
-        f"({args.prompt_fraction:.0%} prompt), 1 thread, "
+        f"{shape}; {args.steps} steps ({args.warmup} warm-up), SFT batch {args.batch} sequences, "
+        f"DPO batch {args.batch // 2} pairs, float32, gradient checkpointing "
+        f"{'on' if args.gradient_checkpointing else 'off'} (both), AdamW (both), 1 thread"
+        f"{', malloc_trim after each step' if args.trim else ''}"
+        f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}"
+        f"{', the same batch lengths every step' if args.repeat_batch else ''}; {TRL_SETTINGS}; "
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )
-    runs: dict[str, list[dict]] = {name: [] for name in MEASUREMENTS}
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     for repeat in range(args.repeats):
-        for name in MEASUREMENTS:
+        for name in names:
             result = measure(name, args)
             runs[name].append(result)
+            steps = " ".join(
+                f"{peak / 1024:.1f}/{now / 1024:.1f}" for peak, now in result["rss_by_step_mb"]
+            )
             print(
                 f"[{repeat + 1}/{args.repeats}] {name:21s} {result['tokens_per_s']:8.0f} tok/s "
                 f"{result['tokens_per_cpu_s']:8.0f} tok/CPU-s  "
-                f"peak RSS {result['peak_rss_mb']:6.0f} MB",
+                f"{result['cpu_s_per_step']:7.1f} CPU-s/step "
+                f"{result['tokens_per_step']:6.0f} tok/step  "
+                f"peak RSS {result['peak_rss_mb']:6.0f} MB  floor {result['floor_mb']:6.0f} MB; "
+                f"GB peak/current after each step: {steps}",
                 flush=True,
             )
     best = {
         name: {key: max(r[key] for r in rs) for key in ("tokens_per_s", "tokens_per_cpu_s")}
-        | {"peak_rss_mb": min(r["peak_rss_mb"] for r in rs)}
+        | {"peak_rss_mb": min(r["peak_rss_mb"] for r in rs), "floor_mb": rs[0]["floor_mb"]}
         for name, rs in runs.items()
     }
     print(f"load average {os.getloadavg()[0]:.2f} at the end; best of {args.repeats}:")
@@ -378,16 +565,22 @@ def main() -> None:
     for _, title, fmt in columns:
         width = len(fmt.format(0))
         header += f" | {'ours ' + title:>{width + 5}s} {'trl':>{width}s} {'ours/trl':>8s}"
-    print(header)
+    print(header + " | ours RSS/floor")
     for label, our_name, trl_name in ROWS:
-        ours, trl = best[our_name], best[trl_name]
+        if our_name not in best:
+            continue
+        ours, trl = best[our_name], best.get(trl_name)
         line = f"{label:35s}"
         for metric, _, fmt in columns:
             line += f" | {fmt.format(ours[metric]):>{len(fmt.format(0)) + 5}s}"
-            line += f" {fmt.format(trl[metric])} {ours[metric] / trl[metric]:8.2f}"
-        print(line)
-    ratio = best["ours_dpo"]["peak_rss_mb"] / best["ours_sft"]["peak_rss_mb"]
-    print(f"our DPO (precomputed reference) peak RSS / our SFT peak RSS: {ratio:.2f}")
+            if trl is None:
+                line += f" {'-':>{len(fmt.format(0))}s} {'-':>8s}"
+            else:
+                line += f" {fmt.format(trl[metric])} {ours[metric] / trl[metric]:8.2f}"
+        print(line + f" | {ours['peak_rss_mb'] / ours['floor_mb']:14.2f}")
+    if "ours_dpo" in best and "ours_sft" in best:
+        ratio = best["ours_dpo"]["peak_rss_mb"] / best["ours_sft"]["peak_rss_mb"]
+        print(f"our DPO (precomputed reference) peak RSS / our SFT peak RSS: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -163,6 +163,27 @@ def get_reference_model(wildcards):
     )
 
 
+def get_reference_logps_input(wildcards):
+    """The model and pairs of a reference_logps job; and the set whose cached sequences it
+    reuses, so that it runs after it: a style set shares UltraFeedback's prompts and rejected
+    answers, a -tonal set is a subset of its set."""
+    dataset = wildcards.dataset
+    reused = (
+        dataset.removesuffix(TONAL)
+        if dataset.endswith(TONAL)
+        else "ultrafeedback" if is_style(dataset) else None
+    )
+    inputs = {
+        "model": get_reference_model(wildcards),
+        "pairs": f"results/data/prefs/{dataset}/tokens/{wildcards.split}.parquet",
+    }
+    if reused:
+        inputs["reused"] = (
+            f"results/data/prefs/{reused}/ref_logps_{wildcards.split}{wildcards.ref_suffix}.parquet"
+        )
+    return inputs
+
+
 def get_reference_logps_params(wildcards):
     """The DPO values that change reference log-probs: the length filters, the batching,
     prefix sharing, the device. A new beta or learning rate reuses them."""

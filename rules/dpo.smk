@@ -1,13 +1,15 @@
 # DPO of the SFT model on each preference dataset (paper Table 2), with reference log-probs
-# computed once per (reference model, dataset, split); see DPO_RUNS in common.smk.
+# computed once per (reference model, dataset, split); see DPO_RUNS in common.smk. Each scored
+# sequence is cached by content (results/cache/ref_logps): a style set shares UltraFeedback's
+# prompts and rejected answers and a -tonal set is a subset of its set, so each is scored after
+# the set it reuses and computes only its new sequences.
 # mem_mb is computed from each job's inputs by stylized_dpo.resources.train_mem_mb.
 from stylized_dpo.resources import train_mem_mb
 
 
 rule reference_logps:
     input:
-        model=get_reference_model,
-        pairs="results/data/prefs/{dataset}/tokens/{split}.parquet",
+        unpack(get_reference_logps_input),
     output:
         logps="results/data/prefs/{dataset}/ref_logps_{split}{ref_suffix}.parquet",
     log:
@@ -30,6 +32,7 @@ rule reference_logps:
         runtime=RUNTIME_MIN["reference_logps"],
     params:
         dpo=get_reference_logps_params,
+        cache="results/cache/ref_logps",
     script:
         "../workflow/scripts/reference_logps.py"
 

@@ -20,4 +20,5 @@ reference_logps_file(
     max_completion_tokens=cfg.max_completion_tokens,
     device=cfg.device,
     prefix_sharing=cfg.prefix_sharing,
+    cache_dir=snakemake.params.cache,
 )

@@ -7,6 +7,7 @@ them would otherwise repeat lives here.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
@@ -337,8 +338,77 @@ def batch_to(batch: dict[str, Any], device: str | torch.device) -> dict[str, Any
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def collate_pair_rows(
+    pairs: Sequence[TokenizedPair], pad_id: int, row_tokens: int
+) -> dict[str, Any]:
+    """Several pairs per row, each as [prompt, chosen, rejected] (prefix sharing), so that short
+    pairs share a row instead of paying for padding.
+
+    Pairs are placed first-fit, longest first, into rows of `row_tokens` tokens (a longer pair
+    gets a row of its own); every row is right-padded to the longest. Each pair keeps its own
+    positions (prompt + chosen from 0, the rejected answer restarting at len(prompt)) and the
+    block-diagonal `attention_mask` (R, 1, T, T), True = may attend, gives each of its tokens
+    exactly the attention of its own prompt + answer sequence: prompt and chosen causally, the
+    rejected answer its prompt and itself causally, never another pair (padding attends to
+    itself only, so no softmax row is empty). `logp_index`, `logp_targets`, `logp_segment` are
+    those of `collate_packed_pairs` (slot b: chosen of pair b in the order given, n + b: its
+    rejected answer).
+    """
+    for p in pairs:
+        if not (p.prompt_ids and p.chosen_ids and p.rejected_ids):
+            raise ValueError(f"pair {p.prompt_id}: an empty prompt or answer cannot be scored")
+    size = [len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs]
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for b in sorted(range(len(pairs)), key=lambda i: -size[i]):
+        row = next((r for r in range(len(rows)) if used[r] + size[b] <= row_tokens), None)
+        if row is None:
+            rows.append([])
+            used.append(0)
+            row = len(rows) - 1
+        rows[row].append(b)
+        used[row] += size[b]
+    width, n = max(used), len(pairs)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), 1, width, width), dtype=torch.bool)
+    index, targets, slot = [], [], []
+    for r, members in enumerate(rows):
+        o = 0
+        for b in members:
+            p = pairs[b]
+            n_p, n_c, n_r = len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids)
+            first, rej = n_p + n_c, o + n_p + n_c  # prompt + chosen length; rejected offset
+            input_ids[r, o : o + size[b]] = torch.tensor(
+                p.prompt_ids + p.chosen_ids + p.rejected_ids
+            )
+            position_ids[r, o : o + first] = torch.arange(first)
+            position_ids[r, rej : rej + n_r] = torch.arange(n_p, n_p + n_r)
+            mask[r, 0, o : o + first, o : o + first] = torch.ones(first, first).tril().bool()
+            mask[r, 0, rej : rej + n_r, o : o + n_p] = True
+            mask[r, 0, rej : rej + n_r, rej : rej + n_r] = torch.ones(n_r, n_r).tril().bool()
+            base = r * width
+            index += [base + o + n_p - 1 + i for i in range(n_c)]
+            index += [base + o + n_p - 1] + [base + rej + j - 1 for j in range(1, n_r)]
+            targets += p.chosen_ids + p.rejected_ids
+            slot += [b] * n_c + [n + b] * n_r
+            o += size[b]
+        pads = torch.arange(o, width)
+        mask[r, 0, pads, pads] = True
+    return {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "attention_mask": mask,
+        "logp_index": torch.tensor(index, dtype=torch.long),
+        "logp_targets": torch.tensor(targets, dtype=torch.long),
+        "logp_segment": torch.tensor(slot, dtype=torch.long),
+        "n_pairs": n,
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # Attention of packed pairs: SDPA on two blocks, registered as an attention implementation.
+
 
 PACKED_PAIRS_ATTENTION = "sdpa_packed_pairs"
 """The attention implementation of a model that scores packed pairs: SDPA, plus the two-block
@@ -495,9 +565,34 @@ def packed_completion_logps(
     return _summed_logps(model, h, logp_targets, logp_segment, 2 * input_ids.size(0))
 
 
+def pair_rows_logps(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logp_index: torch.Tensor,
+    logp_targets: torch.Tensor,
+    logp_segment: torch.Tensor,
+    n_pairs: int,
+) -> torch.Tensor:
+    """`completion_logps` of a `collate_pair_rows` batch: (2 n_pairs,), chosen then rejected,
+    in the pairs' order. One SDPA attention under the block-diagonal mask."""
+    with autocast(input_ids.device.type):
+        hidden = model.get_decoder()(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        ).last_hidden_state  # (R, T, H)
+    h = hidden.flatten(0, 1)[logp_index]  # (N, H)
+    return _summed_logps(model, h, logp_targets, logp_segment, 2 * n_pairs)
+
+
 def pair_logps(model: PreTrainedModel, **batch: Any) -> torch.Tensor:
-    """Chosen then rejected log-probs, (2B,), of a `collate_pairs` or `collate_packed_pairs`
-    batch (or the completion log-probs of a `collate_chats` batch)."""
+    """Chosen then rejected log-probs, (2B,), of a `collate_pairs`, `collate_packed_pairs` or
+    `collate_pair_rows` batch (or the completion log-probs of a `collate_chats` batch)."""
+    if "n_pairs" in batch:
+        return pair_rows_logps(model, **batch)
     if "logp_index" in batch:
         return packed_completion_logps(model, **batch)  # type: ignore[arg-type]
     return completion_logps(model, **batch)  # type: ignore[arg-type]
@@ -511,14 +606,128 @@ def _summed_logps(
     n_slots: int,
 ) -> torch.Tensor:
     """Sum per slot of log p(target | hidden state): the LM head and log-softmax in float32,
-    outside autocast, on the N given rows only."""
-    device = h.device.type
+    outside autocast, on the N given rows only (`token_logps`)."""
     head = model.get_output_embeddings()
-    bias = None if head.bias is None else head.bias.float()
-    with torch.autocast(device, enabled=False):
-        logits = F.linear(h.float(), head.weight.float(), bias)  # (N, V) only where needed
-        token_logps = torch.gather(logits.log_softmax(-1), 1, targets[:, None]).squeeze(1)
-    return torch.zeros(n_slots, device=h.device).index_add(0, slots, token_logps)
+    with torch.autocast(h.device.type, enabled=False):
+        token_logps_ = token_logps(h, head.weight, head.bias, targets)
+    return torch.zeros(n_slots, device=h.device).index_add(0, slots, token_logps_)
+
+
+LOGIT_CHUNK_ELEMENTS = 1 << 25
+LM_HEAD_DTYPE = torch.float32
+"""The dtype of the LM head's matmuls in `token_logps`; the log-softmax and the gradients
+always accumulate in float32. bfloat16 halves the head's cost on a GPU (bench_gpu.py measures
+it) at the price of bf16 rounding in the logits; training uses float32."""
+"""Logits built at once by `token_logps`: 32 M float32 (128 MB), e.g. 220 tokens of Qwen2.5's
+151,936-token vocabulary, or the whole batch of a 2,048-token one."""
+
+
+def token_logps(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    chunk_tokens: int | None = None,
+) -> torch.Tensor:
+    """log softmax(h W^T + b)[target] of each row, (N,) float32, never holding the (N, V) logits.
+
+    The LM head and the log-softmax run in float32 on `chunk_tokens` rows at a time (default:
+    `LOGIT_CHUNK_ELEMENTS / V`) and the backward pass recomputes each chunk's logits (the idea
+    of Liger's fused linear cross-entropy): one more head matmul instead of keeping N x V
+    float32 log-probs, their gradient and a scatter buffer. On CUDA, Liger's fused kernel
+    (`liger-kernel`, optional) does the same when installed.
+    """
+    liger = _liger_cross_entropy() if h.is_cuda else None
+    if liger is not None:
+        dtype = LM_HEAD_DTYPE
+        out = liger(
+            h.to(dtype), weight.to(dtype), targets, None if bias is None else bias.to(dtype)
+        )
+        return -out.float()
+    chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // weight.size(0))
+    return _ChunkedTokenLogps.apply(h, weight, bias, targets, chunk, LM_HEAD_DTYPE)
+
+
+def _liger_cross_entropy() -> Any:
+    """Per-token cross-entropy of Liger's fused linear kernel, or None when not installed.
+    Its per-token (reduction="none") gradients are right from liger-kernel 0.8.5 on."""
+    try:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+    except ImportError:
+        return None
+
+    def cross_entropy(h, weight, targets, bias):
+        out = liger_fused_linear_cross_entropy(h, weight, targets, bias, reduction="none")
+        return out[0] if isinstance(out, tuple) else getattr(out, "loss", out)
+
+    return cross_entropy
+
+
+class _ChunkedTokenLogps(torch.autograd.Function):
+    """`token_logps` on CPU (and on CUDA without Liger): chunks of logits (matmuls in `dtype`,
+    log-softmax in float32), recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, chunk, dtype):  # type: ignore[override]
+        w = weight.to(dtype)
+        b = None if bias is None else bias.to(dtype)
+        n = h.size(0)
+        out = torch.empty(n, dtype=torch.float32, device=h.device)
+        lse = torch.empty(n, dtype=torch.float32, device=h.device)
+        for s in range(0, n, chunk):
+            logits = F.linear(h[s : s + chunk].to(dtype), w, b).float()  # (chunk, V)
+            lse[s : s + chunk] = logits.logsumexp(-1)
+            picked = logits.gather(1, targets[s : s + chunk, None]).squeeze(1)
+            out[s : s + chunk] = picked - lse[s : s + chunk]
+        ctx.save_for_backward(h, weight, bias, targets, lse)
+        ctx.chunk, ctx.dtype = chunk, dtype
+        # a single chunk (a small vocabulary or batch): keep its softmax, within the chunk's
+        # memory budget, rather than recompute the head in backward
+        ctx.probs = None
+        if n <= chunk and any(ctx.needs_input_grad[:3]):
+            ctx.probs = logits.sub_(lse[:, None]).exp_()
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        h, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        with torch.autocast(h.device.type, enabled=False):
+            dtype = ctx.dtype
+            w = weight.to(dtype)
+            b = None if bias is None else bias.to(dtype)
+            grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if need_h else None
+            grad_w = torch.zeros_like(w, dtype=torch.float32) if need_w else None
+            grad_b = torch.zeros_like(b, dtype=torch.float32) if need_b else None
+            g = grad_out.float()
+            for s in range(0, h.size(0), ctx.chunk):
+                hc = h[s : s + ctx.chunk].to(dtype)
+                gc = g[s : s + ctx.chunk, None]
+                # d logp[t] / d logits = onehot(t) - softmax: built in place in the logits
+                if ctx.probs is not None:
+                    dlogits, ctx.probs = ctx.probs, None  # consumed: a second backward recomputes
+                else:
+                    logits = F.linear(hc, w, b).float()
+                    dlogits = logits.sub_(lse[s : s + ctx.chunk, None]).exp_()
+                dlogits.mul_(-gc).scatter_add_(1, targets[s : s + ctx.chunk, None], gc)
+                if dtype != torch.float32:
+                    dlogits = dlogits.to(dtype)
+                if need_h:
+                    grad_h[s : s + ctx.chunk] = dlogits @ w
+                if need_w and dtype == torch.float32:
+                    grad_w.addmm_(dlogits.t(), hc)  # in place: no (V, H) temporary
+                elif need_w:
+                    grad_w += dlogits.t() @ hc
+                if need_b:
+                    grad_b += dlogits.sum(0, dtype=torch.float32)
+        return (
+            None if grad_h is None else grad_h.to(h.dtype),
+            None if grad_w is None else grad_w.to(weight.dtype),
+            None if grad_b is None else grad_b.to(bias.dtype),
+            None,
+            None,
+            None,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -741,6 +950,31 @@ class Throughput:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         return tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+MMAP_THRESHOLD = 4 << 20
+
+
+def steady_allocator() -> None:
+    """Have glibc map every block of `MMAP_THRESHOLD` bytes (4 MB) or more on its own, and
+    unmap it when freed, for the rest of the process.
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MB):
+    from then on activations below it come from the heap, whose freed space fragments and is
+    not returned, so a training process's resident memory and peak creep up step after step
+    (`bench_train.py --repeat-batch --glibc-default` shows it). A fixed threshold turns that
+    off. 4 MB rather than glibc's initial 128 KB: mapping every small tensor afresh costs the
+    miniature a third of its speed in page faults. A threshold the user set
+    (`MALLOC_MMAP_THRESHOLD_`) is kept; no-op without glibc."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3  # malloc.h
+    if hasattr(libc, "mallopt"):
+        libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)
 
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -12,11 +12,14 @@ rejected sequences side by side (prompt computed twice), as the DPO reference co
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -30,11 +33,15 @@ from stylized_dpo.train.common import (
     MetricsWriter,
     NullMetrics,
     Throughput,
+    TokenizedChat,
     TokenizedPair,
     adamw,
     batch_to,
+    collate_chats,
     collate_packed_pairs,
+    collate_pair_rows,
     collate_pairs,
+    completion_logps,
     config_fingerprint,
     files_digest,
     iter_chunks,
@@ -46,6 +53,7 @@ from stylized_dpo.train.common import (
     save_model,
     set_lr,
     speed_options,
+    steady_allocator,
     step_schedule,
 )
 from stylized_dpo.train.distributed import init_distributed
@@ -111,6 +119,10 @@ class DPOConfig(ConfigMixin):
     """Pack each pair as [prompt, chosen, rejected] so the prompt is computed once (policy and
     reference); the same log-probs and gradients as the concatenated pass, to float rounding.
     Needs the SDPA attention (`load_model`'s)."""
+    pair_rows_tokens: int | None = None
+    """With `prefix_sharing`: pack several pairs into each row of up to this many tokens
+    (block-diagonal attention, per-pair positions), so short pairs pay no padding; the same
+    log-probs and gradients to float rounding. None: one pair per row."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
@@ -122,6 +134,10 @@ class DPOConfig(ConfigMixin):
             raise ValueError("DPOConfig.label_smoothing must be in [0, 0.5)")
         if self.label_smoothing and self.loss != "sigmoid":
             raise ValueError("label_smoothing (conservative DPO) applies to the sigmoid loss only")
+        if self.pair_rows_tokens is not None and not self.prefix_sharing:
+            raise ValueError(
+                "DPOConfig.pair_rows_tokens packs prefix-shared pairs: needs prefix_sharing"
+            )
 
 
 def preference_loss(
@@ -184,9 +200,20 @@ def preference_loss(
 # Reference log-probs.
 
 
-def collate(pairs: list[TokenizedPair], pad_id: int, prefix_sharing: bool) -> dict:
-    """The batch of a micro-batch of pairs: packed (`collate_packed_pairs`) or concatenated."""
+def collate(
+    pairs: list[TokenizedPair], pad_id: int, prefix_sharing: bool, row_tokens: int | None = None
+) -> dict:
+    """The batch of a micro-batch of pairs: packed (`collate_packed_pairs`; several pairs a row
+    with `row_tokens`, `collate_pair_rows`) or concatenated."""
+    if row_tokens is not None:
+        return collate_pair_rows(pairs, pad_id, row_tokens)
     return (collate_packed_pairs if prefix_sharing else collate_pairs)(pairs, pad_id)
+
+
+def sequence_key(prompt_ids: list[int], answer_ids: list[int]) -> str:
+    """The content key of one scored sequence (prompt + answer token ids)."""
+    data = json.dumps([prompt_ids, answer_ids], separators=(",", ":")).encode()
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 @torch.no_grad()
@@ -196,36 +223,88 @@ def compute_reference_logps(
     batch_size: int,
     pad_id: int,
     prefix_sharing: bool = True,
+    known: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Summed completion log-probs of the chosen and rejected answers under `model`.
 
     Returns one row per pair: prompt_id, chosen_logp, rejected_logp (in the order given).
+    `known` maps `sequence_key`s to log-probs already computed under this model (another
+    preference set with the same rejected answers, an earlier run): those sequences are not
+    scored again, and every sequence scored here is added to it. Pairs with both answers
+    unknown are scored together (packed when `prefix_sharing`); a lone unknown answer is scored
+    as its own sequence.
     """
     import pandas as pd  # here, not at module level: the DPO loop itself never needs pandas
 
     model.eval()
+    known = {} if known is None else known
     device = next(model.parameters()).device
-    order = sorted(
-        range(len(pairs)),
+    keys = [
+        (sequence_key(p.prompt_ids, p.chosen_ids), sequence_key(p.prompt_ids, p.rejected_ids))
+        for p in pairs
+    ]
+    both, singles, queued = [], [], set()
+    for i, (kc, kr) in enumerate(keys):
+        todo = [k for k in (kc, kr) if k not in known and k not in queued]
+        queued.update(todo)
+        if len(todo) == 2:
+            both.append(i)
+        elif todo:
+            answer = pairs[i].chosen_ids if todo[0] == kc else pairs[i].rejected_ids
+            singles.append(
+                (todo[0], TokenizedChat(pairs[i].prompt_id, pairs[i].prompt_ids, answer))
+            )
+
+    both.sort(  # similar lengths pad little
         key=lambda i: (
             len(pairs[i].prompt_ids) + max(len(pairs[i].chosen_ids), len(pairs[i].rejected_ids))
-        ),
-    )  # similar lengths pad little
-    chosen = torch.empty(len(pairs))
-    rejected = torch.empty(len(pairs))
-    for idx in tqdm(
-        list(iter_chunks(order, batch_size)), desc="reference log-probs", mininterval=5.0
-    ):
-        batch = batch_to(collate([pairs[i] for i in idx], pad_id, prefix_sharing), device)
-        c, r = pair_logps(model, **batch).cpu().chunk(2)
-        chosen[idx], rejected[idx] = c, r
+        )
+    )
+    singles.sort(key=lambda item: len(item[1].input_ids))
+    batches = [("pairs", chunk) for chunk in iter_chunks(both, batch_size)]
+    batches += [("singles", chunk) for chunk in iter_chunks(singles, 2 * batch_size)]
+    print(
+        f"reference log-probs: {len(queued)} distinct sequences to score, "
+        f"{2 * len(pairs) - len(queued)} of {2 * len(pairs)} reused or repeated"
+    )
+    for kind, chunk in tqdm(batches, desc="reference log-probs", mininterval=5.0):
+        if kind == "pairs":
+            batch = collate([pairs[i] for i in chunk], pad_id, prefix_sharing)
+            c, r = pair_logps(model, **batch_to(batch, device)).cpu().double().chunk(2)
+            for j, i in enumerate(chunk):
+                known[keys[i][0]], known[keys[i][1]] = c[j].item(), r[j].item()
+        else:
+            batch = collate_chats([chat for _, chat in chunk], pad_id)
+            logps = completion_logps(model, **batch_to(batch, device)).cpu().double()
+            for (key, _), logp in zip(chunk, logps, strict=True):
+                known[key] = logp.item()
     return pd.DataFrame(
         {
             "prompt_id": [p.prompt_id for p in pairs],
-            "chosen_logp": chosen.double().numpy(),
-            "rejected_logp": rejected.double().numpy(),
+            "chosen_logp": [known[kc] for kc, _ in keys],
+            "rejected_logp": [known[kr] for _, kr in keys],
         }
     )
+
+
+def read_logp_cache(cache_dir: Path) -> dict[str, float]:
+    """Every `sequence_key` -> log-prob in the cache's shards (one parquet file per job)."""
+    import pyarrow.parquet as pq
+
+    known: dict[str, float] = {}
+    for shard in sorted(cache_dir.glob("*.parquet")):
+        table = pq.read_table(shard, columns=["key", "logp"]).to_pydict()
+        known.update(zip(table["key"], table["logp"], strict=True))
+    return known
+
+
+def write_logp_cache(cache_dir: Path, name: str, logps: dict[str, float]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"key": list(logps), "logp": pa.array(list(logps.values()), pa.float64())})
+    with atomic_path(cache_dir / f"{name}.parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 def reference_logps_file(
@@ -237,15 +316,33 @@ def reference_logps_file(
     max_completion_tokens: int,
     device: str = "auto",
     prefix_sharing: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Write the reference log-probs of a preference file as parquet (atomically)."""
+    """Write the reference log-probs of a preference file as parquet (atomically).
+
+    With `cache_dir`, sequences already scored under the same model (same weights and device,
+    by content hash) are read from `cache_dir/<model digest>/`, and the new ones are added
+    there as a shard named after `out_path`: the four preference sets share their rejected
+    answers, so each is scored once, and a rerun scores nothing. A cached value may come from
+    another batch than a fresh run's, which changes it by float rounding only.
+    """
     device = resolve_device(device)
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, torch.float32, device)
     pairs = load_pairs(pairs_path, tokenizer, max_prompt_tokens, max_completion_tokens)
+    shard_dir, known = None, {}
+    if cache_dir is not None:
+        shard_dir = Path(cache_dir) / config_fingerprint(files_digest(model_dir), device)
+        known = read_logp_cache(shard_dir)
+    before = dict(known)
     table = compute_reference_logps(
-        model, pairs, batch_size, tokenizer.pad_token_id, prefix_sharing
+        model, pairs, batch_size, tokenizer.pad_token_id, prefix_sharing, known
     )
+    if shard_dir is not None:
+        new = {k: v for k, v in known.items() if k not in before}
+        if new:
+            name = Path(out_path).stem + "-" + config_fingerprint(str(out_path), sorted(new))
+            write_logp_cache(shard_dir, name, new)
     with atomic_path(out_path) as tmp:
         table.to_parquet(tmp, index=False)
 
@@ -335,7 +432,7 @@ def dpo_forward(
     and its number of tokens: prompt + chosen + prompt + rejected per pair, however the pass
     packs them (so that throughputs compare with and without prefix sharing).
     `policy_logps` replaces `pair_logps(policy, ...)` (the DDP-wrapped one under torchrun)."""
-    batch = batch_to(collate(pairs, pad_id, cfg.prefix_sharing), device)
+    batch = batch_to(collate(pairs, pad_id, cfg.prefix_sharing, cfg.pair_rows_tokens), device)
     if policy_logps is None:
         chosen_logps, rejected_logps = pair_logps(policy, **batch).chunk(2)
     else:
@@ -387,6 +484,7 @@ def train_dpo(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
+    steady_allocator()  # resident memory flat over the steps
     dist = init_distributed(cfg.device)
     device = dist.device
     tokenizer = load_tokenizer(model_dir)

@@ -36,6 +36,7 @@ from stylized_dpo.train.common import (
     save_model,
     set_lr,
     speed_options,
+    steady_allocator,
     step_schedule,
 )
 from stylized_dpo.train.distributed import Dist, init_distributed
@@ -133,6 +134,7 @@ def train_sft(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
+    steady_allocator()  # resident memory flat over the steps
     dist = init_distributed(cfg.device)
     device = dist.device
     tokenizer = load_tokenizer(model_dir)
