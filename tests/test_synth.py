@@ -207,6 +207,13 @@ def test_corrupt_cache_line_names_file_and_line(tmp_path):
         Cache(cache)
 
 
+def test_cache_written_by_an_editor_with_a_byte_order_mark_is_read(tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    line = '{"key": "a", "text": "t", "finish_reason": "stop"}\n'
+    cache.write_bytes(b"\xef\xbb\xbf" + line.encode())
+    assert Cache(cache).entries["a"].text == "t"
+
+
 def test_changed_settings_regenerate(tmp_path, pairs_file, style):
     cache = tmp_path / "cache.jsonl"
     rewrite_prefs(pairs_file, style, SynthConfig(), tmp_path / "a.jsonl", cache)

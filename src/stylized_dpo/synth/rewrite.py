@@ -38,7 +38,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from stylized_dpo.io import DataError, read_records, write_json, write_jsonl
+from stylized_dpo.io import DataError, decode_line, read_records, write_json, write_jsonl
 from stylized_dpo.records import PreferencePair
 from stylized_dpo.synth.backends import (
     Completion,
@@ -120,7 +120,7 @@ class Cache:
             data = data[:end]
         for lineno, raw in enumerate(data.splitlines(), start=1):
             try:
-                obj = json.loads(raw.decode("utf-8"))
+                obj = json.loads(decode_line(raw, lineno))
                 key, text, reason = obj["key"], obj["text"], obj["finish_reason"]
                 if not (isinstance(key, str) and isinstance(text, str) and isinstance(reason, str)):
                     raise TypeError("key, text and finish_reason must be strings")
