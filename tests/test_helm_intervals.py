@@ -226,11 +226,17 @@ def test_mmlu_subjects_merge_as_the_mean_of_their_values_and_resample_within_eac
     """HELM's MMLU column is the mean over subject runs, not the pooled mean of instances."""
     merged = merge_blocks(
         [
-            ("mmlu:subject=a", {"accuracy": accuracy_cell([1, 0])}),
-            ("mmlu:subject=b", {"accuracy": accuracy_cell([1, 1, 1, 0])}),
+            ("mmlu:subject=a,model=stylized-dpo_sft", {"accuracy": accuracy_cell([1, 0])}),
+            ("mmlu:subject=b,model=stylized-dpo_sft", {"accuracy": accuracy_cell([1, 1, 1, 0])}),
         ]
     )["accuracy"]
     assert merged.blocks == (2, 4)
+    # instance ids name the subject, not the model: every model's cells align for paired tests
+    assert merged.instance_ids[:3] == (
+        "mmlu,subject=a/id0",
+        "mmlu,subject=a/id1",
+        "mmlu,subject=b/id0",
+    )
     assert merged.point() == pytest.approx((0.5 + 0.75) / 2)  # pooled would be 4/6
     # one subject all right, one all wrong: every resample that keeps subjects apart gives 0.5
     split = merge_blocks(

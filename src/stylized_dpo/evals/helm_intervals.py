@@ -32,6 +32,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,6 +275,11 @@ def read_suite(suite_dir: str | Path, models: Sequence[str], scenarios: Sequence
     return SuiteData(tuple(models), tuple(scenarios), cells)
 
 
+def _subject(run_name: str) -> str:
+    """A run's name without its model: the same for every model's run of one MMLU subject."""
+    return ",".join(a for a in re.split(r"[:,]", run_name) if not a.startswith("model="))
+
+
 def merge_blocks(runs: Sequence[tuple[str, dict[str, CellData]]]) -> dict[str, CellData]:
     """One cell per family over several runs (MMLU's subjects), each run a block: the value is
     the mean of the runs' values. A family missing from a run is left out."""
@@ -290,7 +296,7 @@ def merge_blocks(runs: Sequence[tuple[str, dict[str, CellData]]]) -> dict[str, C
         merged[family] = CellData(
             family,
             first.metric,
-            tuple(f"{name}/{i}" for name, c in parts for i in c.instance_ids),
+            tuple(f"{_subject(name)}/{i}" for name, c in parts for i in c.instance_ids),
             np.concatenate([c.values for _, c in parts]),
             probs=stack("probs"),
             correct=stack("correct"),
