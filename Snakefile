@@ -49,5 +49,7 @@ for _rule in workflow.rules:
 GPU_LIMIT = apply_local_gpu_limit()
 
 
+# One handler: Snakemake keeps only the last `onstart` it reads.
 onstart:
+    check_api_keys_of_planned_jobs()
     check_software_environments()

@@ -64,13 +64,12 @@ SPLITS = ["train", "test"]
 check_config(config, models=MODELS, pref_datasets=PREF_DATASETS)
 
 
-onstart:
-    # Dry runs and spawned cluster jobs skip onstart; a real run stops here, before its first
-    # job, when an API backend it will call has no key (the variable is named, never read out).
+def check_api_keys_of_planned_jobs():
+    """Called on start (the Snakefile's `onstart`, which dry runs and spawned cluster jobs
+    skip): a real run stops before its first job when an API backend it will call has no key
+    (the variable is named, never read out)."""
     if not workflow.touch:
-        check_api_keys(
-            config, {job.rule.name for job in workflow.dag.needrun_jobs()}
-        )
+        check_api_keys(config, {job.rule.name for job in workflow.dag.needrun_jobs()})
 
 
 # Reference log-probs of the paper's reference (sft) keep the design's file names.
