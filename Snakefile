@@ -49,7 +49,13 @@ for _rule in workflow.rules:
 GPU_LIMIT = apply_local_gpu_limit()
 
 
-# One handler: Snakemake keeps only the last `onstart` it reads.
+# One handler (Snakemake keeps only the last `onstart` it reads); every problem named at once.
 onstart:
-    check_api_keys_of_planned_jobs()
-    check_software_environments()
+    problems = []
+    for check in (check_api_keys_of_planned_jobs, check_software_environments):
+        try:
+            check()
+        except (ValueError, WorkflowError) as problem:
+            problems.append(str(problem))
+    if problems:
+        raise WorkflowError("\n".join(problems))
