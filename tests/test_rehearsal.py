@@ -262,7 +262,16 @@ OVERLAY_KEYS = {
     "generation.dtype",
     "win_rates.n_prompts",
     "helm.max_eval_instances",
+    "helm.num_train_trials",
+    "helm.max_output_tokens.natural_qa",
+    "helm.max_output_tokens.quac",
+    "helm.num_threads",
+    "helm.batch_size",
+    "helm.requests_per_s",
     "helm.device",
+    "helm.executable_dir",
+    "helm.data",  # HELM's files pre-placed (no download offline), the rest as on the hub
+    "helm.data_path",
 }
 OVERLAY_PREFIXES = ("sft.", "dpo.", "judge.", "win_rates.")
 SIZE_WORDS = ("batch_size", "grad_accum", "max_steps", "eval_every", "checkpoint_every", "device")
@@ -289,9 +298,22 @@ def test_overlay_changes_only_sizes_devices_and_endpoints():
     assert "model" not in overlay["synth"]  # the paper's generator name, resolved offline
     assert "backend" not in overlay["judge"] and "backend" not in overlay["win_rates"]
     assert paper["judge"]["backend"] == "openai" and paper["win_rates"]["backend"] == "reward_api"
+    # HELM: the paper's run entries, on local files in HELM's download layout.
+    assert overlay["helm"]["data"] == "local"
+    assert not {"scenarios", "mmlu_subjects", "data_augmentation", "natural_qa_mode"} & set(
+        overlay["helm"]
+    )
 
 
-def test_rehearsal_dag_is_the_papers_without_helm():
+def test_rehearsal_dag_is_the_papers_with_helm_on_local_files(tmp_path):
+    import yaml
+
+    from stylized_dpo.world.helm_local_data import write_helm_local_data
+
+    # The rehearsal's working directory: the config linked, HELM's files written at data_path.
+    (tmp_path / "config").symlink_to(REPO / "config")
+    helm = yaml.safe_load((REPO / "config" / "rehearsal.yaml").read_text())["helm"]
+    write_helm_local_data(tmp_path / helm["data_path"], helm["max_eval_instances"], seed=0)
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "snakemake"),
@@ -304,7 +326,7 @@ def test_rehearsal_dag_is_the_papers_without_helm():
             "--",
             *run.TARGETS,
         ],
-        cwd=REPO,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
@@ -319,4 +341,8 @@ def test_rehearsal_dag_is_the_papers_without_helm():
     assert jobs["fetch_base_model"] == "1" and jobs["dpo"] == "4"
     assert jobs["style_rewrite"] == "6" and jobs["reference_logps"] == "8"
     assert jobs["judge"] == "6" and jobs["win_rates"] == "1"
-    assert "helm_run" not in jobs and "world" not in jobs
+    # HELM on every model of the paper's suite, from the pre-placed files (not the world's).
+    assert jobs["helm_run"] == "6" and jobs["helm_summarize"] == "1"
+    assert "helm_data" not in jobs and "world" not in jobs
+    for target in ("table4", "table8", "figure_helm", "helm_ci", "significance", "reproduction"):
+        assert jobs[target] == "1", target
