@@ -34,9 +34,10 @@ test: env
 
 # config/paper.yaml's DAG offline on this CPU at the paper's shapes (stylized_dpo.rehearsal):
 # a hub cache with Qwen2.5-0.5B's config (2 layers, random weights) and the real Qwen2.5
-# tokenizer, the hub datasets in the datasets cache, local judge and reward servers. Writes
-# .rehearsal/ (report: .rehearsal/rehearsal_report.md).
-rehearsal: $(VENV)/.installed
+# tokenizer, the hub datasets in the datasets cache, local judge and reward servers, HELM's
+# files pre-placed for `helm.data: local` (so both environments). Writes .rehearsal/ (report:
+# .rehearsal/rehearsal_report.md); exits non-zero when a job fails or exceeds its memory.
+rehearsal: env
 	PYTHONPATH=$(CURDIR)/src $(VENV)/bin/python -m stylized_dpo.rehearsal.run --cores $(CORES)
 
 lint: $(VENV)/.installed

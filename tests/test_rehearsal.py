@@ -262,7 +262,16 @@ OVERLAY_KEYS = {
     "generation.dtype",
     "win_rates.n_prompts",
     "helm.max_eval_instances",
+    "helm.num_train_trials",
+    "helm.max_output_tokens.natural_qa",
+    "helm.max_output_tokens.quac",
+    "helm.num_threads",
+    "helm.batch_size",
+    "helm.requests_per_s",
     "helm.device",
+    "helm.executable_dir",
+    "helm.data",  # HELM's files pre-placed (no download offline), the rest as on the hub
+    "helm.data_path",
 }
 OVERLAY_PREFIXES = ("sft.", "dpo.", "judge.", "win_rates.")
 SIZE_WORDS = ("batch_size", "grad_accum", "max_steps", "eval_every", "checkpoint_every", "device")
@@ -289,9 +298,22 @@ def test_overlay_changes_only_sizes_devices_and_endpoints():
     assert "model" not in overlay["synth"]  # the paper's generator name, resolved offline
     assert "backend" not in overlay["judge"] and "backend" not in overlay["win_rates"]
     assert paper["judge"]["backend"] == "openai" and paper["win_rates"]["backend"] == "reward_api"
+    # HELM: the paper's run entries, on local files in HELM's download layout.
+    assert overlay["helm"]["data"] == "local"
+    assert not {"scenarios", "mmlu_subjects", "data_augmentation", "natural_qa_mode"} & set(
+        overlay["helm"]
+    )
 
 
-def test_rehearsal_dag_is_the_papers_without_helm():
+def test_rehearsal_dag_is_the_papers_with_helm_on_local_files(tmp_path):
+    import yaml
+
+    from stylized_dpo.world.helm_local_data import write_helm_local_data
+
+    # The rehearsal's working directory: the config linked, HELM's files written at data_path.
+    (tmp_path / "config").symlink_to(REPO / "config")
+    helm = yaml.safe_load((REPO / "config" / "rehearsal.yaml").read_text())["helm"]
+    write_helm_local_data(tmp_path / helm["data_path"], helm["max_eval_instances"], seed=0)
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "snakemake"),
@@ -304,7 +326,7 @@ def test_rehearsal_dag_is_the_papers_without_helm():
             "--",
             *run.TARGETS,
         ],
-        cwd=REPO,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
@@ -319,45 +341,8 @@ def test_rehearsal_dag_is_the_papers_without_helm():
     assert jobs["fetch_base_model"] == "1" and jobs["dpo"] == "4"
     assert jobs["style_rewrite"] == "6" and jobs["reference_logps"] == "8"
     assert jobs["judge"] == "6" and jobs["win_rates"] == "1"
-    assert "helm_run" not in jobs and "world" not in jobs
-
-
-HELM_PYTHON = REPO / ".venv-helm" / "bin" / "python"
-
-
-@pytest.mark.skipif(not HELM_PYTHON.exists(), reason=".venv-helm (crfm-helm) is not installed")
-def test_helm_files_parse_with_helms_own_scenarios(tmp_path):
-    from stylized_dpo.rehearsal.helm_files import CORE_MMLU_SUBJECTS, write_helm_files
-
-    write_helm_files(tmp_path, n_instances=6)
-    code = f"""
-import json, os
-from helm.benchmark.scenarios.mmlu_scenario import MMLUScenario
-from helm.benchmark.scenarios.boolq_scenario import BoolQScenario
-from helm.benchmark.scenarios.natural_qa_scenario import NaturalQAScenario
-from helm.benchmark.scenarios.quac_scenario import QuACScenario
-from helm.benchmark.scenarios.commonsense_scenario import HellaSwagScenario
-root = {str(tmp_path / "scenarios")!r}
-out = {{}}
-for subject in {list(CORE_MMLU_SUBJECTS)!r}:
-    inst = MMLUScenario(subject).get_instances(os.path.join(root, "mmlu"))
-    out[subject] = sum(i.split == "test" for i in inst)
-scenarios = [("boolq", BoolQScenario()), ("natural_qa", NaturalQAScenario("openbook_longans")),
-             ("quac", QuACScenario()), ("hellaswag", HellaSwagScenario())]
-for name, scenario in scenarios:
-    inst = scenario.get_instances(os.path.join(root, name))
-    out[name] = sum(i.split == "valid" for i in inst)
-print(json.dumps(out))
-"""
-    proc = subprocess.run(
-        [str(HELM_PYTHON), "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert all(counts[s] == 6 for s in CORE_MMLU_SUBJECTS)
-    assert counts["boolq"] == counts["quac"] == counts["hellaswag"] == 6
-    assert counts["natural_qa"] >= 6
+    # HELM on every model of the paper's suite, from the pre-placed files (not the world's).
+    assert jobs["helm_run"] == "6" and jobs["helm_summarize"] == "1"
+    assert "helm_data" not in jobs and "world" not in jobs
+    for target in ("table4", "table8", "figure_helm", "helm_ci", "significance", "reproduction"):
+        assert jobs[target] == "1", target

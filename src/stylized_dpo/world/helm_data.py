@@ -162,7 +162,8 @@ def mmlu_rows(
     return rows
 
 
-def _write_csv(path: Path, rows: list[list[str]]) -> None:
+def write_csv_rows(path: Path, rows: list[list[str]]) -> None:
+    """Rows as CSV without a header (MMLU's files), written atomically."""
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     with atomic_path(path) as tmp:
@@ -497,8 +498,10 @@ def write_helm_scenarios(
     data = scenarios / "mmlu" / "data"
     for k, subject in enumerate(mmlu_subjects):
         dev = mmlu_rows(world, train_entities[:5], rng, offset=k)
-        _write_csv(data / "dev" / f"{subject}_dev.csv", dev)
-        _write_csv(data / "test" / f"{subject}_test.csv", mmlu_rows(world, eval_entities, rng, k))
+        write_csv_rows(data / "dev" / f"{subject}_dev.csv", dev)
+        write_csv_rows(
+            data / "test" / f"{subject}_test.csv", mmlu_rows(world, eval_entities, rng, k)
+        )
 
     data = scenarios / "boolq" / "data"
     keys = ("question", "title", "answer", "passage")  # BoolQ's fields, in its order

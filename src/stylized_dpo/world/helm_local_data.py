@@ -34,7 +34,7 @@ from pathlib import Path
 from stylized_dpo.evals.helm import MMLU_CORE_SUBJECTS
 from stylized_dpo.io import write_json
 from stylized_dpo.world.facts import make_world
-from stylized_dpo.world.helm_data import N_TRAIN, _write_csv, write_helm_scenarios
+from stylized_dpo.world.helm_data import N_TRAIN, write_csv_rows, write_helm_scenarios
 
 MMLU_SPLITS = {"dev": 5, "val": 5}
 """Rows of MMLU's in-context (dev) and validation splits, as in MMLU (5 dev per subject)."""
@@ -182,7 +182,9 @@ def write_helm_local_data(
         if subject not in SUBJECT_QUESTIONS:
             continue  # the world's questions, filed under this subject
         for split, n in {**MMLU_SPLITS, "test": n_instances}.items():
-            _write_csv(data / split / f"{subject}_{split}.csv", mmlu_subject_rows(subject, n, rng))
+            write_csv_rows(
+                data / split / f"{subject}_{split}.csv", mmlu_subject_rows(subject, n, rng)
+            )
     card["mmlu_generated_subjects"] = [s for s in mmlu_subjects if s in SUBJECT_QUESTIONS]
     write_json(root / "card.json", card)
     return card
