@@ -37,10 +37,7 @@ from stylized_dpo.train.common import TokenizedChat, step_schedule
 from stylized_dpo.train.distributed import Dist
 from stylized_dpo.train.shards import batch_lengths, keep_share, read_shard
 tokenizer = load_tokenizer(tok_dir)
-def status_mb(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
+from stylized_dpo.resources import process_status_mb as status_mb
 base = status_mb("VmRSS")
 if mode == "lists":
     data = pq.read_table(shard).to_pydict()

@@ -32,10 +32,7 @@ import pyarrow as pa, pyarrow.parquet as pq
 from stylized_dpo.model import load_tokenizer
 from stylized_dpo.train.shards import SHARD_COLUMNS, tokenize_file, write_shard
 tokenizer = load_tokenizer(tok_dir)
-def status_mb(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
+from stylized_dpo.resources import process_status_mb as status_mb
 base = status_mb("VmRSS")
 if mode == "whole":
     kept, _ = tokenize_file("sft", records, tokenizer, 256, 1024)

@@ -90,9 +90,8 @@ def test_miniature_sft_asks_for_little_and_more_than_its_measured_peak(toy, tmp_
         "a = json.loads(sys.argv[1])\n"
         "train_sft(a['model'], a['train'], a['test'], a['out'], a['metrics'], a['ckpt'],\n"
         "          SFTConfig.from_dict(a['cfg']))\n"
-        "from pathlib import Path\n"
-        "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if 'VmHWM' in l]\n"
-        "print(int(hwm[0].split()[1]))\n"
+        "from stylized_dpo.resources import process_status_mb\n"
+        "print(process_status_mb('VmHWM'))\n"
     )
     args = {
         "model": str(model_dir),
@@ -109,7 +108,7 @@ def test_miniature_sft_asks_for_little_and_more_than_its_measured_peak(toy, tmp_
     )
     assert out.returncode == 0, out.stderr
     # VmHWM (KiB), not ru_maxrss: after exec that keeps the parent's high-water mark
-    peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
+    peak_mb = float(out.stdout.strip().splitlines()[-1])
     assert peak_mb < mem < 4000, (peak_mb, mem)
 
 
@@ -122,15 +121,15 @@ def test_tokenising_asks_for_more_than_its_measured_peak(toy, tmp_path):
         "from stylized_dpo.train.shards import write_shard\n"
         "write_shard('sft', sys.argv[1], load_tokenizer(sys.argv[2]), sys.argv[3], sys.argv[4],"
         " 256, 1024)\n"
-        "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if 'VmHWM' in l]\n"
-        "print(int(hwm[0].split()[1]))\n"
+        "from stylized_dpo.resources import process_status_mb\n"
+        "print(process_status_mb('VmHWM'))\n"
     )
     args = [paths["sft_train"], model_dir, tmp_path / "t.parquet", tmp_path / "t.json"]
     out = subprocess.run(
         [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
+    peak_mb = float(out.stdout.strip().splitlines()[-1])
     assert peak_mb < tokenize_mem_mb(paths["sft_train"]) < 4000
     # smol-smoltalk's prepared train split (~830 MB of JSONL): measured at most 2.9 MB per
     # file MB beyond ~600 MB (benchmarks/bench_tokenize_memory.py), where the whole-file Python

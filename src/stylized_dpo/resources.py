@@ -186,3 +186,13 @@ def memory_mb(
         once = weights if trains else 0  # a checkpoint's copy of the weights being written
     data = SHARD_BYTES_PER_TOKEN * tokens + procs * SHARD_READ_MB * MB
     return math.ceil(HEADROOM * (procs * per_process + once + data) / MB)
+
+
+def process_status_mb(key: str = "VmHWM") -> float:
+    """A memory figure of this process from /proc/self/status (Linux), in MB: `VmHWM` is the
+    peak RSS of this process alone (ru_maxrss keeps the parent's high-water mark after exec),
+    `VmRSS` the current one."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(f"/proc/self/status has no {key}")
