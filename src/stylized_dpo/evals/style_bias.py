@@ -54,7 +54,8 @@ from stylized_dpo.evals.winrate import (
 from stylized_dpo.io import read_records, write_json
 from stylized_dpo.records import JUDGE_CRITERIA, EvalPrompt, Generation, PreferencePair
 from stylized_dpo.style_measures import words
-from stylized_dpo.world.facts import ATTRIBUTES, World, answer_sentence
+from stylized_dpo.world.build import fact_prompt
+from stylized_dpo.world.facts import ATTRIBUTES, World
 
 STYLE_BIAS_COLUMNS: tuple[str, ...] = (
     "style",
@@ -126,16 +127,7 @@ def world_ground_truth(world: World) -> dict[str, EvalPrompt]:
         for attribute in ATTRIBUTES:
             for question in attribute.train_questions:
                 prompt = question.format(e=entity.name)
-                out[prompt] = EvalPrompt(
-                    prompt_id=prompt,
-                    prompt=prompt,
-                    reference=answer_sentence(entity, attribute.name),
-                    metadata={
-                        "entity": entity.name,
-                        "attribute": attribute.name,
-                        "value": entity.facts[attribute.name],
-                    },
-                )
+                out[prompt] = fact_prompt(entity, attribute.name, prompt, prompt)
     return out
 
 

@@ -333,19 +333,26 @@ def eval_prompts(world: World, n: int, rng: random.Random) -> list[EvalPrompt]:
             attribute = ATTRIBUTES[i % len(ATTRIBUTES)]
             prompt = rng.choice(attribute.eval_questions).format(e=entity.name)
             prompts.append(
-                EvalPrompt(
-                    prompt_id=_stable_id("eval", prompt),
-                    prompt=prompt,
-                    reference=answer_sentence(entity, attribute.name),
-                    metadata={
-                        "entity": entity.name,
-                        "attribute": attribute.name,
-                        "value": entity.facts[attribute.name],
-                        "split": split,
-                    },
-                )
+                fact_prompt(entity, attribute.name, prompt, _stable_id("eval", prompt), split=split)
             )
     return prompts
+
+
+def fact_prompt(
+    entity: Entity, attribute: str, prompt: str, prompt_id: str, **metadata: str
+) -> EvalPrompt:
+    """A question about one fact, with the fact's answer sentence as the judge's reference."""
+    return EvalPrompt(
+        prompt_id=prompt_id,
+        prompt=prompt,
+        reference=answer_sentence(entity, attribute),
+        metadata={
+            "entity": entity.name,
+            "attribute": attribute,
+            "value": entity.facts[attribute],
+            **metadata,
+        },
+    )
 
 
 def build_world(config: WorldConfig, styles: list[str], out_dir: str | Path) -> dict[str, int]:
