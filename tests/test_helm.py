@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from stylized_dpo.evals.helm import (
-    MMLU_CORE_SUBJECTS,
     HelmConfig,
     HelmError,
     check_local_data,
@@ -33,6 +32,7 @@ from stylized_dpo.evals.helm import (
     runtime_min_estimate,
     summarize,
 )
+from stylized_dpo.records import MMLU_CORE_SUBJECTS
 from stylized_dpo.world.facts import make_world
 from stylized_dpo.world.helm_data import write_helm_scenarios
 from stylized_dpo.world.helm_local_data import write_helm_local_data

@@ -10,7 +10,6 @@ import torch
 from eval_helpers import save_tiny_chat_model
 
 from stylized_dpo.evals.sycophancy import (
-    SUMMARY_COLUMNS,
     McItem,
     SycophancyConfig,
     parse_choice,
@@ -23,6 +22,7 @@ from stylized_dpo.evals.sycophancy import (
     world_items,
 )
 from stylized_dpo.io import DataError
+from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS
 from stylized_dpo.world.facts import make_world
 
 CHOICES = ("Borth", "Kela", "Tamir", "Vosk")
@@ -163,7 +163,7 @@ def test_tiny_model_end_to_end(tmp_path: Path) -> None:
     )
     assert read_rows(tmp_path / "again.jsonl") == rows
     table = summarize(["tiny"], [out], tmp_path / "summary.csv", seed=0, n_bootstrap=200)
-    assert list(pd.read_csv(tmp_path / "summary.csv").columns) == list(SUMMARY_COLUMNS)
+    assert list(pd.read_csv(tmp_path / "summary.csv").columns) == list(SYCOPHANCY_SUMMARY_COLUMNS)
     assert table.loc[0, "n_unparsed"] == sum(
         (r.first_choice is None) + (r.second_choice is None) for r in rows
     )

@@ -49,8 +49,39 @@ JUDGE_SUMMARY_COLUMNS: tuple[str, ...] = (
     "n_failed",
 )
 """`results/judge/summary.csv` (evals/judge.py): one row per (model, criterion)."""
+HELM_FAMILIES: tuple[str, ...] = ("accuracy", "calibration", "robustness", "fairness")
+"""The metric families of HELM's summary (the `family` column; one of Tables 4-8 each)."""
+HELM_SCENARIOS: tuple[str, ...] = ("mmlu", "boolq", "natural_qa", "quac", "hellaswag")
+"""The paper's five HELM scenarios (the `scenario` column)."""
+MMLU_CORE_SUBJECTS: tuple[str, ...] = (
+    "abstract_algebra",
+    "college_chemistry",
+    "computer_security",
+    "econometrics",
+    "us_foreign_policy",
+)
+"""The MMLU subjects of HELM's core run entries (`run_entries_core_scenarios`); helm-summarize
+merges their runs into one MMLU column (each subject's per-trial means weigh equally)."""
 HELM_SUMMARY_COLUMNS: tuple[str, ...] = ("model", "family", "scenario", "metric", "value", "note")
 """`results/helm/summary.csv` (evals/helm.py): one row per (model, family, scenario)."""
+PUNKT_FILES: tuple[str, ...] = (
+    "collocations.tab",
+    "sent_starters.txt",
+    "abbrev_types.txt",
+    "ortho_context.tab",
+)
+"""nltk's `punkt_tab/english` parameter files (HELM's bias metrics tokenise with punkt)."""
+SYCOPHANCY_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "model",
+    "n",
+    "accuracy_before",
+    "accuracy_after",
+    "flip_rate",
+    "flip_rate_ci_low",
+    "flip_rate_ci_high",
+    "n_unparsed",
+)
+"""`results/sycophancy/summary.csv` (evals/sycophancy.py): one row per model."""
 HELM_INTERVAL_COLUMNS: tuple[str, ...] = ("ci_low", "ci_high")
 """95% bootstrap interval over instances of each summary.csv value (evals/helm_intervals.py),
 after `HELM_SUMMARY_COLUMNS` (optional for readers)."""

@@ -46,22 +46,17 @@ from typing import Any
 import yaml
 
 from stylized_dpo.io import atomic_path
-from stylized_dpo.records import HELM_SUMMARY_COLUMNS
+from stylized_dpo.records import (
+    HELM_FAMILIES,
+    HELM_SCENARIOS,
+    HELM_SUMMARY_COLUMNS,
+    MMLU_CORE_SUBJECTS,
+    PUNKT_FILES,
+)
 
-FAMILIES = ("accuracy", "calibration", "robustness", "fairness")
-SCENARIOS = ("mmlu", "boolq", "natural_qa", "quac", "hellaswag")
 DEPLOYMENT_PREFIX = "stylized-dpo"
 CLIENT_CLASS = "stylized_dpo.evals.helm_client.LogprobHuggingFaceClient"
 PLUGIN = "stylized_dpo.evals.helm_client"
-MMLU_CORE_SUBJECTS = (
-    "abstract_algebra",
-    "college_chemistry",
-    "computer_security",
-    "econometrics",
-    "us_foreign_policy",
-)
-"""The MMLU subjects of HELM's core run entries (`run_entries_core_scenarios`); helm-summarize
-merges their runs into one MMLU column (each subject's per-trial means weigh equally)."""
 SUITE = "stylized-dpo"
 ECE_METRIC = "ECE (10-bin)"
 """HELM's display name of `ece_10_bin` (the `metric` column uses HELM's display names)."""
@@ -86,8 +81,6 @@ FAIRNESS_FILES = (
     "perturbations/dialect/SAE_to_AAVE_mapping.json",
     "perturbations/person_name/data/person_names.txt",
 )
-PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
-"""nltk's `punkt_tab/english` parameter files (HELM's bias metrics tokenise with punkt)."""
 
 
 class HelmError(RuntimeError):
@@ -100,8 +93,8 @@ class HelmConfig:
 
     executable_dir: str = ".venv-helm/bin"
     """Folder holding `helm-run` and `helm-summarize`; "" means PATH."""
-    scenarios: tuple[str, ...] = SCENARIOS
-    """Core scenarios to run (keys of SCENARIOS)."""
+    scenarios: tuple[str, ...] = HELM_SCENARIOS
+    """Core scenarios to run (keys of HELM_SCENARIOS)."""
     mmlu_subjects: tuple[str, ...] = MMLU_CORE_SUBJECTS
     """MMLU subjects, one HELM run each (HELM's core set by default)."""
     max_eval_instances: int = 40
@@ -156,9 +149,9 @@ class HelmConfig:
             )
         if self.requests_per_s <= 0:
             raise ValueError(f"helm.requests_per_s must be positive, got {self.requests_per_s}")
-        unknown = set(self.scenarios) - set(SCENARIOS)
+        unknown = set(self.scenarios) - set(HELM_SCENARIOS)
         if unknown:
-            raise ValueError(f"unknown HELM scenarios {sorted(unknown)}; known: {SCENARIOS}")
+            raise ValueError(f"unknown HELM scenarios {sorted(unknown)}; known: {HELM_SCENARIOS}")
         if self.natural_qa_mode not in ("openbook_longans", "closedbook"):
             raise ValueError(
                 f"natural_qa_mode must be openbook_longans or closedbook, "
@@ -169,7 +162,7 @@ class HelmConfig:
         bad = [s for s in self.mmlu_subjects if not re.fullmatch(r"[a-z_]+", s)]
         if bad:
             raise ValueError(f"helm.mmlu_subjects: not an MMLU subject name: {bad}")
-        unknown = set(self.max_output_tokens) - set(SCENARIOS)
+        unknown = set(self.max_output_tokens) - set(HELM_SCENARIOS)
         if unknown:
             raise ValueError(f"max_output_tokens names unknown scenarios {sorted(unknown)}")
         if self.max_eval_instances < 1 or self.num_train_trials < 1:
@@ -678,7 +671,7 @@ def summary_rows(
     values: dict[tuple[str, str, str], tuple[str, str, str]] = {}
     for table in tables:
         family = table.get("name") or table["title"].lower()
-        if family not in FAMILIES:
+        if family not in HELM_FAMILIES:
             continue
         header = table["header"]
         for row in table["rows"]:
@@ -712,7 +705,7 @@ def summary_rows(
     _fill_hellaswag_calibration(suite, models, scenarios, values)
     rows = []
     for model in models:
-        for family in FAMILIES:
+        for family in HELM_FAMILIES:
             for scenario in ("mean_win_rate", *scenarios):
                 metric, value, note = values.get(
                     (model, family, scenario),

@@ -48,19 +48,9 @@ from tqdm import tqdm
 from stylized_dpo.evals.generate import SamplingConfig, derive_seed
 from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
 from stylized_dpo.io import DataError, iter_json_lines, write_jsonl
-from stylized_dpo.records import lone_surrogate
+from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS, lone_surrogate
 from stylized_dpo.world.facts import ATTRIBUTES, World
 
-SUMMARY_COLUMNS = (
-    "model",
-    "n",
-    "accuracy_before",
-    "accuracy_after",
-    "flip_rate",
-    "flip_rate_ci_low",
-    "flip_rate_ci_high",
-    "n_unparsed",
-)
 LETTERS = string.ascii_uppercase
 INSTRUCTION = "Answer with the letter."
 
@@ -403,13 +393,13 @@ def summarize(
     seed: int,
     n_bootstrap: int = 1000,
 ) -> pd.DataFrame:
-    """results/sycophancy/summary.csv: one row per model, columns `SUMMARY_COLUMNS`."""
+    """results/sycophancy/summary.csv: one row per model, columns `SYCOPHANCY_SUMMARY_COLUMNS`."""
     table = pd.DataFrame(
         [
             summarize_rows(m, read_rows(p), seed, n_bootstrap)
             for m, p in zip(models, paths, strict=True)
         ],
-        columns=list(SUMMARY_COLUMNS),
+        columns=list(SYCOPHANCY_SUMMARY_COLUMNS),
     )
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_path, index=False)

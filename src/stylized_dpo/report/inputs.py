@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES
 from stylized_dpo.io import DataError, iter_json_lines
 from stylized_dpo.records import (
+    HELM_FAMILIES,
     HELM_INTERVAL_COLUMNS,
     HELM_SUMMARY_COLUMNS,
     JUDGE_SUMMARY_COLUMNS,

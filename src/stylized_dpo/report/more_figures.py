@@ -30,10 +30,12 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES  # noqa: E402
-from stylized_dpo.evals.sycophancy import SUMMARY_COLUMNS as SYCOPHANCY_COLUMNS  # noqa: E402
 from stylized_dpo.io import DataError  # noqa: E402
-from stylized_dpo.records import WIN_RATE_LC_COLUMNS  # noqa: E402
+from stylized_dpo.records import (  # noqa: E402
+    HELM_FAMILIES,
+    SYCOPHANCY_SUMMARY_COLUMNS,
+    WIN_RATE_LC_COLUMNS,
+)
 from stylized_dpo.report.common import (  # noqa: E402
     SCENARIO_NAMES,
     UNSTYLED,
@@ -106,7 +108,7 @@ def read_prefs_style(path: PathLike) -> pd.DataFrame:
 
 def read_sycophancy_summary(path: PathLike) -> pd.DataFrame:
     """results/sycophancy/summary.csv: one row per model, numbers as floats."""
-    return _numeric_table(path, ["model"], list(SYCOPHANCY_COLUMNS[1:]))
+    return _numeric_table(path, ["model"], list(SYCOPHANCY_SUMMARY_COLUMNS[1:]))
 
 
 def _known_models(frame: pd.DataFrame, styles: Sequence[str], what: str) -> list[str]:
@@ -643,7 +645,7 @@ def figure_helm(
 def sycophancy_data(frame: pd.DataFrame, styles: Sequence[str]) -> pd.DataFrame:
     """One row per model in the config's order (NaN where the file has none)."""
     models = model_order(styles)
-    out = frame.set_index("model").reindex(models)[list(SYCOPHANCY_COLUMNS[1:])]
+    out = frame.set_index("model").reindex(models)[list(SYCOPHANCY_SUMMARY_COLUMNS[1:])]
     out.index.name = "model"
     return out.reset_index()
 

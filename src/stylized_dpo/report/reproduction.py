@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES
 from stylized_dpo.io import DataError, atomic_path
+from stylized_dpo.records import HELM_FAMILIES
 from stylized_dpo.report.common import SCENARIO_NAMES, model_colors, model_order
 from stylized_dpo.report.inputs import PathLike
 from stylized_dpo.report.tables import NA, read_table_csv

@@ -20,9 +20,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from stylized_dpo.evals.helm import FAMILIES as HELM_FAMILIES
-from stylized_dpo.evals.helm import SCENARIOS as HELM_SCENARIOS
 from stylized_dpo.io import atomic_path
+from stylized_dpo.records import HELM_FAMILIES, HELM_SCENARIOS
 from stylized_dpo.report.common import (
     SCENARIO_NAMES,
     display_name,

@@ -48,8 +48,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stylized_dpo.evals.helm import MMLU_CORE_SUBJECTS, PUNKT_FILES
 from stylized_dpo.io import atomic_path, write_json
+from stylized_dpo.records import MMLU_CORE_SUBJECTS, PUNKT_FILES
 from stylized_dpo.world.facts import ATTRIBUTE_BY_NAME, ATTRIBUTES, Entity, World
 
 N_TRAIN = 10

@@ -31,8 +31,8 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from stylized_dpo.evals.helm import MMLU_CORE_SUBJECTS
 from stylized_dpo.io import write_json
+from stylized_dpo.records import MMLU_CORE_SUBJECTS
 from stylized_dpo.world.facts import make_world
 from stylized_dpo.world.helm_data import N_TRAIN, write_csv_rows, write_helm_scenarios
 
