@@ -16,31 +16,23 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from stylized_dpo.hashing import config_fingerprint, files_digest
 from stylized_dpo.model import load_model, load_tokenizer, set_chat_eos
-from stylized_dpo.train.common import (
-    ConfigMixin,
-    MetricsWriter,
-    NullMetrics,
-    Throughput,
-    TokenizedChat,
-    adamw,
-    collate_chats,
-    completion_logps,
-    config_fingerprint,
-    files_digest,
-    iter_chunks,
+from stylized_dpo.train.batching import collate_chats, iter_chunks, step_schedule
+from stylized_dpo.train.checkpoints import (
     load_checkpoint,
-    lr_at,
     restore_checkpoint,
     save_checkpoint,
     save_model,
-    set_lr,
-    speed_options,
-    steady_allocator,
-    step_schedule,
 )
+from stylized_dpo.train.common import ConfigMixin
 from stylized_dpo.train.distributed import Dist, init_distributed
+from stylized_dpo.train.logps import completion_logps
+from stylized_dpo.train.metrics import MetricsWriter, NullMetrics, Throughput
+from stylized_dpo.train.optim import adamw, lr_at, set_lr
+from stylized_dpo.train.runtime import speed_options, steady_allocator
 from stylized_dpo.train.shards import batch_lengths, completion_tokens, keep_share, load_chats
+from stylized_dpo.train.tokens import TokenizedChat
 
 
 @dataclass(frozen=True)
@@ -196,10 +188,7 @@ def train_sft(
             batch = {k: v.to(device) for k, v in collate_chats(chats, pad_id).items()}
             with dist.no_sync(logps, last=j == len(mine) - 1):
                 loss = -logps(**batch).sum() / n_completion
-                if dist.enabled:  # DDP averages over processes: scale to their sum
-                    (loss * (dist.loss_scale * weight)).backward()
-                else:
-                    loss.backward()
+                dist.backward(loss, weight)
             step_loss += loss.item() * weight
             n_tokens += int(batch["attention_mask"].sum() * weight)
         step_loss, n_tokens = dist.sum([step_loss, n_tokens])
