@@ -63,8 +63,9 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import stylized_dpo.train.logps as common
 from stylized_dpo.train.batching import batch_to, collate_chats, collate_preferences
-from stylized_dpo.train.dpo import DPOBatchStats, DPOConfig, dpo_forward
+from stylized_dpo.train.dpo import DPOConfig, dpo_forward
 from stylized_dpo.train.logps import completion_logps, pair_logps
+from stylized_dpo.train.metrics import DPOBatchStats
 from stylized_dpo.train.optim import adamw
 from stylized_dpo.train.runtime import speed_options
 from stylized_dpo.train.tokens import TokenizedChat, TokenizedPair

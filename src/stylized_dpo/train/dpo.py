@@ -1,12 +1,12 @@
-"""Direct Preference Optimization: the loss as a pure function, reference log-probs, one loop.
+"""Direct Preference Optimization: the loss as a pure function and one loop.
 
 The loop follows Rafailov et al. (2023) and their reference code (eric-mitchell/
 direct-preference-optimization): chosen and rejected answers go through the policy in one
-forward pass; the reference log-probs are computed once beforehand (a parquet file) or,
-optionally, on the fly by a frozen copy of the starting model. That one pass either packs each
-pair as [prompt, chosen, rejected], with an attention that keeps the answers apart, so the
-shared prompt is computed once (`prefix_sharing`, the default; the idea of Wang et al. 2024,
-"Accelerating Direct Preference Optimization with Prefix Sharing"), or runs the chosen and
+forward pass; the reference log-probs are computed once beforehand (`reference.py`'s parquet
+file) or, optionally, on the fly by a frozen copy of the starting model. That one pass either
+packs each pair as [prompt, chosen, rejected], with an attention that keeps the answers apart,
+so the shared prompt is computed once (`prefix_sharing`, the default; the idea of Wang et al.
+2024, "Accelerating Direct Preference Optimization with Prefix Sharing"), or runs the chosen and
 rejected sequences side by side (prompt computed twice), as the DPO reference code does.
 """
 
@@ -31,11 +31,10 @@ from stylized_dpo.train.checkpoints import (
     save_checkpoint,
     save_model,
 )
-from stylized_dpo.train.common import ConfigMixin
 from stylized_dpo.train.distributed import init_distributed
 from stylized_dpo.train.logps import pair_logps
-from stylized_dpo.train.metrics import MetricsWriter, NullMetrics, Throughput
-from stylized_dpo.train.optim import adamw, lr_at, set_lr
+from stylized_dpo.train.metrics import DPOBatchStats, MetricsWriter, NullMetrics, Throughput
+from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
 from stylized_dpo.train.reference import read_reference_logps
 from stylized_dpo.train.runtime import speed_options, steady_allocator
 from stylized_dpo.train.shards import batch_lengths, keep_share, load_pairs
@@ -45,7 +44,7 @@ LossType = Literal["sigmoid", "ipo", "hinge"]
 
 
 @dataclass(frozen=True)
-class DPOConfig(ConfigMixin):
+class DPOConfig(FinetuneConfig):
     """DPO hyper-parameters: the config's `dpo` section merged for one dataset."""
 
     loss: LossType = "sigmoid"
@@ -62,38 +61,12 @@ class DPOConfig(ConfigMixin):
     """`rmsprop` as in the DPO paper's code, or `adamw`."""
     lr: float = 1.0e-6
     """Peak learning rate."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW betas (unused by RMSprop)."""
     weight_decay: float = 0.0
     """AdamW: decoupled decay on matrices; RMSprop: L2 penalty on every parameter (torch's)."""
     batch_size: int = 16
     """Pairs per forward pass; effective batch = `batch_size * grad_accum`."""
-    grad_accum: int = 1
-    """Micro-batches accumulated per optimizer step."""
-    warmup_ratio: float = 0.1
-    """Share of the steps with a linear warmup; then linear decay to 0."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping threshold (global L2 norm)."""
-    epochs: int = 1
-    """Passes over the training pairs (ignored when `max_steps` is set)."""
-    max_steps: int | None = None
-    """When set, the number of optimizer steps (overrides `epochs`, cycling the data)."""
     eval_every: int = 10
     """Steps between evaluations on the test split (also at step 0 and at the end)."""
-    checkpoint_every: int = 100
-    """Steps between resumable checkpoints."""
-    max_prompt_tokens: int = 256
-    """Pairs whose rendered prompt is longer are dropped (counted in the log)."""
-    max_completion_tokens: int = 1024
-    """Pairs whose longer answer (+ `<|im_end|>`) is longer are dropped (counted in the log)."""
-    seed: int = 0
-    """Seeds the data order and torch."""
-    device: str = "auto"
-    """`auto` (CUDA when available), `cpu` or `cuda`."""
-    gradient_checkpointing: bool = False
-    """Recompute the policy's layer activations in the backward pass: less memory, more compute."""
-    compile: bool = False
-    """`torch.compile` the policy's (and reference model's) decoder; last-bit float noise."""
     prefix_sharing: bool = True
     """Pack each pair as [prompt, chosen, rejected] so the prompt is computed once (policy and
     reference); the same log-probs and gradients as the concatenated pass, to float rounding.
@@ -104,9 +77,7 @@ class DPOConfig(ConfigMixin):
     log-probs and gradients to float rounding. None: one pair per row."""
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DPOConfig.{name} must be >= 1")
+        super().__post_init__()
         if self.beta <= 0:
             raise ValueError("DPOConfig.beta must be > 0")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -117,6 +88,13 @@ class DPOConfig(ConfigMixin):
             raise ValueError(
                 "DPOConfig.pair_rows_tokens packs prefix-shared pairs: needs prefix_sharing"
             )
+
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        if self.optimizer == "rmsprop":
+            return torch.optim.RMSprop(
+                model.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=False
+            )
+        return super().make_optimizer(model)
 
 
 def preference_loss(
@@ -177,47 +155,6 @@ def preference_loss(
 
 # ----------------------------------------------------------------------------------------------
 # The loop.
-
-
-class DPOBatchStats:
-    """Sums of per-pair metrics over pairs, averaged at the end (eval over the test set)."""
-
-    keys = (
-        "loss",
-        "rewards_chosen",
-        "rewards_rejected",
-        "reward_margin",
-        "reward_accuracy",
-        "logps_chosen",
-        "logps_rejected",
-    )
-
-    def __init__(self) -> None:
-        self.sums = dict.fromkeys(self.keys, 0.0)
-        self.n = 0
-
-    def add(self, losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) -> None:
-        values = {
-            "loss": losses,
-            "rewards_chosen": chosen_rewards,
-            "rewards_rejected": rejected_rewards,
-            "reward_margin": chosen_rewards - rejected_rewards,
-            "reward_accuracy": (chosen_rewards > rejected_rewards).float(),
-            "logps_chosen": chosen_logps,
-            "logps_rejected": rejected_logps,
-        }
-        for key, value in values.items():
-            self.sums[key] += value.detach().sum().item()
-        self.n += losses.numel()
-
-    def all_reduce(self, dist) -> None:
-        """Add up the sums of every torchrun process (no-op in one process)."""
-        if dist.enabled:
-            *sums, self.n = dist.sum([*self.sums.values(), self.n])
-            self.sums = dict(zip(self.keys, sums, strict=True))
-
-    def means(self) -> dict[str, float]:
-        return {key: total / self.n for key, total in self.sums.items()}
 
 
 def dpo_forward(
@@ -324,12 +261,7 @@ def train_dpo(
     keep_share(train, schedule, dist)
     total_steps = len(schedule)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
-    if cfg.optimizer == "rmsprop":
-        optimizer = torch.optim.RMSprop(
-            policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False
-        )
-    else:
-        optimizer = adamw(policy, cfg.lr, cfg.betas, cfg.weight_decay)
+    optimizer = cfg.make_optimizer(policy)
     metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
     logps = dist.logps_fn(policy) if dist.enabled else None
     digest = files_digest(

@@ -1,4 +1,5 @@
-"""Metrics: one JSON object per line, appended and flushed as training goes, and throughput."""
+"""Metrics: one JSON object per line, appended and flushed as training goes; throughput; the
+sums behind the DPO rows."""
 
 from __future__ import annotations
 
@@ -53,3 +54,44 @@ class Throughput:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         return tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+class DPOBatchStats:
+    """Sums of per-pair metrics over pairs, averaged at the end (eval over the test set)."""
+
+    keys = (
+        "loss",
+        "rewards_chosen",
+        "rewards_rejected",
+        "reward_margin",
+        "reward_accuracy",
+        "logps_chosen",
+        "logps_rejected",
+    )
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(self.keys, 0.0)
+        self.n = 0
+
+    def add(self, losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) -> None:
+        values = {
+            "loss": losses,
+            "rewards_chosen": chosen_rewards,
+            "rewards_rejected": rejected_rewards,
+            "reward_margin": chosen_rewards - rejected_rewards,
+            "reward_accuracy": (chosen_rewards > rejected_rewards).float(),
+            "logps_chosen": chosen_logps,
+            "logps_rejected": rejected_logps,
+        }
+        for key, value in values.items():
+            self.sums[key] += value.detach().sum().item()
+        self.n += losses.numel()
+
+    def all_reduce(self, dist) -> None:
+        """Add up the sums of every torchrun process (no-op in one process)."""
+        if dist.enabled:
+            *sums, self.n = dist.sum([*self.sums.values(), self.n])
+            self.sums = dict(zip(self.keys, sums, strict=True))
+
+    def means(self) -> dict[str, float]:
+        return {key: total / self.n for key, total in self.sums.items()}

@@ -1,11 +1,14 @@
-"""Optimizers and learning-rate schedules (set by hand each step, as nanoGPT does: the step is
-the whole state)."""
+"""Optimizers, learning-rate schedules (set by hand each step, as nanoGPT does: the step is the
+whole state) and the optimisation settings the training configs share."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+
+from stylized_dpo.train.common import ConfigMixin
 
 
 def lr_at(
@@ -52,3 +55,61 @@ def adamw(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=False)
+
+
+class OptimizerConfig(ConfigMixin):
+    """The optimiser of a training config: AdamW on its `lr`, `betas` and `weight_decay`, with
+    gradients clipped at `max_grad_norm`.
+
+    The fields are declared by each config, with its own defaults: pretraining writes its
+    config's fields in their order to pretrain_config.json, so this base adds no field.
+    """
+
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    max_grad_norm: float
+
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return adamw(model, self.lr, self.betas, self.weight_decay)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(OptimizerConfig):
+    """The settings SFT and DPO share; each adds `lr`, `weight_decay`, `batch_size` and
+    `eval_every` (their defaults differ) and its own."""
+
+    epochs: int = 1
+    """Passes over the training set (ignored when `max_steps` is set)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (paper Table 1; unused by RMSprop)."""
+    warmup_ratio: float = 0.1
+    """Share of the steps with a linear warmup; then linear decay to 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (global L2 norm)."""
+    max_prompt_tokens: int = 256
+    """Examples (DPO: pairs) whose rendered prompt is longer are dropped (counted in the log)."""
+    max_completion_tokens: int = 1024
+    """Examples whose answer (DPO: longer answer) + `<|im_end|>` is longer are dropped (counted
+    in the log)."""
+    max_steps: int | None = None
+    """When set, the number of optimizer steps (overrides `epochs`, cycling the data)."""
+    checkpoint_every: int = 100
+    """Steps between resumable checkpoints."""
+    seed: int = 0
+    """Seeds the data order and torch."""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu` or `cuda`."""
+    gradient_checkpointing: bool = False
+    """Recompute the trained model's layer activations in the backward pass: less memory, ~1/3
+    more compute."""
+    compile: bool = False
+    """`torch.compile` the decoder (DPO: the policy's and the reference model's): faster on GPU
+    after a compile warm-up; last-bit float noise."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{type(self).__name__}.{name} must be >= 1")

@@ -28,15 +28,14 @@ from stylized_dpo.train.checkpoints import (
     save_checkpoint,
     save_model,
 )
-from stylized_dpo.train.common import ConfigMixin
 from stylized_dpo.train.distributed import init_distributed
 from stylized_dpo.train.metrics import MetricsWriter, NullMetrics, Throughput
-from stylized_dpo.train.optim import adamw, lr_at, set_lr
+from stylized_dpo.train.optim import OptimizerConfig, lr_at, set_lr
 from stylized_dpo.train.runtime import autocast
 
 
 @dataclass(frozen=True)
-class PretrainConfig(ConfigMixin):
+class PretrainConfig(OptimizerConfig):
     """Pretraining hyper-parameters: the config's `base_model.pretrain` section."""
 
     steps: int = 800
@@ -121,7 +120,7 @@ def pretrain_base(
             f"({len(curriculum)} documents)"
         )
 
-    optimizer = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    optimizer = cfg.make_optimizer(model)
     metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
     if dist.enabled and cfg.batch_size < dist.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} < {dist.world_size} processes")
