@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -173,3 +176,8 @@ def pick_index(key: str, n: int) -> int:
     """An index in range(n) drawn by the text `key`: the same key always picks the same one."""
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "big") % n
+
+
+def seeded_rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator for one quantity (e.g. a model and criterion): independent of run order."""
+    return np.random.default_rng([seed, *(zlib.crc32(n.encode("utf-8")) for n in names)])

@@ -32,11 +32,7 @@ def completion_logps(
     """
     if not completion_mask.any(dim=1).all():
         raise ValueError("a sequence has no completion token: its loss would be undefined")
-    device = input_ids.device.type
-    with autocast(device):
-        hidden = model.get_decoder()(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-        ).last_hidden_state  # (B, T, H)
+    hidden = _last_hidden(model, input_ids=input_ids, attention_mask=attention_mask)  # (B, T, H)
     targets_mask = completion_mask[:, 1:].bool()  # (B, T-1): does position t predict a completion?
     h = hidden[:, :-1][targets_mask]  # (N, H), N = completion tokens in the batch
     targets = input_ids[:, 1:][targets_mask]  # (N,)
@@ -72,15 +68,14 @@ def packed_completion_logps(
     elif implementation != PACKED_PAIRS_ATTENTION:
         raise ValueError(f"prefix sharing needs the sdpa attention, not {implementation!r}")
     mask = rejected_block_mask(prompt_lengths, prompt_width, input_ids.size(1) - rejected_start)
-    with autocast(input_ids.device.type):
-        hidden = model.get_decoder()(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=position_ids,
-            use_cache=False,
-            rejected_start=rejected_start,
-            prompt_width=prompt_width,
-        ).last_hidden_state  # (B, T, H)
+    hidden = _last_hidden(
+        model,
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=position_ids,
+        rejected_start=rejected_start,
+        prompt_width=prompt_width,
+    )  # (B, T, H)
     h = hidden.flatten(0, 1)[logp_index]  # (N, H)
     return _summed_logps(model, h, logp_targets, logp_segment, 2 * input_ids.size(0))
 
@@ -97,13 +92,9 @@ def pair_rows_logps(
 ) -> torch.Tensor:
     """`completion_logps` of a `collate_pair_rows` batch: (2 n_pairs,), chosen then rejected,
     in the pairs' order. One SDPA attention under the block-diagonal mask."""
-    with autocast(input_ids.device.type):
-        hidden = model.get_decoder()(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-        ).last_hidden_state  # (R, T, H)
+    hidden = _last_hidden(
+        model, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+    )  # (R, T, H)
     h = hidden.flatten(0, 1)[logp_index]  # (N, H)
     return _summed_logps(model, h, logp_targets, logp_segment, 2 * n_pairs)
 
@@ -116,6 +107,13 @@ def pair_logps(model: PreTrainedModel, **batch: Any) -> torch.Tensor:
     if "logp_index" in batch:
         return packed_completion_logps(model, **batch)  # type: ignore[arg-type]
     return completion_logps(model, **batch)  # type: ignore[arg-type]
+
+
+def _last_hidden(model: PreTrainedModel, **inputs: Any) -> torch.Tensor:
+    """The decoder's last hidden states (bf16 autocast on CUDA; no KV cache): the backbone's
+    part of every log-prob here, the LM head left to `_summed_logps`."""
+    with autocast(inputs["input_ids"].device.type):
+        return model.get_decoder()(**inputs, use_cache=False).last_hidden_state
 
 
 def _summed_logps(

@@ -21,7 +21,7 @@ from transformers import Qwen2ForCausalLM
 
 from stylized_dpo.hashing import config_fingerprint, files_digest
 from stylized_dpo.io import iter_json_lines
-from stylized_dpo.model import load_tokenizer, tiny_qwen2_config
+from stylized_dpo.model import ENDOFTEXT, load_tokenizer, tiny_qwen2_config
 from stylized_dpo.train.checkpoints import (
     load_checkpoint,
     restore_checkpoint,
@@ -104,7 +104,7 @@ def pretrain_base(
     n_params = sum(p.numel() for p in model.parameters())
     print(f"tokenizer: {len(tokenizer)} tokens; model: {n_params / 1e6:.2f} M parameters")
 
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eos = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     docs = [ids + [eos] for ids in tokenizer([r["text"] for r in corpus])["input_ids"]]
     print(f"corpus: {len(docs)} documents, {sum(map(len, docs))} tokens")
     g = torch.Generator().manual_seed(cfg.seed)
