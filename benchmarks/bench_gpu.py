@@ -61,7 +61,7 @@ import traceback
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-import stylized_dpo.train.logps as common
+import stylized_dpo.train.logps as logps
 from stylized_dpo.train.batching import batch_to, collate_chats, collate_preferences
 from stylized_dpo.train.dpo import DPOConfig, dpo_forward
 from stylized_dpo.train.logps import completion_logps, pair_logps
@@ -164,7 +164,7 @@ def sync(device: str) -> None:
 def measure(kind: str, variant: str, args, device: str) -> dict:
     checkpointing, compile_ = VARIANTS[variant]
     # the chunked head's matmuls in bf16, its log-softmax and gradients accumulated in fp32
-    common.LM_HEAD_DTYPE = torch.bfloat16 if variant.endswith("bf16head") else torch.float32
+    logps.LM_HEAD_DTYPE = torch.bfloat16 if variant.endswith("bf16head") else torch.float32
     arch = TINY if args.tiny else QWEN25_05B
     steps = args.warmup + args.steps
     n_seq = args.sft_batch if kind == "sft" else args.dpo_pairs
@@ -331,7 +331,7 @@ def main() -> None:
         f"{args.completion} tokens; SFT batch {args.sft_batch}, DPO batch {args.dpo_pairs} pairs; "
         f"{args.warmup} warm-up + {args.steps} timed steps; SDPA ({args.sdpa}), bf16 autocast "
         f"on CUDA, chunked LM head (Liger's when installed: "
-        f"{common._liger_cross_entropy() is not None}); "
+        f"{logps._liger_cross_entropy() is not None}); "
         f"peak {peak if peak else 'unknown'} TFLOP/s",
         flush=True,
     )
