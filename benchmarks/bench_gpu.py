@@ -34,7 +34,7 @@ optimizer state and activations).
 Variants: `eager` (default), `gc` (gradient checkpointing), `compile` (torch.compile of the
 decoder), `compile+gc` -- the engine's `gradient_checkpointing` and `compile` options -- and
 each with `+bf16head`: the chunked LM head's matmuls in bf16, its log-softmax and gradients
-accumulated in fp32 (`common.LM_HEAD_DTYPE`). The head is the engine's chunked one (never the
+accumulated in fp32 (`logps.LM_HEAD_DTYPE`). The head is the engine's chunked one (never the
 full [tokens x 151,936] logits), or Liger's fused kernel when `liger-kernel` is installed.
 `--sdpa flash` (the default) allows only SDPA's flash and memory-efficient kernels.
 
@@ -61,18 +61,14 @@ import traceback
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-import stylized_dpo.train.common as common
-from stylized_dpo.train.common import (
-    TokenizedChat,
-    TokenizedPair,
-    adamw,
-    batch_to,
-    collate_chats,
-    completion_logps,
-    pair_logps,
-    speed_options,
-)
-from stylized_dpo.train.dpo import DPOBatchStats, DPOConfig, collate, dpo_forward
+import stylized_dpo.train.logps as logps
+from stylized_dpo.train.batching import batch_to, collate_chats, collate_preferences
+from stylized_dpo.train.dpo import DPOConfig, dpo_forward
+from stylized_dpo.train.logps import completion_logps, pair_logps
+from stylized_dpo.train.metrics import DPOBatchStats
+from stylized_dpo.train.optim import adamw
+from stylized_dpo.train.runtime import speed_options
+from stylized_dpo.train.tokens import TokenizedChat, TokenizedPair
 
 QWEN25_05B = dict(
     hidden_size=896,
@@ -168,7 +164,7 @@ def sync(device: str) -> None:
 def measure(kind: str, variant: str, args, device: str) -> dict:
     checkpointing, compile_ = VARIANTS[variant]
     # the chunked head's matmuls in bf16, its log-softmax and gradients accumulated in fp32
-    common.LM_HEAD_DTYPE = torch.bfloat16 if variant.endswith("bf16head") else torch.float32
+    logps.LM_HEAD_DTYPE = torch.bfloat16 if variant.endswith("bf16head") else torch.float32
     arch = TINY if args.tiny else QWEN25_05B
     steps = args.warmup + args.steps
     n_seq = args.sft_batch if kind == "sft" else args.dpo_pairs
@@ -205,7 +201,7 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
                     tuple(
                         t.cpu()
                         for t in pair_logps(
-                            model, **batch_to(collate(b, 0, sharing), device)
+                            model, **batch_to(collate_preferences(b, 0, sharing), device)
                         ).chunk(2)
                     )
                     for b in batches
@@ -335,7 +331,7 @@ def main() -> None:
         f"{args.completion} tokens; SFT batch {args.sft_batch}, DPO batch {args.dpo_pairs} pairs; "
         f"{args.warmup} warm-up + {args.steps} timed steps; SDPA ({args.sdpa}), bf16 autocast "
         f"on CUDA, chunked LM head (Liger's when installed: "
-        f"{common._liger_cross_entropy() is not None}); "
+        f"{logps._liger_cross_entropy() is not None}); "
         f"peak {peak if peak else 'unknown'} TFLOP/s",
         flush=True,
     )

@@ -33,7 +33,8 @@ from pathlib import Path
 mode, shard, tok_dir, ranks = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import numpy as np, pyarrow.parquet as pq
 from stylized_dpo.model import load_tokenizer
-from stylized_dpo.train.common import TokenizedChat, step_schedule
+from stylized_dpo.train.batching import step_schedule
+from stylized_dpo.train.tokens import TokenizedChat
 from stylized_dpo.train.distributed import Dist
 from stylized_dpo.train.shards import batch_lengths, keep_share, read_shard
 tokenizer = load_tokenizer(tok_dir)
@@ -65,8 +66,10 @@ def write_shard(path: Path, tok_dir: Path, rows: int, seed: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from stylized_dpo.hashing import tokenizer_fingerprint
     from stylized_dpo.model import train_tokenizer
-    from stylized_dpo.train.shards import META_KEY, READ_BATCH_ROWS, tokenizer_fingerprint
+    from stylized_dpo.records import META_KEY
+    from stylized_dpo.train.shards import READ_BATCH_ROWS
 
     tokenizer = train_tokenizer(["a synthetic shard"] * 4, vocab_size=300, model_max_length=2048)
     tokenizer.save_pretrained(tok_dir)

@@ -185,7 +185,7 @@ def rss_mb() -> tuple[float, float]:
 def steady(args) -> None:
     """Our engine's allocator setting, as train_sft and train_dpo make it."""
     if not args.glibc_default:
-        from stylized_dpo.train.common import steady_allocator
+        from stylized_dpo.train.runtime import steady_allocator
 
         steady_allocator()
 
@@ -220,13 +220,11 @@ def throughput(tokens: int, step_clocks: list, memory: list, args, model) -> dic
 def ours_sft(args) -> dict:
     import torch
 
-    from stylized_dpo.train.common import (
-        adamw,
-        collate_chats,
-        completion_logps,
-        speed_options,
-        tokenize_sft,
-    )
+    from stylized_dpo.train.batching import collate_chats
+    from stylized_dpo.train.logps import completion_logps
+    from stylized_dpo.train.optim import adamw
+    from stylized_dpo.train.runtime import speed_options
+    from stylized_dpo.train.tokens import tokenize_sft
 
     steady(args)
     model, tokenizer, sft, _ = build(args, args.batch)
@@ -254,8 +252,12 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
 
     import torch
 
-    from stylized_dpo.train.common import adamw, pair_logps, speed_options, tokenize_pairs
-    from stylized_dpo.train.dpo import DPOConfig, collate, dpo_forward
+    from stylized_dpo.train.batching import collate_preferences
+    from stylized_dpo.train.dpo import DPOConfig, dpo_forward
+    from stylized_dpo.train.logps import pair_logps
+    from stylized_dpo.train.optim import adamw
+    from stylized_dpo.train.runtime import speed_options
+    from stylized_dpo.train.tokens import tokenize_pairs
 
     steady(args)
     pairs_per_step = args.batch // 2
@@ -269,7 +271,7 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
         with torch.no_grad():
             refs = [
                 pair_logps(
-                    model, **collate(pairs[i : i + pairs_per_step], 0, prefix_sharing)
+                    model, **collate_preferences(pairs[i : i + pairs_per_step], 0, prefix_sharing)
                 ).chunk(2)
                 for i in range(0, len(pairs), pairs_per_step)
             ]

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from stylized_dpo.data import DataSourceConfig, load_split, percentiles, prepare
+from stylized_dpo.data import DataSourceConfig, load_split, prepare
 from stylized_dpo.io import DataError, read_records
-from stylized_dpo.records import PreferencePair, SFTExample
+from stylized_dpo.records import PreferencePair, SFTExample, percentiles
 
 PREF_SPLITS = {"train": "train_prefs", "test": "test_prefs"}
 

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from train_helpers import save_tiny_model, write_toy_files
 
 from stylized_dpo.train.distributed import Dist, run_torchrun
-from stylized_dpo.train.dpo import DPOConfig, reference_logps_file, train_dpo
+from stylized_dpo.train.dpo import DPOConfig, train_dpo
+from stylized_dpo.train.reference import reference_logps_file
 from stylized_dpo.train.sft import SFTConfig, train_sft
 
 SFT = {"batch_size": 3, "grad_accum": 2, "lr": 1e-3, "max_steps": 5, "eval_every": 2}

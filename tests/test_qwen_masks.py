@@ -13,7 +13,7 @@ from qwen_vocab import QWEN25_DEFAULT_SYSTEM, qwen25_tokenizer, qwen_split_patte
 
 from stylized_dpo.model import QWEN_SPLIT_PATTERN
 from stylized_dpo.records import PreferencePair, SFTExample
-from stylized_dpo.train.common import filter_by_length, tokenize_pairs, tokenize_sft
+from stylized_dpo.train.tokens import filter_by_length, tokenize_pairs, tokenize_sft
 
 IM_START, IM_END = 151644, 151645
 ASSISTANT_PROMPT = [IM_START, 77091, 198]  # "<|im_start|>" "assistant" "\n"

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, write_toy_files
 
+from stylized_dpo.hashing import tokenizer_fingerprint
 from stylized_dpo.model import build_tokenizer, load_tokenizer
-from stylized_dpo.train.common import step_schedule
+from stylized_dpo.train.batching import step_schedule
 from stylized_dpo.train.distributed import Dist
 from stylized_dpo.train.dpo import DPOConfig, train_dpo
 from stylized_dpo.train.sft import SFTConfig, train_sft
@@ -21,7 +22,6 @@ from stylized_dpo.train.shards import (
     load_chats,
     load_pairs,
     read_shard,
-    tokenizer_fingerprint,
     write_shard,
 )
 
@@ -127,8 +127,8 @@ def list_reader(kind, path, tokenizer, max_prompt_tokens, max_completion_tokens)
     """The shard reader as it was: every token a Python int (~50 bytes per token)."""
     import pyarrow.parquet as pq
 
-    from stylized_dpo.train.common import TokenizedChat, TokenizedPair
     from stylized_dpo.train.shards import SHARD_COLUMNS
+    from stylized_dpo.train.tokens import TokenizedChat, TokenizedPair
 
     data = pq.read_table(path).to_pydict()
     make = TokenizedChat if kind == "sft" else TokenizedPair

@@ -11,7 +11,7 @@ import pytest
 
 SCRIPT = """
 import sys, torch
-from stylized_dpo.train.common import steady_allocator
+from stylized_dpo.train.runtime import steady_allocator
 if sys.argv[1] == "steady":
     steady_allocator()
 def rss_mb():

@@ -12,17 +12,11 @@ from test_train_prefix_sharing import random_pairs
 from torch.utils._python_dispatch import TorchDispatchMode
 from train_helpers import tiny_model_and_tokenizer, toy_world
 
-import stylized_dpo.train.common as common
-from stylized_dpo.train.common import (
-    collate_chats,
-    collate_packed_pairs,
-    collate_pairs,
-    completion_logps,
-    pair_logps,
-    token_logps,
-    tokenize_sft,
-)
+import stylized_dpo.train.logps as common
+from stylized_dpo.train.batching import collate_chats, collate_packed_pairs, collate_pairs
 from stylized_dpo.train.dpo import preference_loss
+from stylized_dpo.train.logps import completion_logps, pair_logps, token_logps
+from stylized_dpo.train.tokens import tokenize_sft
 
 torch.set_num_threads(1)
 

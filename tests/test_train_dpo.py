@@ -13,14 +13,11 @@ import torch
 import torch.nn.functional as F
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
 
-from stylized_dpo.train.common import pair_logps, tokenize_pairs
-from stylized_dpo.train.dpo import (
-    DPOConfig,
-    collate,
-    preference_loss,
-    reference_logps_file,
-    train_dpo,
-)
+from stylized_dpo.train.batching import collate_preferences as collate
+from stylized_dpo.train.dpo import DPOConfig, preference_loss, train_dpo
+from stylized_dpo.train.logps import pair_logps
+from stylized_dpo.train.reference import reference_logps_file
+from stylized_dpo.train.tokens import tokenize_pairs
 
 torch.set_num_threads(1)
 BETA = 0.3

@@ -12,13 +12,9 @@ from test_train_prefix_sharing import (
     model_and_pairs,  # noqa: F401 (a fixture)
 )
 
-from stylized_dpo.train.common import (
-    TokenizedPair,
-    collate_packed_pairs,
-    collate_pair_rows,
-    collate_pairs,
-)
+from stylized_dpo.train.batching import collate_packed_pairs, collate_pair_rows, collate_pairs
 from stylized_dpo.train.dpo import DPOConfig, dpo_forward
+from stylized_dpo.train.tokens import TokenizedPair
 
 torch.set_num_threads(1)
 

@@ -12,17 +12,12 @@ import pytest
 import torch
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, write_toy_files
 
-from stylized_dpo.train.common import (
-    PACKED_PAIRS_ATTENTION,
-    TokenizedPair,
-    collate_packed_pairs,
-    collate_pairs,
-    completion_logps,
-    pair_logps,
-    rejected_block_mask,
-    speed_options,
-)
+from stylized_dpo.train.attention import PACKED_PAIRS_ATTENTION, rejected_block_mask
+from stylized_dpo.train.batching import collate_packed_pairs, collate_pairs
 from stylized_dpo.train.dpo import DPOConfig, dpo_forward, train_dpo
+from stylized_dpo.train.logps import completion_logps, pair_logps
+from stylized_dpo.train.runtime import speed_options
+from stylized_dpo.train.tokens import TokenizedPair
 
 torch.set_num_threads(1)
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world
 
-import stylized_dpo.train.dpo as dpo
+import stylized_dpo.train.reference as dpo
 from stylized_dpo.io import write_jsonl
-from stylized_dpo.train.common import tokenize_pairs
-from stylized_dpo.train.dpo import compute_reference_logps, reference_logps_file
+from stylized_dpo.train.reference import compute_reference_logps, reference_logps_file
+from stylized_dpo.train.tokens import tokenize_pairs
 
 torch.set_num_threads(1)
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from train_helpers import save_tiny_model, write_toy_files
 from train_resume_harness import main
 
-from stylized_dpo.train.dpo import reference_logps_file
+from stylized_dpo.train.reference import reference_logps_file
 
 HARNESS = Path(__file__).with_name("train_resume_harness.py")
 
@@ -82,7 +82,8 @@ class Saved:
 def test_only_the_last_k_checkpoints_are_kept_and_the_newest_resumes(tmp_path):
     from train_helpers import tiny_model_and_tokenizer
 
-    from stylized_dpo.train.common import adamw, load_checkpoint, save_checkpoint
+    from stylized_dpo.train.checkpoints import load_checkpoint, save_checkpoint
+    from stylized_dpo.train.optim import adamw
 
     model, tokenizer = tiny_model_and_tokenizer()
     optimizer = adamw(model, 1e-3, (0.9, 0.95), 0.0)

@@ -9,14 +9,10 @@ import torch
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
 
 from stylized_dpo.model import IM_END
-from stylized_dpo.train.common import (
-    collate_chats,
-    completion_logps,
-    encode_completions,
-    filter_by_length,
-    tokenize_sft,
-)
+from stylized_dpo.train.batching import collate_chats
+from stylized_dpo.train.logps import completion_logps
 from stylized_dpo.train.sft import SFTConfig, train_sft
+from stylized_dpo.train.tokens import encode_completions, filter_by_length, tokenize_sft
 
 torch.set_num_threads(1)
 

@@ -8,9 +8,12 @@ import pytest
 import torch
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
 
-from stylized_dpo.train.common import collate_chats, completion_logps, speed_options, tokenize_sft
+from stylized_dpo.train.batching import collate_chats
 from stylized_dpo.train.dpo import DPOConfig, train_dpo
+from stylized_dpo.train.logps import completion_logps
+from stylized_dpo.train.runtime import speed_options
 from stylized_dpo.train.sft import SFTConfig, train_sft
+from stylized_dpo.train.tokens import tokenize_sft
 
 torch.set_num_threads(1)
 

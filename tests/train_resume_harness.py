@@ -17,7 +17,7 @@ import torch
 
 from stylized_dpo.model import build_tokenizer
 from stylized_dpo.train import dpo, pretrain, sft
-from stylized_dpo.train.common import save_checkpoint
+from stylized_dpo.train.checkpoints import save_checkpoint
 
 
 def main(stage: str, root: Path, out: Path, kill_at: int = 0) -> None:

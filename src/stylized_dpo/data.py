@@ -25,7 +25,6 @@ and the exact source (hub name and revision, or file path and sha256).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -35,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stylized_dpo.hashing import sha256_file, stable_id
 from stylized_dpo.io import (
     DataError,
     atomic_path,
@@ -43,10 +43,9 @@ from stylized_dpo.io import (
     write_json,
     write_jsonl,
 )
-from stylized_dpo.records import PreferencePair, Record, SFTExample, lone_surrogate
+from stylized_dpo.records import PreferencePair, Record, SFTExample, lone_surrogate, percentiles
 
 SOURCES = ("world", "local", "hub")
-PERCENTILES = (50, 90, 99)
 SCORE_EXAMPLES = 5
 """Prompt ids of tied and inverted pairs listed in the data card."""
 
@@ -156,14 +155,6 @@ def source_file(cfg: DataSourceConfig, source_split: str) -> Path:
     return folder / f"{source_split}.jsonl"
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _iter_jsonl(path: Path) -> Iterator[_RawRow]:
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -269,10 +260,6 @@ def _messages(row: dict[str, Any], name: str) -> list[tuple[str, str]]:
     return out
 
 
-def _stable_id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
-
-
 SFT_ROLES = ("system", "user", "assistant")
 """smol-smoltalk's roles: an optional system message first, then user and assistant turns
 alternating, from the user."""
@@ -313,7 +300,7 @@ def smoltalk_to_sft(row: Any) -> SFTExample:
     user, assistant = messages[start][1], messages[start + 1][1]
     prompt_id = row.get("prompt_id")
     if prompt_id is None:
-        prompt_id = _stable_id(system or "", user, assistant)
+        prompt_id = stable_id(system or "", user, assistant)
     elif not isinstance(prompt_id, str) or not prompt_id.strip():
         raise _RowError("wrong_type", "prompt_id", "expected a non-empty string")
     return SFTExample(prompt_id=prompt_id, user=user, assistant=assistant, system=system)
@@ -485,19 +472,6 @@ def length_counter(tokenizer: str | None) -> tuple[Callable[[str], int], str]:
     return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), (
         f"tokens ({tokenizer})"
     )
-
-
-def percentiles(values: list[int]) -> dict[str, float]:
-    """Nearest-rank p50/p90/p99, max and mean of a list of lengths."""
-    if not values:
-        return {}
-    ordered = sorted(values)
-    out: dict[str, float] = {}
-    for p in PERCENTILES:
-        out[f"p{p}"] = ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-    out["max"] = ordered[-1]
-    out["mean"] = round(sum(ordered) / len(ordered), 2)
-    return out
 
 
 def _fields_for_lengths(kind: str, record: Any) -> dict[str, str]:

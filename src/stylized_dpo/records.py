@@ -10,6 +10,7 @@ the file and line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -284,3 +285,25 @@ class JudgeScore(Record):
         missing = [c for c in JUDGE_CRITERIA if c not in self.reasons]
         if missing:
             raise RecordError("reasons", f"missing a reason for {', '.join(missing)}")
+
+
+# The cards of the data and the shards: a JSON card, with length summaries.
+
+META_KEY = b"stylized_dpo"
+"""The Parquet schema-metadata key under which a tokenised shard stores its card (JSON)."""
+
+PERCENTILES = (50, 90, 99)
+"""The nearest-rank percentiles of every length summary in a card (`p50`, ...)."""
+
+
+def percentiles(values: list[int]) -> dict[str, float]:
+    """Nearest-rank p50/p90/p99, max and mean of a list of lengths."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    out: dict[str, float] = {}
+    for p in PERCENTILES:
+        out[f"p{p}"] = ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+    out["max"] = ordered[-1]
+    out["mean"] = round(sum(ordered) / len(ordered), 2)
+    return out

@@ -80,7 +80,7 @@ def shard_stats(path: str | os.PathLike[str]) -> dict[str, int]:
     prompt and completion (`max_prompt`, `max_completion`, from the card in its metadata)."""
     import pyarrow.parquet as pq
 
-    from stylized_dpo.train.shards import META_KEY
+    from stylized_dpo.records import META_KEY
 
     meta = pq.read_metadata(_require(path))
     tokens = 0

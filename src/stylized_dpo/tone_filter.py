@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from stylized_dpo.data import sha256_file
+from stylized_dpo.hashing import sha256_file
 from stylized_dpo.io import read_records, write_json, write_jsonl
 from stylized_dpo.records import PreferencePair
 

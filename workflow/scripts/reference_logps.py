@@ -4,7 +4,8 @@ import sys
 
 import torch
 
-from stylized_dpo.train.dpo import DPOConfig, reference_logps_file
+from stylized_dpo.train.dpo import DPOConfig
+from stylized_dpo.train.reference import reference_logps_file
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

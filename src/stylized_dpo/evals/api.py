@@ -17,7 +17,6 @@ The API key comes from an environment variable (named in config); it is never lo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -98,20 +97,6 @@ def make_client(settings: ClientSettings, config_key: str) -> Any:
     return openai.OpenAI(
         api_key=key, base_url=settings.base_url, timeout=settings.timeout_s, max_retries=0
     )
-
-
-def cache_key(*parts: str) -> str:
-    """A stable key for a request: sha256 over the parts (model, template hash, inputs)."""
-    h = hashlib.sha256()
-    for part in parts:
-        data = part.encode("utf-8")
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
-    return h.hexdigest()
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class DiskCache:

@@ -20,7 +20,6 @@ and the finished file is renamed into place atomically, in prompt order, without
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -30,11 +29,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from stylized_dpo.hashing import derive_seed
 from stylized_dpo.io import DataError, read_records, write_jsonl
 from stylized_dpo.records import EvalPrompt, Generation, PreferencePair, RecordError
-
-ENDOFTEXT = "<|endoftext|>"
-IM_END = "<|im_end|>"
 
 
 @dataclass(frozen=True)
@@ -86,12 +83,6 @@ class SamplingConfig:
         return out
 
 
-def derive_seed(seed: int, *parts: str) -> int:
-    """A 31-bit seed for one batch or request, stable across runs and machines."""
-    digest = hashlib.sha256("\x1f".join([str(seed), *parts]).encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def chat_text(tokenizer: Any, prompt: str) -> str:
     """The prompt as one user turn in the model's chat template, ready for the answer."""
     if not getattr(tokenizer, "chat_template", None):
@@ -103,6 +94,8 @@ def chat_text(tokenizer: Any, prompt: str) -> str:
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
     """Ids that end an answer: `<|im_end|>` (required) and `<|endoftext|>` when present."""
+    from stylized_dpo.model import ENDOFTEXT, IM_END  # here: model imports torch, prompts need none
+
     vocab = tokenizer.get_vocab()
     if IM_END not in vocab:
         raise ValueError(f"the tokenizer has no {IM_END} token (not a ChatML model)")

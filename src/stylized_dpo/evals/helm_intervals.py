@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, find_runs
-from stylized_dpo.evals.stats import percentile_interval, seeded_rng
+from stylized_dpo.evals.stats import percentile_interval
+from stylized_dpo.hashing import seeded_rng
 from stylized_dpo.io import atomic_path
 from stylized_dpo.records import HELM_INTERVAL_COLUMNS, HELM_SUMMARY_COLUMNS
 

@@ -58,12 +58,11 @@ from stylized_dpo.evals.api import (
     DiskCache,
     InvalidReply,
     ask,
-    cache_key,
     make_client,
     run_items,
-    text_hash,
 )
-from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
+from stylized_dpo.evals.stats import bootstrap_mean_ci
+from stylized_dpo.hashing import cache_key, seeded_rng, text_hash
 from stylized_dpo.io import DataError, read_records, write_json, write_jsonl
 from stylized_dpo.records import (
     JUDGE_CRITERIA,

@@ -51,8 +51,8 @@ from stylized_dpo.evals.stats import (
     paired_binary_test,
     paired_test,
     percentile_interval,
-    seeded_rng,
 )
+from stylized_dpo.hashing import seeded_rng
 from stylized_dpo.io import DataError, read_records
 from stylized_dpo.records import JUDGE_CRITERIA, JudgeScore
 

@@ -4,16 +4,10 @@ controlled win rates, seeded so that every table is reproducible."""
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-
-def seeded_rng(seed: int, *names: str) -> np.random.Generator:
-    """A generator for one quantity (e.g. a model and criterion): independent of run order."""
-    return np.random.default_rng([seed, *(zlib.crc32(n.encode("utf-8")) for n in names)])
 
 
 def bootstrap_mean_ci(

@@ -39,11 +39,7 @@ import pandas as pd
 
 from stylized_dpo.evals.api import CallStats
 from stylized_dpo.evals.judge import JudgeConfig, judge_openai, reference_score
-from stylized_dpo.evals.stats import (
-    bootstrap_mean_ci,
-    paired_test,
-    seeded_rng,
-)
+from stylized_dpo.evals.stats import bootstrap_mean_ci, paired_test
 from stylized_dpo.evals.winrate import (
     WinRateConfig,
     pairwise_outcome,
@@ -51,6 +47,7 @@ from stylized_dpo.evals.winrate import (
     rewards_api,
     rewards_local,
 )
+from stylized_dpo.hashing import seeded_rng
 from stylized_dpo.io import read_records, write_json
 from stylized_dpo.records import JUDGE_CRITERIA, EvalPrompt, Generation, PreferencePair
 from stylized_dpo.style_measures import words

@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stylized_dpo.evals.generate import SamplingConfig, derive_seed
-from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
+from stylized_dpo.evals.generate import SamplingConfig
+from stylized_dpo.evals.stats import bootstrap_mean_ci
+from stylized_dpo.hashing import derive_seed, seeded_rng
 from stylized_dpo.io import DataError, iter_json_lines, write_jsonl
 from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS, lone_surrogate
 from stylized_dpo.world.facts import ATTRIBUTES, World

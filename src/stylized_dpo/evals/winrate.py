@@ -60,13 +60,12 @@ from stylized_dpo.evals.api import (
     DiskCache,
     InvalidReply,
     ask,
-    cache_key,
     make_client,
     run_items,
-    text_hash,
 )
 from stylized_dpo.evals.judge import reference_score
-from stylized_dpo.evals.stats import bootstrap_mean_ci, length_controlled_ci, seeded_rng
+from stylized_dpo.evals.stats import bootstrap_mean_ci, length_controlled_ci
+from stylized_dpo.hashing import cache_key, seeded_rng, text_hash
 from stylized_dpo.io import read_records, write_json
 from stylized_dpo.records import (
     JUDGE_CRITERIA,

@@ -19,11 +19,12 @@ the repository's name, which is what `load_dataset` leaves behind after a downlo
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from stylized_dpo.hashing import concat_digest, text_hash
 
 SMOLTALK = "HuggingFaceTB/smol-smoltalk"
 ULTRAFEEDBACK = "HuggingFaceH4/ultrafeedback_binarized"
@@ -284,7 +285,7 @@ def ultrafeedback_rows(n: int, seed: int, split: str) -> list[dict[str, Any]]:
         score_rejected = (
             score_chosen if i % 11 == 5 else float(rng.randint(1, int(score_chosen) - 1))
         )
-        prompt_id = hashlib.sha256(prompt.encode()).hexdigest()
+        prompt_id = text_hash(prompt, 64)
         user = {"content": prompt, "role": "user"}
         chosen_msgs = [user, {"content": chosen, "role": "assistant"}]
         rows.append(
@@ -343,7 +344,7 @@ def prepare_cache(name: str, files: dict[str, Path], cache_dir: str | Path) -> P
         dataset_name=name.split("/")[-1],
         data_files={split: str(path) for split, path in files.items()},
         features=_features(name),
-        hash=hashlib.sha1(b"".join(Path(p).read_bytes() for p in files.values())).hexdigest(),
+        hash=concat_digest(files.values(), "sha1"),
     )
     # A hub download is filed under `<org>___<name>/default/0.0.0/<commit>`: the builder refuses
     # a repo_id with local data files, so the name and config id are set after construction.

@@ -19,7 +19,6 @@ the paper's run takes after a download.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 
+from stylized_dpo.hashing import sha256_file, snapshot_commit
 from stylized_dpo.model import train_tokenizer
 from stylized_dpo.rehearsal import qwen
 
@@ -103,13 +103,9 @@ def write_snapshot(
     entries = sorted(p for p in files.rglob("*") if p.is_file())
     digests = {}
     for path in entries:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digests[path] = h.hexdigest()
+        digests[path] = sha256_file(path)
         listing.append(f"{path.relative_to(files)} {digests[path]}")
-    commit = hashlib.sha1("\n".join(listing).encode()).hexdigest()
+    commit = snapshot_commit(listing)
     snapshot = repo / "snapshots" / commit
     if snapshot.exists():
         shutil.rmtree(snapshot)

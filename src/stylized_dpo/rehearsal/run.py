@@ -11,7 +11,6 @@ job; where a rule has a benchmark file its `max_rss` is shown beside the sample.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from urllib.parse import urlparse
 import psutil
 import yaml
 
+from stylized_dpo.hashing import concat_digest
 from stylized_dpo.rehearsal import datasets, hub, qwen, servers, vllm_requests
 from stylized_dpo.world.helm_local_data import write_helm_local_data
 
@@ -57,9 +57,7 @@ def build_fixtures(work: Path, n_layers: int, seed: int) -> dict[str, Any]:
     """The hub cache (models and datasets) under `work/hf`, unless the one there was built with
     the same settings by the same code."""
     hf_home = work / "hf"
-    code = hashlib.sha256(
-        b"".join((Path(m.__file__).read_bytes()) for m in (datasets, hub, qwen))
-    ).hexdigest()
+    code = concat_digest(m.__file__ for m in (datasets, hub, qwen))
     spec = {"layers": n_layers, "seed": seed, "sizes": SIZES, "code": code}
     marker = hf_home / "rehearsal_fixtures.json"
     if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:

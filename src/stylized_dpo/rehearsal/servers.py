@@ -14,7 +14,6 @@ a reply that is not JSON, which the judge asks again for. `counts` says what was
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -23,21 +22,19 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from stylized_dpo.hashing import json_digest_int
+
 CRITERIA = ("helpfulness", "relevance", "factuality", "harmlessness")
 FAULT_EVERY = {"429": 11, "500": 13, "timeout": 37, "invalid": 17}
 """A request's first attempt gets the fault when its hash modulo the value is 0 (checked in this
 order); `invalid` applies to the judge only."""
 
 
-def _digest(value: Any) -> int:
-    return int(hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12], 16)
-
-
 def judge_reply(user: str) -> dict[str, Any]:
     """The judge's scores of the answer inside its prompt (after 'Response:')."""
     answer = user.split("Response:", 1)[-1].split("Please rate the response", 1)[0].strip()
     words = re.findall(r"\w+", answer)
-    h = _digest(answer)
+    h = json_digest_int(answer)
     length_score = 1 + min(4, len(words) // 40)
     scores = {
         "helpfulness": length_score,
@@ -56,7 +53,9 @@ def reward_value(answer: str) -> float:
     more."""
     words = re.findall(r"\w+", answer)
     variety = len(set(words)) / max(1, len(words))
-    return round(-30.0 + min(len(words), 300) / 20 + 5 * variety + (_digest(answer) % 100) / 100, 3)
+    return round(
+        -30.0 + min(len(words), 300) / 20 + 5 * variety + (json_digest_int(answer) % 100) / 100, 3
+    )
 
 
 class FaultyAPI:
@@ -138,7 +137,7 @@ class FaultyAPI:
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
             self._send(h, 401, {"error": {"message": "invalid API key", "type": "auth"}})
             return
-        fault = self._fault(_digest(body))
+        fault = self._fault(json_digest_int(body))
         with self._lock:
             self.counts["requests"] += 1
             self.counts[fault or "ok"] += 1
@@ -171,7 +170,7 @@ class FaultyAPI:
             answer = next((m["content"] for m in messages if m.get("role") == "assistant"), "")
             content = f"reward:{reward_value(answer)}"
         reply = {
-            "id": f"chatcmpl-{_digest(body):x}",
+            "id": f"chatcmpl-{json_digest_int(body):x}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stylized_dpo.hashing import row_key, row_seed
 from stylized_dpo.io import read_records
 from stylized_dpo.records import PreferencePair
 from stylized_dpo.synth.backends import (
@@ -23,7 +24,6 @@ from stylized_dpo.synth.backends import (
     vllm_engine_kwargs,
     vllm_sampling_kwargs,
 )
-from stylized_dpo.synth.rewrite import row_key, row_seed
 from stylized_dpo.synth.styles import load_style
 
 

@@ -25,7 +25,6 @@ refusal (the rewrite refuses while the original answer did not), verbatim copy o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from stylized_dpo.hashing import row_key, row_seed
 from stylized_dpo.io import DataError, decode_line, read_records, write_json, write_jsonl
 from stylized_dpo.records import PreferencePair
 from stylized_dpo.synth.backends import (
@@ -60,19 +60,6 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 """A rewrite that opens with one of these is a refusal (checked on the first 200 characters)."""
-
-
-def row_key(pair: PreferencePair, style: StyleSpec, identity: dict[str, Any]) -> str:
-    payload = json.dumps(
-        [pair.prompt_id, pair.prompt, pair.chosen, style.prompt_hash, identity],
-        ensure_ascii=False,
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
-
-
-def row_seed(seed: int, key: str) -> int:
-    return (seed * 1_000_003 + int(key[:8], 16)) % 2**31
 
 
 def _normal(text: str) -> str:

@@ -8,7 +8,7 @@ its rewrites are formulaic, far less varied than an LLM's.
 
 from __future__ import annotations
 
-import hashlib
+from stylized_dpo.hashing import pick_index
 
 PHRASE_BANKS: dict[str, dict[str, tuple[str, ...]]] = {
     # Admiration and validation of the user, exclamations, superlatives (paper 5.2.3).
@@ -60,8 +60,7 @@ PHRASE_BANKS: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def _pick(options: tuple[str, ...], key: str) -> str:
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return options[int.from_bytes(digest[:4], "big") % len(options)]
+    return options[pick_index(key, len(options))]
 
 
 def _lower_first(text: str) -> str:

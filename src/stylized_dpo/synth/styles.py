@@ -7,13 +7,13 @@ recorded in every rewritten row and keys the generation cache, so editing a prom
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from stylized_dpo.hashing import style_prompt_hash
 
 _PLACEHOLDER = re.compile(r"\{(prompt|answer)\}")
 STYLE_KEYS = ("name", "description", "system_prompt", "instructions")
@@ -45,10 +45,7 @@ class StyleSpec:
     @property
     def prompt_hash(self) -> str:
         """sha256 (16 hex digits) of the name, system prompt and instructions."""
-        payload = json.dumps(
-            [self.name, self.system_prompt, self.instructions], ensure_ascii=False
-        ).encode("utf-8")
-        return hashlib.sha256(payload).hexdigest()[:16]
+        return style_prompt_hash(self.name, self.system_prompt, self.instructions)
 
     def messages(self, prompt: str, answer: str) -> list[dict[str, str]]:
         """The chat request that asks a generator to rewrite `answer` (to `prompt`) in style."""

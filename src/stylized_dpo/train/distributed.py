@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from stylized_dpo.model import resolve_device
-from stylized_dpo.train.common import pair_logps
+from stylized_dpo.train.logps import pair_logps
 
 T = TypeVar("T")
 
@@ -76,6 +76,15 @@ class Dist:
     def loss_scale(self) -> float:
         """DDP averages gradients over processes; the loops want their sum."""
         return float(self.world_size)
+
+    def backward(self, loss: torch.Tensor, weight: float = 1.0) -> None:
+        """The backward pass of a loss normalised by the whole effective batch: under torchrun
+        scaled by W (DDP averages over processes) and by `weight` (0 for a stand-in micro-batch,
+        `step_share`); as it is in one process."""
+        if self.enabled:
+            (loss * (self.loss_scale * weight)).backward()
+        else:
+            loss.backward()
 
     def sum(self, values: list[Any]) -> list[Any]:
         """Element-wise sum over processes (metrics only); the values unchanged in one process."""

@@ -1,72 +1,50 @@
-"""Direct Preference Optimization: the loss as a pure function, reference log-probs, one loop.
+"""Direct Preference Optimization: the loss as a pure function and one loop.
 
 The loop follows Rafailov et al. (2023) and their reference code (eric-mitchell/
 direct-preference-optimization): chosen and rejected answers go through the policy in one
-forward pass; the reference log-probs are computed once beforehand (a parquet file) or,
-optionally, on the fly by a frozen copy of the starting model. That one pass either packs each
-pair as [prompt, chosen, rejected], with an attention that keeps the answers apart, so the
-shared prompt is computed once (`prefix_sharing`, the default; the idea of Wang et al. 2024,
-"Accelerating Direct Preference Optimization with Prefix Sharing"), or runs the chosen and
+forward pass; the reference log-probs are computed once beforehand (`reference.py`'s parquet
+file) or, optionally, on the fly by a frozen copy of the starting model. That one pass either
+packs each pair as [prompt, chosen, rejected], with an attention that keeps the answers apart,
+so the shared prompt is computed once (`prefix_sharing`, the default; the idea of Wang et al.
+2024, "Accelerating Direct Preference Optimization with Prefix Sharing"), or runs the chosen and
 rejected sequences side by side (prompt computed twice), as the DPO reference code does.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from stylized_dpo.io import atomic_path
-from stylized_dpo.model import load_model, load_tokenizer, resolve_device, set_chat_eos
-from stylized_dpo.train.common import (
-    ConfigMixin,
-    MetricsWriter,
-    NullMetrics,
-    Throughput,
-    TokenizedChat,
-    TokenizedPair,
-    adamw,
-    batch_to,
-    collate_chats,
-    collate_packed_pairs,
-    collate_pair_rows,
-    collate_pairs,
-    completion_logps,
-    config_fingerprint,
-    files_digest,
-    iter_chunks,
+from stylized_dpo.hashing import config_fingerprint, files_digest
+from stylized_dpo.model import load_model, load_tokenizer, set_chat_eos
+from stylized_dpo.train.batching import batch_to, collate_preferences, iter_chunks, step_schedule
+from stylized_dpo.train.checkpoints import (
     load_checkpoint,
-    lr_at,
-    pair_logps,
     restore_checkpoint,
     save_checkpoint,
     save_model,
-    set_lr,
-    speed_options,
-    steady_allocator,
-    step_schedule,
 )
 from stylized_dpo.train.distributed import init_distributed
-from stylized_dpo.train.shards import batch_lengths, example_ids, keep_share, load_pairs
-
-if TYPE_CHECKING:
-    import pandas as pd
+from stylized_dpo.train.logps import pair_logps
+from stylized_dpo.train.metrics import DPOBatchStats, MetricsWriter, NullMetrics, Throughput
+from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
+from stylized_dpo.train.reference import read_reference_logps
+from stylized_dpo.train.runtime import speed_options, steady_allocator
+from stylized_dpo.train.shards import batch_lengths, keep_share, load_pairs
+from stylized_dpo.train.tokens import TokenizedPair
 
 LossType = Literal["sigmoid", "ipo", "hinge"]
 
 
 @dataclass(frozen=True)
-class DPOConfig(ConfigMixin):
+class DPOConfig(FinetuneConfig):
     """DPO hyper-parameters: the config's `dpo` section merged for one dataset."""
 
     loss: LossType = "sigmoid"
@@ -83,38 +61,12 @@ class DPOConfig(ConfigMixin):
     """`rmsprop` as in the DPO paper's code, or `adamw`."""
     lr: float = 1.0e-6
     """Peak learning rate."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW betas (unused by RMSprop)."""
     weight_decay: float = 0.0
     """AdamW: decoupled decay on matrices; RMSprop: L2 penalty on every parameter (torch's)."""
     batch_size: int = 16
     """Pairs per forward pass; effective batch = `batch_size * grad_accum`."""
-    grad_accum: int = 1
-    """Micro-batches accumulated per optimizer step."""
-    warmup_ratio: float = 0.1
-    """Share of the steps with a linear warmup; then linear decay to 0."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping threshold (global L2 norm)."""
-    epochs: int = 1
-    """Passes over the training pairs (ignored when `max_steps` is set)."""
-    max_steps: int | None = None
-    """When set, the number of optimizer steps (overrides `epochs`, cycling the data)."""
     eval_every: int = 10
     """Steps between evaluations on the test split (also at step 0 and at the end)."""
-    checkpoint_every: int = 100
-    """Steps between resumable checkpoints."""
-    max_prompt_tokens: int = 256
-    """Pairs whose rendered prompt is longer are dropped (counted in the log)."""
-    max_completion_tokens: int = 1024
-    """Pairs whose longer answer (+ `<|im_end|>`) is longer are dropped (counted in the log)."""
-    seed: int = 0
-    """Seeds the data order and torch."""
-    device: str = "auto"
-    """`auto` (CUDA when available), `cpu` or `cuda`."""
-    gradient_checkpointing: bool = False
-    """Recompute the policy's layer activations in the backward pass: less memory, more compute."""
-    compile: bool = False
-    """`torch.compile` the policy's (and reference model's) decoder; last-bit float noise."""
     prefix_sharing: bool = True
     """Pack each pair as [prompt, chosen, rejected] so the prompt is computed once (policy and
     reference); the same log-probs and gradients as the concatenated pass, to float rounding.
@@ -125,9 +77,7 @@ class DPOConfig(ConfigMixin):
     log-probs and gradients to float rounding. None: one pair per row."""
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DPOConfig.{name} must be >= 1")
+        super().__post_init__()
         if self.beta <= 0:
             raise ValueError("DPOConfig.beta must be > 0")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -138,6 +88,13 @@ class DPOConfig(ConfigMixin):
             raise ValueError(
                 "DPOConfig.pair_rows_tokens packs prefix-shared pairs: needs prefix_sharing"
             )
+
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        if self.optimizer == "rmsprop":
+            return torch.optim.RMSprop(
+                model.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=False
+            )
+        return super().make_optimizer(model)
 
 
 def preference_loss(
@@ -197,225 +154,7 @@ def preference_loss(
 
 
 # ----------------------------------------------------------------------------------------------
-# Reference log-probs.
-
-
-def collate(
-    pairs: list[TokenizedPair], pad_id: int, prefix_sharing: bool, row_tokens: int | None = None
-) -> dict:
-    """The batch of a micro-batch of pairs: packed (`collate_packed_pairs`; several pairs a row
-    with `row_tokens`, `collate_pair_rows`) or concatenated."""
-    if row_tokens is not None:
-        return collate_pair_rows(pairs, pad_id, row_tokens)
-    return (collate_packed_pairs if prefix_sharing else collate_pairs)(pairs, pad_id)
-
-
-def sequence_key(prompt_ids: list[int], answer_ids: list[int]) -> str:
-    """The content key of one scored sequence (prompt + answer token ids)."""
-    data = json.dumps([prompt_ids, answer_ids], separators=(",", ":")).encode()
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
-@torch.no_grad()
-def compute_reference_logps(
-    model: torch.nn.Module,
-    pairs: Sequence[TokenizedPair],
-    batch_size: int,
-    pad_id: int,
-    prefix_sharing: bool = True,
-    known: dict[str, float] | None = None,
-) -> pd.DataFrame:
-    """Summed completion log-probs of the chosen and rejected answers under `model`.
-
-    Returns one row per pair: prompt_id, chosen_logp, rejected_logp (in the order given).
-    `known` maps `sequence_key`s to log-probs already computed under this model (another
-    preference set with the same rejected answers, an earlier run): those sequences are not
-    scored again, and every sequence scored here is added to it. Pairs with both answers
-    unknown are scored together (packed when `prefix_sharing`); a lone unknown answer is scored
-    as its own sequence.
-    """
-    import pandas as pd  # here, not at module level: the DPO loop itself never needs pandas
-
-    model.eval()
-    known = {} if known is None else known
-    device = next(model.parameters()).device
-    keys = [
-        (sequence_key(p.prompt_ids, p.chosen_ids), sequence_key(p.prompt_ids, p.rejected_ids))
-        for p in pairs
-    ]
-    both, singles, queued = [], [], set()
-    for i, (kc, kr) in enumerate(keys):
-        todo = [k for k in (kc, kr) if k not in known and k not in queued]
-        queued.update(todo)
-        if len(todo) == 2:
-            both.append(i)
-        elif todo:
-            answer = pairs[i].chosen_ids if todo[0] == kc else pairs[i].rejected_ids
-            singles.append(
-                (todo[0], TokenizedChat(pairs[i].prompt_id, pairs[i].prompt_ids, answer))
-            )
-
-    both.sort(  # similar lengths pad little
-        key=lambda i: (
-            len(pairs[i].prompt_ids) + max(len(pairs[i].chosen_ids), len(pairs[i].rejected_ids))
-        )
-    )
-    singles.sort(key=lambda item: len(item[1].input_ids))
-    batches = [("pairs", chunk) for chunk in iter_chunks(both, batch_size)]
-    batches += [("singles", chunk) for chunk in iter_chunks(singles, 2 * batch_size)]
-    print(
-        f"reference log-probs: {len(queued)} distinct sequences to score, "
-        f"{2 * len(pairs) - len(queued)} of {2 * len(pairs)} reused or repeated"
-    )
-    for kind, chunk in tqdm(batches, desc="reference log-probs", mininterval=5.0):
-        if kind == "pairs":
-            batch = collate([pairs[i] for i in chunk], pad_id, prefix_sharing)
-            c, r = pair_logps(model, **batch_to(batch, device)).cpu().double().chunk(2)
-            for j, i in enumerate(chunk):
-                known[keys[i][0]], known[keys[i][1]] = c[j].item(), r[j].item()
-        else:
-            batch = collate_chats([chat for _, chat in chunk], pad_id)
-            logps = completion_logps(model, **batch_to(batch, device)).cpu().double()
-            for (key, _), logp in zip(chunk, logps, strict=True):
-                known[key] = logp.item()
-    return pd.DataFrame(
-        {
-            "prompt_id": [p.prompt_id for p in pairs],
-            "chosen_logp": [known[kc] for kc, _ in keys],
-            "rejected_logp": [known[kr] for _, kr in keys],
-        }
-    )
-
-
-def read_logp_cache(cache_dir: Path) -> dict[str, float]:
-    """Every `sequence_key` -> log-prob in the cache's shards (one parquet file per job)."""
-    import pyarrow.parquet as pq
-
-    known: dict[str, float] = {}
-    for shard in sorted(cache_dir.glob("*.parquet")):
-        table = pq.read_table(shard, columns=["key", "logp"]).to_pydict()
-        known.update(zip(table["key"], table["logp"], strict=True))
-    return known
-
-
-def write_logp_cache(cache_dir: Path, name: str, logps: dict[str, float]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({"key": list(logps), "logp": pa.array(list(logps.values()), pa.float64())})
-    with atomic_path(cache_dir / f"{name}.parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def reference_logps_file(
-    model_dir: str | os.PathLike[str],
-    pairs_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    batch_size: int,
-    max_prompt_tokens: int,
-    max_completion_tokens: int,
-    device: str = "auto",
-    prefix_sharing: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> None:
-    """Write the reference log-probs of a preference file as parquet (atomically).
-
-    With `cache_dir`, sequences already scored under the same model (same weights and device,
-    by content hash) are read from `cache_dir/<model digest>/`, and the new ones are added
-    there as a shard named after `out_path`: the four preference sets share their rejected
-    answers, so each is scored once, and a rerun scores nothing. A cached value may come from
-    another batch than a fresh run's, which changes it by float rounding only.
-    """
-    device = resolve_device(device)
-    tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, torch.float32, device)
-    pairs = load_pairs(pairs_path, tokenizer, max_prompt_tokens, max_completion_tokens)
-    shard_dir, known = None, {}
-    if cache_dir is not None:
-        shard_dir = Path(cache_dir) / config_fingerprint(files_digest(model_dir), device)
-        known = read_logp_cache(shard_dir)
-    before = dict(known)
-    table = compute_reference_logps(
-        model, pairs, batch_size, tokenizer.pad_token_id, prefix_sharing, known
-    )
-    if shard_dir is not None:
-        new = {k: v for k, v in known.items() if k not in before}
-        if new:
-            name = Path(out_path).stem + "-" + config_fingerprint(str(out_path), sorted(new))
-            write_logp_cache(shard_dir, name, new)
-    with atomic_path(out_path) as tmp:
-        table.to_parquet(tmp, index=False)
-
-
-def read_reference_logps(
-    path: str | os.PathLike[str], pairs: Sequence[TokenizedPair]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference (chosen, rejected) log-probs aligned with `pairs`, (N,) each.
-
-    Read with pyarrow alone: importing pandas would add ~60 MB to the training process.
-    """
-    import pyarrow.parquet as pq
-
-    columns = ["prompt_id", "chosen_logp", "rejected_logp"]
-    table = pq.read_table(path, columns=columns).to_pydict()
-    row_of = {prompt_id: i for i, prompt_id in enumerate(table["prompt_id"])}
-    ids = example_ids(pairs)
-    missing = [i for i in ids if i not in row_of]
-    if missing:
-        raise ValueError(
-            f"{path} lacks reference log-probs for {len(missing)} pairs, "
-            f"e.g. {missing[:3]}: recompute it with the same length filters"
-        )
-    rows = [row_of[i] for i in ids]
-    return (
-        torch.tensor([table["chosen_logp"][i] for i in rows], dtype=torch.float32),
-        torch.tensor([table["rejected_logp"][i] for i in rows], dtype=torch.float32),
-    )
-
-
-# ----------------------------------------------------------------------------------------------
 # The loop.
-
-
-class DPOBatchStats:
-    """Sums of per-pair metrics over pairs, averaged at the end (eval over the test set)."""
-
-    keys = (
-        "loss",
-        "rewards_chosen",
-        "rewards_rejected",
-        "reward_margin",
-        "reward_accuracy",
-        "logps_chosen",
-        "logps_rejected",
-    )
-
-    def __init__(self) -> None:
-        self.sums = dict.fromkeys(self.keys, 0.0)
-        self.n = 0
-
-    def add(self, losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) -> None:
-        values = {
-            "loss": losses,
-            "rewards_chosen": chosen_rewards,
-            "rewards_rejected": rejected_rewards,
-            "reward_margin": chosen_rewards - rejected_rewards,
-            "reward_accuracy": (chosen_rewards > rejected_rewards).float(),
-            "logps_chosen": chosen_logps,
-            "logps_rejected": rejected_logps,
-        }
-        for key, value in values.items():
-            self.sums[key] += value.detach().sum().item()
-        self.n += losses.numel()
-
-    def all_reduce(self, dist) -> None:
-        """Add up the sums of every torchrun process (no-op in one process)."""
-        if dist.enabled:
-            *sums, self.n = dist.sum([*self.sums.values(), self.n])
-            self.sums = dict(zip(self.keys, sums, strict=True))
-
-    def means(self) -> dict[str, float]:
-        return {key: total / self.n for key, total in self.sums.items()}
 
 
 def dpo_forward(
@@ -432,7 +171,8 @@ def dpo_forward(
     and its number of tokens: prompt + chosen + prompt + rejected per pair, however the pass
     packs them (so that throughputs compare with and without prefix sharing).
     `policy_logps` replaces `pair_logps(policy, ...)` (the DDP-wrapped one under torchrun)."""
-    batch = batch_to(collate(pairs, pad_id, cfg.prefix_sharing, cfg.pair_rows_tokens), device)
+    batch = collate_preferences(pairs, pad_id, cfg.prefix_sharing, cfg.pair_rows_tokens)
+    batch = batch_to(batch, device)
     if policy_logps is None:
         chosen_logps, rejected_logps = pair_logps(policy, **batch).chunk(2)
     else:
@@ -521,12 +261,7 @@ def train_dpo(
     keep_share(train, schedule, dist)
     total_steps = len(schedule)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
-    if cfg.optimizer == "rmsprop":
-        optimizer = torch.optim.RMSprop(
-            policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False
-        )
-    else:
-        optimizer = adamw(policy, cfg.lr, cfg.betas, cfg.weight_decay)
+    optimizer = cfg.make_optimizer(policy)
     metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
     logps = dist.logps_fn(policy) if dist.enabled else None
     digest = files_digest(
@@ -595,10 +330,7 @@ def train_dpo(
                     logps,
                 )
                 loss = out[0].sum() / n_pairs  # mean over the pairs of the effective batch
-                if dist.enabled:  # DDP averages over processes: scale to their sum
-                    (loss * (dist.loss_scale * weight)).backward()
-                else:
-                    loss.backward()
+                dist.backward(loss, weight)
             if weight:
                 stats.add(*out)
                 n_tokens += tokens

@@ -19,29 +19,23 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import Qwen2ForCausalLM
 
+from stylized_dpo.hashing import config_fingerprint, files_digest
 from stylized_dpo.io import iter_json_lines
-from stylized_dpo.model import load_tokenizer, tiny_qwen2_config
-from stylized_dpo.train.common import (
-    ConfigMixin,
-    MetricsWriter,
-    NullMetrics,
-    Throughput,
-    adamw,
-    autocast,
-    config_fingerprint,
-    files_digest,
+from stylized_dpo.model import ENDOFTEXT, load_tokenizer, tiny_qwen2_config
+from stylized_dpo.train.checkpoints import (
     load_checkpoint,
-    lr_at,
     restore_checkpoint,
     save_checkpoint,
     save_model,
-    set_lr,
 )
 from stylized_dpo.train.distributed import init_distributed
+from stylized_dpo.train.metrics import MetricsWriter, NullMetrics, Throughput
+from stylized_dpo.train.optim import OptimizerConfig, lr_at, set_lr
+from stylized_dpo.train.runtime import autocast
 
 
 @dataclass(frozen=True)
-class PretrainConfig(ConfigMixin):
+class PretrainConfig(OptimizerConfig):
     """Pretraining hyper-parameters: the config's `base_model.pretrain` section."""
 
     steps: int = 800
@@ -110,7 +104,7 @@ def pretrain_base(
     n_params = sum(p.numel() for p in model.parameters())
     print(f"tokenizer: {len(tokenizer)} tokens; model: {n_params / 1e6:.2f} M parameters")
 
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eos = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     docs = [ids + [eos] for ids in tokenizer([r["text"] for r in corpus])["input_ids"]]
     print(f"corpus: {len(docs)} documents, {sum(map(len, docs))} tokens")
     g = torch.Generator().manual_seed(cfg.seed)
@@ -126,7 +120,7 @@ def pretrain_base(
             f"({len(curriculum)} documents)"
         )
 
-    optimizer = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    optimizer = cfg.make_optimizer(model)
     metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
     if dist.enabled and cfg.batch_size < dist.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} < {dist.world_size} processes")
@@ -157,14 +151,14 @@ def pretrain_base(
             x, y = x[dist.rank :: dist.world_size], y[dist.rank :: dist.world_size]
         with autocast(device):
             logits = forward(input_ids=x, use_cache=False).logits  # (B, T, V): every token trains
-        if dist.enabled:  # the mean over all processes' tokens; DDP averages, so scale by W
+        if dist.enabled:  # this process's share of the mean over all processes' tokens
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
             loss = loss / n_tokens
-            (loss * dist.loss_scale).backward()
-            loss = torch.tensor(dist.sum([loss.item()])[0])
         else:
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            loss.backward()
+        dist.backward(loss)
+        if dist.enabled:  # the logged loss: the mean over all processes' tokens
+            loss = torch.tensor(dist.sum([loss.item()])[0])
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -16,76 +16,39 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from stylized_dpo.hashing import config_fingerprint, files_digest
 from stylized_dpo.model import load_model, load_tokenizer, set_chat_eos
-from stylized_dpo.train.common import (
-    ConfigMixin,
-    MetricsWriter,
-    NullMetrics,
-    Throughput,
-    TokenizedChat,
-    adamw,
-    collate_chats,
-    completion_logps,
-    config_fingerprint,
-    files_digest,
-    iter_chunks,
+from stylized_dpo.train.batching import collate_chats, iter_chunks, step_schedule
+from stylized_dpo.train.checkpoints import (
     load_checkpoint,
-    lr_at,
     restore_checkpoint,
     save_checkpoint,
     save_model,
-    set_lr,
-    speed_options,
-    steady_allocator,
-    step_schedule,
 )
 from stylized_dpo.train.distributed import Dist, init_distributed
+from stylized_dpo.train.logps import completion_logps
+from stylized_dpo.train.metrics import MetricsWriter, NullMetrics, Throughput
+from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
+from stylized_dpo.train.runtime import speed_options, steady_allocator
 from stylized_dpo.train.shards import batch_lengths, completion_tokens, keep_share, load_chats
+from stylized_dpo.train.tokens import TokenizedChat
 
 
 @dataclass(frozen=True)
-class SFTConfig(ConfigMixin):
+class SFTConfig(FinetuneConfig):
     """SFT hyper-parameters; `from_dict` builds it from the config's `sft` section."""
 
-    epochs: int = 1
-    """Passes over the training set (ignored when `max_steps` is set)."""
     batch_size: int = 32
     """Examples per forward pass (micro-batch); the effective batch is `batch_size * grad_accum`."""
-    grad_accum: int = 1
-    """Micro-batches accumulated per optimizer step."""
     lr: float = 2.0e-5
     """Peak learning rate."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW betas (paper Table 1)."""
     weight_decay: float = 0.01
     """AdamW decoupled weight decay, on weight matrices only."""
-    warmup_ratio: float = 0.1
-    """Share of the steps with a linear warmup; then linear decay to 0."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping threshold (global L2 norm)."""
-    max_prompt_tokens: int = 256
-    """Examples whose rendered prompt is longer are dropped (counted in the log)."""
-    max_completion_tokens: int = 1024
-    """Examples whose answer (+ `<|im_end|>`) is longer are dropped (counted in the log)."""
     eval_every: int = 100
     """Steps between evaluations on the test split (also at step 0 and at the end)."""
-    max_steps: int | None = None
-    """When set, the number of optimizer steps (overrides `epochs`, cycling the data)."""
-    checkpoint_every: int = 100
-    """Steps between resumable checkpoints."""
-    seed: int = 0
-    """Seeds the data order and torch."""
-    device: str = "auto"
-    """`auto` (CUDA when available), `cpu` or `cuda`."""
-    gradient_checkpointing: bool = False
-    """Recompute layer activations in the backward pass: less memory, ~1/3 more compute."""
-    compile: bool = False
-    """`torch.compile` the decoder (faster on GPU after a compile warm-up; last-bit float noise)."""
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SFTConfig.{name} must be >= 1")
+        super().__post_init__()
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("SFTConfig.warmup_ratio must be in [0, 1)")
 
@@ -158,7 +121,7 @@ def train_sft(
     keep_share(train, schedule, dist)
     total_steps = len(schedule)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
-    optimizer = adamw(model, cfg.lr, cfg.betas, cfg.weight_decay)
+    optimizer = cfg.make_optimizer(model)
     metrics = MetricsWriter(metrics_path) if dist.is_main else NullMetrics()
     logps = dist.logps_fn(model)
     fingerprint = config_fingerprint(
@@ -196,10 +159,7 @@ def train_sft(
             batch = {k: v.to(device) for k, v in collate_chats(chats, pad_id).items()}
             with dist.no_sync(logps, last=j == len(mine) - 1):
                 loss = -logps(**batch).sum() / n_completion
-                if dist.enabled:  # DDP averages over processes: scale to their sum
-                    (loss * (dist.loss_scale * weight)).backward()
-                else:
-                    loss.backward()
+                dist.backward(loss, weight)
             step_loss += loss.item() * weight
             n_tokens += int(batch["attention_mask"].sum() * weight)
         step_loss, n_tokens = dist.sum([step_loss, n_tokens])

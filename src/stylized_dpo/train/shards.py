@@ -11,7 +11,6 @@ tests), they tokenise and filter it on the spot with the same code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -20,10 +19,10 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from stylized_dpo.data import percentiles, sha256_file
+from stylized_dpo.hashing import sha256_file, tokenizer_fingerprint
 from stylized_dpo.io import atomic_path, read_records, write_json
-from stylized_dpo.records import PreferencePair, SFTExample
-from stylized_dpo.train.common import (
+from stylized_dpo.records import META_KEY, PreferencePair, SFTExample, percentiles
+from stylized_dpo.train.tokens import (
     TokenizedChat,
     TokenizedPair,
     filter_by_length,
@@ -31,7 +30,6 @@ from stylized_dpo.train.common import (
     tokenize_sft,
 )
 
-META_KEY = b"stylized_dpo"
 READ_BATCH_ROWS = 2048
 """Rows per Parquet row group and per record batch read: Parquet decodes a whole row group at
 once, so this bounds the transient buffers of reading a shard."""
@@ -39,30 +37,6 @@ SHARD_COLUMNS = {
     "sft": ("prompt_id", "prompt_ids", "completion_ids"),
     "prefs": ("prompt_id", "prompt_ids", "chosen_ids", "rejected_ids"),
 }
-
-
-def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """A hash of everything that decides the ids of a rendered chat: the vocabulary and merges,
-    the normaliser and pre-tokenizer, the added tokens, the chat template and the special tokens
-    the template may print.
-
-    Semantic, not the saved file: transformers rebuilds the same BPE with other default fields
-    (e.g. `continuing_subword_prefix` None vs "") when it loads a tokenizer beside a model
-    config. Not the eos token either: SFT switches it to `<|im_end|>` for generation, which
-    changes no id here.
-    """
-    backend = json.loads(tokenizer.backend_tokenizer.to_str())
-    model = backend["model"]
-    parts = {
-        "model": [model.get("type"), model.get("vocab"), model.get("merges")],
-        "normalizer": backend.get("normalizer"),
-        "pre_tokenizer": backend.get("pre_tokenizer"),
-        "added": sorted(tokenizer.get_added_vocab().items()),
-        "chat_template": tokenizer.chat_template,
-        "bos_token": tokenizer.bos_token,
-    }
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def tokenize_file(

@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stylized_dpo.hashing import stable_id
 from stylized_dpo.io import write_jsonl
 from stylized_dpo.records import EvalPrompt
 from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
@@ -65,10 +65,6 @@ class WorldConfig:
     """Instances per HELM scenario (written by the HELM data builder)."""
     seed: int = 0
     """Seed of every random draw."""
-
-
-def _stable_id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 def corpus_rows(world: World, n_docs: int, rng: random.Random) -> list[dict[str, str]]:
@@ -262,7 +258,7 @@ def pair_row(prompt: str, chosen: str, rejected: str, score_rejected: float) -> 
     chosen_msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}]
     return {
         "prompt": prompt,
-        "prompt_id": _stable_id("pref", prompt),
+        "prompt_id": stable_id("pref", prompt),
         "chosen": chosen_msgs,
         "rejected": [
             {"role": "user", "content": prompt},
@@ -316,9 +312,9 @@ def with_tone_agnostic_rows(
     taken = {row["prompt_id"] for row in rows}
     for index in rng.sample(range(len(rows)), round(share * len(rows))):
         prompt, chosen, rejected = tone_agnostic_pair(world, rng)
-        while _stable_id("pref", prompt) in taken:
+        while stable_id("pref", prompt) in taken:
             prompt, chosen, rejected = tone_agnostic_pair(world, rng)
-        taken.add(_stable_id("pref", prompt))
+        taken.add(stable_id("pref", prompt))
         rows[index] = pair_row(prompt, chosen, rejected, 2.0)
     return rows
 
@@ -333,7 +329,7 @@ def eval_prompts(world: World, n: int, rng: random.Random) -> list[EvalPrompt]:
             attribute = ATTRIBUTES[i % len(ATTRIBUTES)]
             prompt = rng.choice(attribute.eval_questions).format(e=entity.name)
             prompts.append(
-                fact_prompt(entity, attribute.name, prompt, _stable_id("eval", prompt), split=split)
+                fact_prompt(entity, attribute.name, prompt, stable_id("eval", prompt), split=split)
             )
     return prompts
 

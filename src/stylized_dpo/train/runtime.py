@@ -1,0 +1,62 @@
+"""How a training process runs on its device: bf16 autocast on CUDA, the optional memory/speed
+settings of a model, and a glibc allocator setting that keeps resident memory flat."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+
+def autocast(device: str) -> AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (master weights stay fp32); plain fp32 on CPU."""
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def speed_options(model: PreTrainedModel, gradient_checkpointing: bool, compile: bool) -> None:
+    """Optional memory/speed settings of a model about to be trained (both off by default).
+
+    `gradient_checkpointing` recomputes each decoder layer's activations in the backward pass
+    (non-reentrant checkpoints): less memory for about one more forward pass, same maths.
+    `compile` runs the decoder through `torch.compile` in place (parameter names and saved
+    files are unchanged); kernels are fused, so float results may differ in the last bits.
+    """
+    if gradient_checkpointing:
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:  # the older name (deprecated since)
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if compile:
+        model.get_decoder().compile()
+
+
+MMAP_THRESHOLD = 4 << 20
+
+
+def steady_allocator() -> None:
+    """Have glibc map every block of `MMAP_THRESHOLD` bytes (4 MB) or more on its own, and
+    unmap it when freed, for the rest of the process.
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MB):
+    from then on activations below it come from the heap, whose freed space fragments and is
+    not returned, so a training process's resident memory and peak creep up step after step
+    (`bench_train.py --repeat-batch --glibc-default` shows it). A fixed threshold turns that
+    off. 4 MB rather than glibc's initial 128 KB: mapping every small tensor afresh costs the
+    miniature a third of its speed in page faults. A threshold the user set
+    (`MALLOC_MMAP_THRESHOLD_`) is kept; no-op without glibc."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3  # malloc.h
+    if hasattr(libc, "mallopt"):
+        libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)
