@@ -6,7 +6,7 @@ import pytest
 
 from stylized_dpo.io import read_records
 from stylized_dpo.records import EvalPrompt
-from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
+from stylized_dpo.style_phrases import PHRASE_BANKS, rewrite
 from stylized_dpo.world.build import FORMATS, WorldConfig, build_world
 from stylized_dpo.world.facts import ATTRIBUTES, World, make_world
 
