@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from helm_suite_fixture import write_suite
 
-from stylized_dpo.evals.helm import ece_equal_mass
 from stylized_dpo.evals.helm_intervals import (
     CellData,
     SuiteData,
@@ -22,6 +21,7 @@ from stylized_dpo.evals.helm_intervals import (
     merge_blocks,
     read_suite,
 )
+from stylized_dpo.evals.helm_summary import ece_equal_mass
 
 REPO = Path(__file__).resolve().parents[1]
 HELM_PYTHON = REPO / ".venv-helm" / "bin" / "python"

@@ -10,7 +10,7 @@ bootstrap resamples of the instances:
   (MildMix) or fairness (dialect, gender, person-name) perturbations, then the mean, as HELM's
   `computed_on: worst` stats;
 - calibration: `ece_10_bin` of (max_prob, exact_match) on unperturbed instances
-  (`helm.ece_equal_mass`);
+  (`helm_summary.ece_equal_mass`);
 - mean win rate: HELM's `compute_aggregate_row_win_rates` on the resampled cells of every model,
   over the columns HELM used (those with a HELM value).
 The interval is the percentile interval of the resamples (`stats.percentile_interval`), left
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from stylized_dpo.evals.helm import GROUP_TO_SCENARIO, find_runs
+from stylized_dpo.evals.helm_summary import GROUP_TO_SCENARIO, find_runs
 from stylized_dpo.evals.stats import percentile_interval, seeded_rng
 from stylized_dpo.io import atomic_path
 from stylized_dpo.records import HELM_INTERVAL_COLUMNS, HELM_SUMMARY_COLUMNS
@@ -102,7 +102,8 @@ def cell_values(cell: CellData, picks: np.ndarray) -> np.ndarray:
 
 
 def ece_equal_mass_batch(probs: np.ndarray, correct: np.ndarray, num_bins: int = 10) -> np.ndarray:
-    """`helm.ece_equal_mass` of every row of `probs` / `correct` (rows x points), vectorised.
+    """`helm_summary.ece_equal_mass` of every row of `probs` / `correct` (rows x points),
+    vectorised.
 
     Same bins: sorted probabilities cut into near-equal groups, boundaries halfway between
     neighbouring groups plus 1.0, a point in the bin of the first boundary at or above it
