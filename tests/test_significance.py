@@ -8,15 +8,9 @@ import pandas as pd
 import pytest
 from helm_suite_fixture import write_suite
 
+from stylized_dpo.evals.claims import Claim, claim_status, load_claims
 from stylized_dpo.evals.helm_intervals import read_suite
-from stylized_dpo.evals.significance import (
-    Claim,
-    SignificanceConfig,
-    claim_status,
-    comparisons,
-    load_claims,
-    significance_table,
-)
+from stylized_dpo.evals.significance import SignificanceConfig, comparisons, significance_table
 from stylized_dpo.evals.stats import holm, mcnemar_exact
 from stylized_dpo.io import DataError, write_jsonl
 from stylized_dpo.records import JudgeScore
