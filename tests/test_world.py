@@ -133,7 +133,8 @@ def test_tone_agnostic_share_replaces_pairs_the_filter_finds(tmp_path):
     from dataclasses import replace
     from pathlib import Path
 
-    from stylized_dpo.data import DataSourceConfig, load_split
+    from stylized_dpo.data import DataSourceConfig
+    from stylized_dpo.data_prepare import load_split
     from stylized_dpo.tone_filter import ToneAgnosticPatterns
 
     build_world(SMALL, STYLES, tmp_path / "plain")
