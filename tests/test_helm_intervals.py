@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 from helm_suite_fixture import write_suite
 
-from stylized_dpo.evals.helm_intervals import (
+from stylized_dpo.evals.helm_cells import (
     CellData,
     SuiteData,
-    add_intervals,
-    bootstrap_suite,
     ece_equal_mass_batch,
     mean_win_rates,
     merge_blocks,
     read_suite,
 )
+from stylized_dpo.evals.helm_intervals import add_intervals, bootstrap_suite
 from stylized_dpo.evals.helm_summary import ece_equal_mass
 
 REPO = Path(__file__).resolve().parents[1]

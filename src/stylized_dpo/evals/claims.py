@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from stylized_dpo.evals.helm_intervals import LOWER_IS_BETTER
+from stylized_dpo.evals.helm_cells import LOWER_IS_BETTER
 from stylized_dpo.io import DataError
 from stylized_dpo.records import JUDGE_CRITERIA
 

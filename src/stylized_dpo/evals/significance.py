@@ -34,16 +34,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stylized_dpo.evals.helm_intervals import (
+from stylized_dpo.evals.helm_cells import (
     LOWER_IS_BETTER,
     CellData,
     SuiteData,
-    bootstrap_suite,
     cell_values,
     ece_equal_mass_batch,
     mean_win_rates,
-    win_rate_columns,
 )
+from stylized_dpo.evals.helm_intervals import bootstrap_suite, win_rate_columns
 from stylized_dpo.evals.stats import (
     PairedResult,
     holm,
@@ -288,15 +287,7 @@ def win_rate_rows(
         if not used or any(k not in suite.cells for k in keys):
             continue
         lower = LOWER_IS_BETTER[family]
-        points = np.array(
-            [
-                [
-                    suite.cells[(m, family, s)].point() if (m, family, s) in present else math.nan
-                    for s in used
-                ]
-                for m in models
-            ]
-        )
+        points = suite.points(family, used, present)
         rates = mean_win_rates(points, lower)
         for model, reference in pairs:
             if model not in models or reference not in models:
