@@ -88,22 +88,19 @@ def claim_status(table: pd.DataFrame, claims: Sequence[Claim], alpha: float) -> 
     out = []
     for claim in claims:
         source, family, scenario = claim.key()
-        sign = 1.0
-        match = table[
+        measured = table[
             (table["source"] == source)
             & (table["family"] == family)
             & (table["scenario"] == scenario)
-            & (table["model"] == claim.model)
-            & (table["reference"] == claim.reference)
+        ]
+        sign = 1.0
+        match = measured[
+            (measured["model"] == claim.model) & (measured["reference"] == claim.reference)
         ]
         if match.empty:  # the table may hold the comparison the other way round
             sign = -1.0
-            match = table[
-                (table["source"] == source)
-                & (table["family"] == family)
-                & (table["scenario"] == scenario)
-                & (table["model"] == claim.reference)
-                & (table["reference"] == claim.model)
+            match = measured[
+                (measured["model"] == claim.reference) & (measured["reference"] == claim.model)
             ]
         record = {
             c: getattr(claim, c)
