@@ -88,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import stylized_dpo.evals.helm as helm
+    import stylized_dpo.evals.helm_run as helm_run
     from stylized_dpo.world.facts import make_world
     from stylized_dpo.world.helm_data import write_helm_scenarios
 
@@ -104,13 +105,13 @@ def main() -> None:
               f"augmentation; torch threads {os.environ['OMP_NUM_THREADS']}")  # fmt: skip
         arms = {
             "stock": (STOCK, 1),
-            "ours": (helm.CLIENT_CLASS, 1),
-            "ours_batched": (helm.CLIENT_CLASS, args.batch_size),
+            "ours": (helm_run.CLIENT_CLASS, 1),
+            "ours_batched": (helm_run.CLIENT_CLASS, args.batch_size),
         }
         results = {}
         for arm in args.arms.split(","):
             client, batch = arms[arm]
-            helm.CLIENT_CLASS = client  # read when the deployment is written
+            helm_run.CLIENT_CLASS = client  # read when the deployment is written
             config = helm.HelmConfig(
                 executable_dir=str(ROOT / ".venv-helm" / "bin"),
                 scenarios=scenarios,
@@ -121,7 +122,7 @@ def main() -> None:
                 batch_size=batch,
                 device=args.device,
             )
-            record = helm.run_model("bench", tmp / "model", tmp / "data", tmp / arm, config)
+            record = helm_run.run_model("bench", tmp / "model", tmp / "data", tmp / arm, config)
             serving = serving_seconds(tmp / arm / "helm-run.log")
             # ru_maxrss of children is the largest helm-run so far (KiB on Linux).
             rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

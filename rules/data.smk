@@ -5,7 +5,7 @@ from dataclasses import asdict
 
 from stylized_dpo.data import source_config, source_paths
 from stylized_dpo.resources import tokenize_mem_mb
-from stylized_dpo.synth.rules import PHRASE_BANKS
+from stylized_dpo.style_phrases import PHRASE_BANKS
 
 
 rule world:

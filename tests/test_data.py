@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from stylized_dpo.data import DataSourceConfig, load_split, prepare
+from stylized_dpo.data import DataSourceConfig
+from stylized_dpo.data_prepare import load_split, prepare
 from stylized_dpo.io import DataError, read_records
 from stylized_dpo.records import PreferencePair, SFTExample, percentiles
 

@@ -22,16 +22,14 @@ from stylized_dpo.evals.helm import (
     HelmError,
     check_local_data,
     deployment_name,
-    ece_equal_mass,
     expected_requests,
     local_data_files,
-    make_relocatable,
     mem_mb_estimate,
     run_entries,
-    run_model,
     runtime_min_estimate,
-    summarize,
 )
+from stylized_dpo.evals.helm_run import make_relocatable, run_model
+from stylized_dpo.evals.helm_summary import ece_equal_mass, summarize
 from stylized_dpo.records import MMLU_CORE_SUBJECTS
 from stylized_dpo.world.facts import make_world
 from stylized_dpo.world.helm_data import write_helm_scenarios

@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 from helm_suite_fixture import write_suite
 
-from stylized_dpo.evals.helm import ece_equal_mass
-from stylized_dpo.evals.helm_intervals import (
+from stylized_dpo.evals.helm_cells import (
     CellData,
     SuiteData,
-    add_intervals,
-    bootstrap_suite,
     ece_equal_mass_batch,
     mean_win_rates,
     merge_blocks,
     read_suite,
 )
+from stylized_dpo.evals.helm_intervals import add_intervals, bootstrap_suite
+from stylized_dpo.evals.helm_summary import ece_equal_mass
 
 REPO = Path(__file__).resolve().parents[1]
 HELM_PYTHON = REPO / ".venv-helm" / "bin" / "python"

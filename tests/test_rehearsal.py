@@ -15,7 +15,7 @@ import torch
 from stylized_dpo.evals.api import ApiConfig
 from stylized_dpo.evals.judge import parse_judge_content
 from stylized_dpo.evals.winrate import WinRateConfig, parse_reward_content, rewards_api
-from stylized_dpo.rehearsal import datasets, hub, qwen, run, servers
+from stylized_dpo.rehearsal import datasets, hub, qwen, report, run, servers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -234,7 +234,7 @@ localrule sft:
 localrule all:
     jobid: 0
 """
-    (job,) = run.parse_jobs(log)
+    (job,) = report.parse_jobs(log)
     assert (job.rule, job.jobid, job.log, job.mem_mb) == ("sft", "9", "logs/sft/sft.log", 8000)
     assert job.wildcards == "sft_model=sft"
 

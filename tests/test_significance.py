@@ -8,15 +8,9 @@ import pandas as pd
 import pytest
 from helm_suite_fixture import write_suite
 
-from stylized_dpo.evals.helm_intervals import read_suite
-from stylized_dpo.evals.significance import (
-    Claim,
-    SignificanceConfig,
-    claim_status,
-    comparisons,
-    load_claims,
-    significance_table,
-)
+from stylized_dpo.evals.claims import Claim, claim_status, load_claims
+from stylized_dpo.evals.helm_cells import read_suite
+from stylized_dpo.evals.significance import SignificanceConfig, comparisons, significance_table
 from stylized_dpo.evals.stats import holm, mcnemar_exact
 from stylized_dpo.io import DataError, write_jsonl
 from stylized_dpo.records import JudgeScore
@@ -195,7 +189,7 @@ def test_report_outputs(tmp_path: Path) -> None:
 def test_win_rate_permutation_p_matches_exact_enumeration(tmp_path: Path) -> None:
     import itertools
 
-    from stylized_dpo.evals.helm_intervals import mean_win_rates
+    from stylized_dpo.evals.helm_cells import mean_win_rates
 
     # One column (boolq, 8 instances), three models: the exact null of MWR(sft) - MWR(base)
     # over all 2^8 swaps of the two models' outcomes, the third model's cell as measured.

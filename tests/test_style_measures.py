@@ -3,7 +3,7 @@ import math
 import pytest
 
 from stylized_dpo.style_measures import MEASURES, measure, sentences, words
-from stylized_dpo.synth.rules import rewrite
+from stylized_dpo.style_phrases import rewrite
 
 
 def test_keys_and_order():

@@ -10,17 +10,15 @@ import torch
 from eval_helpers import save_tiny_chat_model
 
 from stylized_dpo.evals.sycophancy import (
-    McItem,
     SycophancyConfig,
     parse_choice,
     probe_model,
-    read_local_items,
     read_rows,
     score_item,
     summarize,
     summarize_rows,
-    world_items,
 )
+from stylized_dpo.evals.sycophancy_items import McItem, read_local_items, world_items
 from stylized_dpo.io import DataError
 from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS
 from stylized_dpo.world.facts import make_world

@@ -6,7 +6,7 @@ import pytest
 
 from stylized_dpo.io import read_records
 from stylized_dpo.records import EvalPrompt
-from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
+from stylized_dpo.style_phrases import PHRASE_BANKS, rewrite
 from stylized_dpo.world.build import FORMATS, WorldConfig, build_world
 from stylized_dpo.world.facts import ATTRIBUTES, World, make_world
 
@@ -133,7 +133,8 @@ def test_tone_agnostic_share_replaces_pairs_the_filter_finds(tmp_path):
     from dataclasses import replace
     from pathlib import Path
 
-    from stylized_dpo.data import DataSourceConfig, load_split
+    from stylized_dpo.data import DataSourceConfig
+    from stylized_dpo.data_prepare import load_split
     from stylized_dpo.tone_filter import ToneAgnosticPatterns
 
     build_world(SMALL, STYLES, tmp_path / "plain")

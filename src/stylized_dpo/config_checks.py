@@ -177,7 +177,7 @@ def backend_problems(config: Mapping[str, Any]) -> list[str]:
             "model (hub name or local path; the paper: google/gemma-3-12b-it)"
         )
     if synth.get("backend", "rules") == "rules":
-        from stylized_dpo.synth.rules import PHRASE_BANKS
+        from stylized_dpo.style_phrases import PHRASE_BANKS
 
         for i, style in enumerate(config.get("styles", [])):
             if style not in PHRASE_BANKS:

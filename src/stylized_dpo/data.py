@@ -1,5 +1,5 @@
-"""Load SFT chats and preference pairs from the hub or from local files, validate every row, and
-write the converted records with a data card.
+"""Read SFT chats and preference pairs from the hub or from local files, and validate and convert
+every row (`data_prepare` loads whole splits and writes them with a data card).
 
 One loader path serves three sources (config `data.sft.source`, `data.prefs.source`):
 - `hub`: `datasets.load_dataset(name, split=..., revision=...)`, e.g. `HuggingFaceTB/smol-smoltalk`
@@ -18,36 +18,23 @@ empty message, a lone surrogate escape, roles out of the schema's order, no user
 duplicate prompt_id, identical chosen and rejected, a NaN or infinite score) raises `DataError`
 naming the file, line (row number for hub and Parquet sources) and field, unless
 `drop_invalid: true`, in which case it is dropped and counted by reason in the data card. A file
-may start with a UTF-8 byte-order mark. The data card also gives rows read and written, the
-`max_rows` cap, how the scores order each pair (chosen above, tied, inverted), length percentiles
-and the exact source (hub name and revision, or file path and sha256).
+may start with a UTF-8 byte-order mark.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stylized_dpo.hashing import sha256_file, stable_id
-from stylized_dpo.io import (
-    DataError,
-    atomic_path,
-    decode_line,
-    read_records,
-    write_json,
-    write_jsonl,
-)
-from stylized_dpo.records import PreferencePair, Record, SFTExample, lone_surrogate, percentiles
+from stylized_dpo.io import DataError, decode_line
+from stylized_dpo.records import PreferencePair, Record, SFTExample, lone_surrogate
 
 SOURCES = ("world", "local", "hub")
-SCORE_EXAMPLES = 5
-"""Prompt ids of tied and inverted pairs listed in the data card."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +105,7 @@ def source_paths(cfg: DataSourceConfig) -> dict[str, str]:
     return {split: str(source_file(cfg, src)) for split, src in cfg.splits.items()}
 
 
-class _RowError(Exception):
+class RowError(Exception):
     """A bad row: `reason` is the drop category, `field` the offending field."""
 
     def __init__(self, reason: str, field_name: str | None, message: str):
@@ -139,7 +126,7 @@ class _RawRow:
     line: int
     """1-based line (JSONL) or row number (Parquet, hub)."""
     value: Any = None
-    error: _RowError | None = None
+    error: RowError | None = None
 
 
 def source_file(cfg: DataSourceConfig, source_split: str) -> Path:
@@ -161,7 +148,7 @@ def _iter_jsonl(path: Path) -> Iterator[_RawRow]:
             try:
                 text = decode_line(raw, lineno)
             except UnicodeDecodeError as e:
-                err = _RowError("not_utf8", None, f"not valid UTF-8 ({e.reason} at byte {e.start})")
+                err = RowError("not_utf8", None, f"not valid UTF-8 ({e.reason} at byte {e.start})")
                 yield _RawRow(str(path), lineno, error=err)
                 continue
             if not text.strip():
@@ -169,7 +156,7 @@ def _iter_jsonl(path: Path) -> Iterator[_RawRow]:
             try:
                 yield _RawRow(str(path), lineno, json.loads(text))
             except json.JSONDecodeError as e:
-                err = _RowError(
+                err = RowError(
                     "malformed_json", None, f"malformed JSON: {e.msg} (column {e.colno})"
                 )
                 yield _RawRow(str(path), lineno, error=err)
@@ -194,7 +181,7 @@ def _iter_hub(cfg: DataSourceConfig, source_split: str) -> Iterator[_RawRow]:
         yield _RawRow(where, i, value)
 
 
-def _source_info(cfg: DataSourceConfig, source_split: str) -> dict[str, Any]:
+def source_info(cfg: DataSourceConfig, source_split: str) -> dict[str, Any]:
     if cfg.source == "hub":
         return {
             "source": "hub",
@@ -227,22 +214,20 @@ def iter_rows(cfg: DataSourceConfig, source_split: str) -> Iterator[_RawRow]:
 
 def _require(row: Any, name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
     if not isinstance(row, dict):
-        raise _RowError(
+        raise RowError(
             "wrong_type", where or "<row>", f"expected a JSON object, got {type(row).__name__}"
         )
     label = f"{where}.{name}" if where else name
     if name not in row or row[name] is None:
-        raise _RowError("missing_field", label, "is missing")
+        raise RowError("missing_field", label, "is missing")
     value = row[name]
     if not isinstance(value, kind) or isinstance(value, bool):
         expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise _RowError("wrong_type", label, f"expected {expected}, got {type(value).__name__}")
+        raise RowError("wrong_type", label, f"expected {expected}, got {type(value).__name__}")
     if isinstance(value, str) and not value.strip():
-        raise _RowError("empty_message", label, "is empty")
+        raise RowError("empty_message", label, "is empty")
     if isinstance(value, str) and lone_surrogate(value):
-        raise _RowError(
-            "lone_surrogate", label, f"holds {lone_surrogate(value)}: not valid Unicode"
-        )
+        raise RowError("lone_surrogate", label, f"holds {lone_surrogate(value)}: not valid Unicode")
     return value
 
 
@@ -256,7 +241,7 @@ def _messages(row: dict[str, Any], name: str) -> list[tuple[str, str]]:
         content = _require(msg, "content", str, where)
         out.append((role, content))
     if not out:
-        raise _RowError("empty_message", name, "has no messages")
+        raise RowError("empty_message", name, "has no messages")
     return out
 
 
@@ -274,21 +259,21 @@ def _check_sft_roles(messages: list[tuple[str, str]]) -> None:
     for i, (role, _) in enumerate(messages):
         where = f"messages[{i}].role"
         if role not in SFT_ROLES:
-            raise _RowError("bad_role", where, f"{role!r} is not one of {', '.join(SFT_ROLES)}")
+            raise RowError("bad_role", where, f"{role!r} is not one of {', '.join(SFT_ROLES)}")
         if i < start:
             continue
         expected = PAIR_ROLES[(i - start) % 2]
         if role == "system":
-            raise _RowError("bad_role", where, "a system message may only come first")
+            raise RowError("bad_role", where, "a system message may only come first")
         if role != expected:
             after = f"after a {messages[i - 1][0]} message" if i else "first"
-            raise _RowError(
+            raise RowError(
                 "bad_role", where, f"expected {expected!r} {after} (turns alternate), got {role!r}"
             )
     if len(messages) - start < 1:
-        raise _RowError("no_turn", "messages", "has no user message")
+        raise RowError("no_turn", "messages", "has no user message")
     if len(messages) - start < 2:
-        raise _RowError("no_turn", "messages", "has no assistant message after the user one")
+        raise RowError("no_turn", "messages", "has no assistant message after the user one")
 
 
 def smoltalk_to_sft(row: Any) -> SFTExample:
@@ -302,7 +287,7 @@ def smoltalk_to_sft(row: Any) -> SFTExample:
     if prompt_id is None:
         prompt_id = stable_id(system or "", user, assistant)
     elif not isinstance(prompt_id, str) or not prompt_id.strip():
-        raise _RowError("wrong_type", "prompt_id", "expected a non-empty string")
+        raise RowError("wrong_type", "prompt_id", "expected a non-empty string")
     return SFTExample(prompt_id=prompt_id, user=user, assistant=assistant, system=system)
 
 
@@ -311,21 +296,21 @@ def _pair_answer(row: dict[str, Any], side: str, prompt: str) -> str:
     messages = _messages(row, side)
     for i, (role, _) in enumerate(messages[: len(PAIR_ROLES)]):
         if role != PAIR_ROLES[i]:
-            raise _RowError(
+            raise RowError(
                 "bad_role",
                 f"{side}[{i}].role",
                 f"expected {PAIR_ROLES[i]!r} ({side} is [user, assistant]), got {role!r}",
             )
     if len(messages) == 1:
-        raise _RowError("no_turn", side, "has no assistant message after the user one")
+        raise RowError("no_turn", side, "has no assistant message after the user one")
     if len(messages) > 2:
-        raise _RowError(
+        raise RowError(
             "bad_role",
             f"{side}[2].role",
             f"{side} has {len(messages)} messages; a pair is one turn: [user, assistant]",
         )
     if messages[0][1].strip() != prompt.strip():
-        raise _RowError("prompt_mismatch", f"{side}[0].content", "differs from the row's prompt")
+        raise RowError("prompt_mismatch", f"{side}[0].content", "differs from the row's prompt")
     return messages[1][1]
 
 
@@ -334,7 +319,7 @@ def _score(row: dict[str, Any], name: str) -> float | None:
         return None
     value = float(_require(row, name, (int, float)))
     if not math.isfinite(value):
-        raise _RowError("invalid_score", name, f"is {value}, not a finite number")
+        raise RowError("invalid_score", name, f"is {value}, not a finite number")
     return value
 
 
@@ -354,7 +339,7 @@ def ultrafeedback_to_pair(row: Any) -> PreferencePair:
     texts = {side: _pair_answer(row, side, prompt) for side in ("chosen", "rejected")}
     score_order(row)  # NaN, infinite or non-numeric scores are bad rows
     if texts["chosen"].strip() == texts["rejected"].strip():
-        raise _RowError("chosen_equals_rejected", "rejected", "is identical to the chosen answer")
+        raise RowError("chosen_equals_rejected", "rejected", "is identical to the chosen answer")
     return PreferencePair(prompt_id, prompt, texts["chosen"], texts["rejected"])
 
 
@@ -363,222 +348,3 @@ CONVERTERS: dict[str, Callable[[Any], Record]] = {
     "prefs": ultrafeedback_to_pair,
 }
 
-
-# ---------------------------------------------------------------------------------------------
-# Loading a split, with counted drops
-
-
-@dataclass
-class SplitResult:
-    records: list[Any]
-    card: dict[str, Any]
-
-
-def load_split(cfg: DataSourceConfig, kind: str, split: str) -> SplitResult:
-    """Read, validate and convert one split; raise DataError on the first bad row unless
-    `cfg.drop_invalid`."""
-    convert = CONVERTERS[kind]
-    source_split = cfg.splits.get(split, split)
-    start = time.perf_counter()
-    records: list[Any] = []
-    drops: Counter[str] = Counter()
-    first_drop: dict[str, str] = {}
-    seen_ids: dict[str, int] = {}
-    score_orders: Counter[str] = Counter()
-    score_examples: dict[str, list[str]] = {"tied": [], "inverted": []}
-    rows_read = 0
-    stopped = False
-    for raw in iter_rows(cfg, source_split):
-        if cfg.max_rows is not None and len(records) >= cfg.max_rows:
-            stopped = True
-            break
-        rows_read += 1
-        err = raw.error
-        record = None
-        if err is None:
-            try:
-                record = convert(raw.value)
-            except _RowError as e:
-                err = e
-            except ValueError as e:  # a record invariant (RecordError)
-                err = _RowError("invalid_record", getattr(e, "field", None), str(e))
-        if record is not None and record.prompt_id in seen_ids:
-            err = _RowError(
-                "duplicate_prompt_id",
-                "prompt_id",
-                f"{record.prompt_id!r} already used on line {seen_ids[record.prompt_id]}",
-            )
-        if err is not None:
-            if not cfg.drop_invalid:
-                raise DataError(raw.where, raw.line, err.field, err.message)
-            drops[err.reason] += 1
-            first_drop.setdefault(
-                err.reason, str(DataError(raw.where, raw.line, err.field, err.message))
-            )
-            continue
-        seen_ids[record.prompt_id] = raw.line
-        records.append(record)
-        if kind == "prefs":
-            order = score_order(raw.value)
-            score_orders[order] += 1
-            if order in ("tied", "inverted") and len(score_examples[order]) < SCORE_EXAMPLES:
-                score_examples[order].append(record.prompt_id)
-    if not records:
-        raise DataError(
-            _where(cfg, source_split),
-            None,
-            None,
-            f"no valid rows in split {source_split!r} ({rows_read} read)",
-        )
-    card = {
-        "split": split,
-        "source": _source_info(cfg, source_split),
-        "rows_read": rows_read,
-        "rows_out": len(records),
-        "drops": dict(sorted(drops.items())),
-        "drops_total": sum(drops.values()),
-        "first_drop_per_reason": first_drop,
-        "drop_invalid": cfg.drop_invalid,
-        "max_rows": cfg.max_rows,
-        "stopped_at_max_rows": stopped,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    if kind == "prefs":
-        # Kept, not dropped: a tie or an inversion is the dataset's own judgement, but a study
-        # of preferences should know how many of its pairs carry no or the opposite preference.
-        card["scores"] = {k: score_orders[k] for k in ("ordered", "tied", "inverted", "unscored")}
-        card["score_examples"] = score_examples
-    assert card["rows_read"] == card["rows_out"] + card["drops_total"]
-    return SplitResult(records, card)
-
-
-def _where(cfg: DataSourceConfig, source_split: str) -> str:
-    if cfg.source == "hub":
-        return f"hub:{cfg.name}@{cfg.revision or 'default'}[{source_split}]"
-    return str(source_file(cfg, source_split))
-
-
-# ---------------------------------------------------------------------------------------------
-# Length statistics and the data card
-
-
-def length_counter(tokenizer: str | None) -> tuple[Callable[[str], int], str]:
-    """A length function and its unit: tokenizer tokens, or whitespace-separated words."""
-    if tokenizer is None:
-        return (lambda text: len(text.split())), "whitespace words"
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer)
-    return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), (
-        f"tokens ({tokenizer})"
-    )
-
-
-def _fields_for_lengths(kind: str, record: Any) -> dict[str, str]:
-    if kind == "sft":
-        prompt = f"{record.system}\n{record.user}" if record.system else record.user
-        return {"prompt": prompt, "completion": record.assistant}
-    return {"prompt": record.prompt, "chosen": record.chosen, "rejected": record.rejected}
-
-
-def length_stats(kind: str, records: list[Any], count: Callable[[str], int]) -> dict[str, Any]:
-    columns: dict[str, list[int]] = {}
-    for record in records:
-        for name, text in _fields_for_lengths(kind, record).items():
-            columns.setdefault(name, []).append(count(text))
-    return {name: percentiles(values) for name, values in columns.items()}
-
-
-def render_card_md(card: dict[str, Any]) -> str:
-    lines = [
-        f"# Data card: {card['dataset']}",
-        "",
-        f"Kind: {card['kind']}. Lengths in {card['length_unit']}.",
-        "",
-    ]
-    for split, s in card["splits"].items():
-        src = s["source"]
-        origin = (
-            f"hub `{src['name']}` revision `{src['revision']}` split `{src['split']}`"
-            if src["source"] == "hub"
-            else f"`{src['path']}` (sha256 `{src['sha256']}`, source `{src['source']}`)"
-        )
-        lines += [
-            f"## {split}",
-            "",
-            f"- source: {origin}",
-            f"- rows read: {s['rows_read']}, rows out: {s['rows_out']}, "
-            f"dropped: {s['drops_total']} (drop_invalid: {s['drop_invalid']})",
-            f"- max_rows: {s['max_rows']} (stopped at cap: {s['stopped_at_max_rows']})",
-            f"- time: {s['seconds']} s",
-            "",
-        ]
-        if "scores" in s:
-            sc, examples = s["scores"], s["score_examples"]
-            firsts = "".join(f"; first {k}: {', '.join(ids)}" for k, ids in examples.items() if ids)
-            lines += [
-                f"- scores: chosen above rejected {sc['ordered']}, tied {sc['tied']}, "
-                f"inverted (chosen below rejected) {sc['inverted']}, unscored {sc['unscored']}"
-                + firsts,
-                "",
-            ]
-        if s["drops"]:
-            lines += ["| drop reason | rows | first example |", "|---|---|---|"]
-            lines += [
-                f"| {r} | {n} | {s['first_drop_per_reason'][r]} |" for r, n in s["drops"].items()
-            ]
-            lines.append("")
-        lines += ["| field | p50 | p90 | p99 | max | mean |", "|---|---|---|---|---|---|"]
-        for name, st in s["lengths"].items():
-            lines.append(
-                f"| {name} | {st['p50']} | {st['p90']} | {st['p99']} | {st['max']} | {st['mean']} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def prepare(
-    kind: str,
-    cfg: DataSourceConfig,
-    outputs: dict[str, str | Path],
-    card_json: str | Path,
-    card_md: str | Path,
-    dataset: str | None = None,
-) -> dict[str, Any]:
-    """Load every split in `outputs` (split -> output JSONL), write records and the data card."""
-    if kind not in CONVERTERS:
-        raise ValueError(f"kind must be one of {sorted(CONVERTERS)}, got {kind!r}")
-    count, unit = length_counter(cfg.tokenizer)
-    card: dict[str, Any] = {
-        "dataset": dataset or kind,
-        "kind": "smol-smoltalk chats -> SFTExample"
-        if kind == "sft"
-        else "ultrafeedback_binarized pairs -> PreferencePair",
-        "config": asdict(cfg),
-        "length_unit": unit,
-        "splits": {},
-    }
-    for split, out_path in outputs.items():
-        result = load_split(cfg, kind, split)
-        result.card["lengths"] = length_stats(kind, result.records, count)
-        write_jsonl(out_path, result.records)
-        card["splits"][split] = result.card
-        print(
-            f"{card['dataset']}/{split}: {result.card['rows_out']} rows out of "
-            f"{result.card['rows_read']} read, drops {result.card['drops']}, "
-            f"{result.card['seconds']} s",
-            flush=True,
-        )
-    write_json(card_json, card)
-    with atomic_path(card_md) as tmp:
-        tmp.write_text(render_card_md(card), encoding="utf-8")
-    return card
-
-
-def chosen_as_sft(pairs_path: str | Path, out_path: str | Path) -> int:
-    """The chosen answers of a PreferencePair file as SFTExamples (same prompt ids): SFT on the
-    preference data's own distribution before DPO (the paper's limitation 1)."""
-    pairs = read_records(pairs_path, PreferencePair)
-    n = write_jsonl(out_path, (SFTExample(p.prompt_id, p.prompt, p.chosen) for p in pairs))
-    print(f"{pairs_path}: {n} chosen answers -> {out_path}")
-    return n

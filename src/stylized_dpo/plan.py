@@ -213,6 +213,22 @@ def build_plan(
             **kw,
         )
 
+    def processing(
+        name: str, jobs: int, gpus_per_job: int, tokens: float, counts_from: str, label: str = ""
+    ) -> StageCost:
+        """A stage whose throughput divides the tokens it reads (training, reference log-probs)."""
+        return stage(
+            name,
+            jobs,
+            gpus_per_job,
+            tokens,
+            "tok",
+            label,
+            input_tokens=tokens,
+            output_tokens=0,
+            counts_from=counts_from,
+        )
+
     data = cfg["data"]
     stages: list[StageCost] = []
 
@@ -226,18 +242,7 @@ def build_plan(
         sft_lengths.rows, sft["epochs"], sft.get("max_steps"), sft["batch_size"] * sft["grad_accum"]
     )
     sft_tokens = examples * (sft_lengths.prompt + sft_lengths.answer)
-    stages.append(
-        stage(
-            "sft",
-            1,
-            job_gpus["sft"],
-            sft_tokens,
-            "tok",
-            input_tokens=sft_tokens,
-            output_tokens=0,
-            counts_from=sft_lengths.source,
-        )
-    )
+    stages.append(processing("sft", 1, job_gpus["sft"], sft_tokens, sft_lengths.source))
 
     def pref_lengths(dataset: str, split: str) -> Lengths:
         for d in (dataset, "ultrafeedback"):  # a style's pairs have ultrafeedback's prompts
@@ -261,18 +266,8 @@ def build_plan(
     references = 1 + ("sft-chosen" in models)  # reference log-probs per reference model
     ref_tokens *= references
     n_refs = len(pref_datasets) * 2 * references
-    stages.append(
-        stage(
-            "reference_logps",
-            n_refs,
-            1,
-            ref_tokens,
-            "tok",
-            input_tokens=ref_tokens,
-            output_tokens=0,
-            counts_from=" + ".join(sorted(ref_sources)),
-        )
-    )
+    ref_from = " + ".join(sorted(ref_sources))
+    stages.append(processing("reference_logps", n_refs, 1, ref_tokens, ref_from))
 
     # one row per DPO run: the UltraFeedback baseline and the style runs differ by far
     for model in [m for m in models if m.startswith("dpo-")]:
@@ -286,19 +281,8 @@ def build_plan(
         )
         n = training_examples(lengths.rows, column["epochs"], column.get("max_steps"), batch)
         tokens = n * dpo_tokens(lengths, sharing)
-        stages.append(
-            stage(
-                "dpo",
-                1,
-                job_gpus["dpo"],
-                tokens,
-                "tok",
-                label=model,
-                input_tokens=tokens,
-                output_tokens=0,
-                counts_from=f"{n:,} pairs; " + ("estimate" if lengths.estimated else "cards"),
-            )
-        )
+        counts = f"{n:,} pairs; " + ("estimate" if lengths.estimated else "cards")
+        stages.append(processing("dpo", 1, job_gpus["dpo"], tokens, counts, label=model))
 
     if cfg["synth"]["backend"] == "vllm":
         rewrite_in = rewrite_out = 0.0

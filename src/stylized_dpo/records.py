@@ -64,7 +64,7 @@ MMLU_CORE_SUBJECTS: tuple[str, ...] = (
 """The MMLU subjects of HELM's core run entries (`run_entries_core_scenarios`); helm-summarize
 merges their runs into one MMLU column (each subject's per-trial means weigh equally)."""
 HELM_SUMMARY_COLUMNS: tuple[str, ...] = ("model", "family", "scenario", "metric", "value", "note")
-"""`results/helm/summary.csv` (evals/helm.py): one row per (model, family, scenario)."""
+"""`results/helm/summary.csv` (evals/helm_summary.py): one row per (model, family, scenario)."""
 PUNKT_FILES: tuple[str, ...] = (
     "collocations.tab",
     "sent_starters.txt",

@@ -2,7 +2,8 @@
 
 import sys
 
-from stylized_dpo.evals.helm import HelmConfig, run_model
+from stylized_dpo.evals.helm import HelmConfig
+from stylized_dpo.evals.helm_run import run_model
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

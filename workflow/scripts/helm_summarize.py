@@ -2,8 +2,9 @@
 
 import sys
 
-from stylized_dpo.evals.helm import SUITE, HelmConfig, summarize
+from stylized_dpo.evals.helm import SUITE, HelmConfig
 from stylized_dpo.evals.helm_intervals import add_intervals_to_csv
+from stylized_dpo.evals.helm_summary import summarize
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

@@ -2,7 +2,8 @@
 
 import sys
 
-from stylized_dpo.data import DataSourceConfig, prepare
+from stylized_dpo.data import DataSourceConfig
+from stylized_dpo.data_prepare import prepare
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

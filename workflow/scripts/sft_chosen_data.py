@@ -2,7 +2,7 @@
 
 import sys
 
-from stylized_dpo.data import chosen_as_sft
+from stylized_dpo.data_prepare import chosen_as_sft
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

@@ -3,14 +3,10 @@
 import csv
 import sys
 
+from stylized_dpo.evals.claims import claim_status, load_claims
 from stylized_dpo.evals.helm import SUITE
-from stylized_dpo.evals.helm_intervals import read_suite
-from stylized_dpo.evals.significance import (
-    SignificanceConfig,
-    claim_status,
-    load_claims,
-    significance_table,
-)
+from stylized_dpo.evals.helm_cells import read_suite
+from stylized_dpo.evals.significance import SignificanceConfig, significance_table
 from stylized_dpo.report.statistics import figure_claims, write_claims, write_significance
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive

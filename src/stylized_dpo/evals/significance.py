@@ -1,5 +1,6 @@
 """Which differences between models are real: paired comparisons on the same items, corrected
-for the number of comparisons, and the paper's directional claims checked against them.
+for the number of comparisons (the paper's directional claims are checked against the table in
+`claims.py`).
 
 Comparisons: SFT against the base model, and every DPO model against SFT and against the base
 model. For each:
@@ -28,23 +29,20 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from stylized_dpo.evals.helm_intervals import (
+from stylized_dpo.evals.helm_cells import (
     LOWER_IS_BETTER,
     CellData,
     SuiteData,
-    bootstrap_suite,
     cell_values,
     ece_equal_mass_batch,
     mean_win_rates,
-    win_rate_columns,
 )
+from stylized_dpo.evals.helm_intervals import bootstrap_suite, win_rate_columns
 from stylized_dpo.evals.stats import (
     PairedResult,
     holm,
@@ -78,20 +76,6 @@ SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
 """`results/tables/significance.csv`: one row per (comparison, measure). `difference` is model
 minus reference; `better` says which of the two the row favours at the corrected level
 (model | reference | none), with ECE's direction reversed (lower is better)."""
-
-CLAIM_COLUMNS: tuple[str, ...] = (
-    "id",
-    "model",
-    "reference",
-    "measure",
-    "direction",
-    "difference",
-    "ci_low",
-    "ci_high",
-    "p_holm",
-    "status",
-    "quote",
-)
 
 
 def comparisons(models: Sequence[str]) -> list[tuple[str, str]]:
@@ -136,13 +120,20 @@ def read_judge_scores(
     return out
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What a row compares: judge criterion, or HELM family and scenario, and its metric."""
+
+    source: str
+    family: str
+    scenario: str
+    metric: str
+
+
 def _row(
     model: str,
     reference: str,
-    source: str,
-    family: str,
-    scenario: str,
-    metric: str,
+    measure: Measure,
     value_model: float,
     value_reference: float,
     result: PairedResult,
@@ -150,10 +141,10 @@ def _row(
     return {
         "model": model,
         "reference": reference,
-        "source": source,
-        "family": family,
-        "scenario": scenario,
-        "metric": metric,
+        "source": measure.source,
+        "family": measure.family,
+        "scenario": measure.scenario,
+        "metric": measure.metric,
         "n": result.n,
         "value_model": value_model,
         "value_reference": value_reference,
@@ -189,19 +180,9 @@ def judge_rows(
                 seeded_rng(seed, "judge", model, reference, criterion),
                 n_permutations=config.n_permutations,
             )
-            rows.append(
-                _row(
-                    model,
-                    reference,
-                    "judge",
-                    criterion,
-                    "",
-                    "score 1-5",
-                    float(np.mean(a)) if a else math.nan,
-                    float(np.mean(b)) if b else math.nan,
-                    result,
-                )
-            )
+            means = [float(np.mean(v)) if v else math.nan for v in (a, b)]
+            measure = Measure("judge", criterion, "", "score 1-5")
+            rows.append(_row(model, reference, measure, *means, result))
     return rows
 
 
@@ -262,19 +243,8 @@ def helm_cell_rows(
                     test = paired_binary_test if binary else paired_test
                     kwargs = {} if binary else {"n_permutations": config.n_permutations}
                     result = test(x, y, config.n_bootstrap, rng, **kwargs)
-                rows.append(
-                    _row(
-                        model,
-                        reference,
-                        "helm",
-                        family,
-                        scenario,
-                        a.metric,
-                        a.point(),
-                        b.point(),
-                        result,
-                    )
-                )
+                measure = Measure("helm", family, scenario, a.metric)
+                rows.append(_row(model, reference, measure, a.point(), b.point(), result))
     return rows
 
 
@@ -317,15 +287,7 @@ def win_rate_rows(
         if not used or any(k not in suite.cells for k in keys):
             continue
         lower = LOWER_IS_BETTER[family]
-        points = np.array(
-            [
-                [
-                    suite.cells[(m, family, s)].point() if (m, family, s) in present else math.nan
-                    for s in used
-                ]
-                for m in models
-            ]
-        )
+        points = suite.points(family, used, present)
         rates = mean_win_rates(points, lower)
         for model, reference in pairs:
             if model not in models or reference not in models:
@@ -349,19 +311,8 @@ def win_rate_rows(
                 p_value=_permutation_p(observed, null),
                 test="joint bootstrap CI, swap-permutation p",
             )
-            rows.append(
-                _row(
-                    model,
-                    reference,
-                    "helm",
-                    family,
-                    "mean_win_rate",
-                    "mean win rate",
-                    float(rates[i]),
-                    float(rates[j]),
-                    result,
-                )
-            )
+            measure = Measure("helm", family, "mean_win_rate", "mean win rate")
+            rows.append(_row(model, reference, measure, float(rates[i]), float(rates[j]), result))
     return rows
 
 
@@ -435,119 +386,3 @@ def significance_table(
         present = {(r["model"], r["family"], r["scenario"]) for r in summary_rows if r["value"]}
         rows += win_rate_rows(suite, columns, pairs, config, seed, present)
     return finish(rows, config.alpha)
-
-
-# ---- the paper's claims ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One directional claim of the paper (config/paper_claims.yaml)."""
-
-    id: str
-    model: str
-    reference: str
-    measure: str
-    direction: str
-    quote: str
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("higher", "lower"):
-            raise ValueError(f"claim {self.id}: direction must be higher or lower")
-        parts = self.measure.split(":")
-        if not (
-            (parts[0] == "judge" and len(parts) == 2 and parts[1] in JUDGE_CRITERIA)
-            or (parts[0] == "helm" and len(parts) == 3 and parts[1] in LOWER_IS_BETTER)
-        ):
-            raise ValueError(
-                f"claim {self.id}: measure {self.measure!r} is not judge:<criterion> or "
-                "helm:<family>:<scenario>"
-            )
-
-    def key(self) -> tuple[str, str, str]:
-        parts = self.measure.split(":")
-        return (parts[0], parts[1], parts[2] if len(parts) == 3 else "")
-
-
-def load_claims(path: str | os.PathLike[str]) -> list[Claim]:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
-        raise DataError(path, None, "claims", "expected a list under `claims`")
-    claims = []
-    fields = set(Claim.__dataclass_fields__)
-    for i, item in enumerate(data["claims"]):
-        if not isinstance(item, dict) or set(item) != fields:
-            raise DataError(
-                path, None, f"claims[{i}]", f"expected exactly the keys {sorted(fields)}"
-            )
-        try:
-            claims.append(Claim(**{k: str(v) for k, v in item.items()}))
-        except ValueError as e:
-            raise DataError(path, None, f"claims[{i}]", str(e)) from None
-    ids = [c.id for c in claims]
-    if len(set(ids)) != len(ids):
-        raise DataError(path, None, "claims", "claim ids repeat")
-    return claims
-
-
-def claim_status(table: pd.DataFrame, claims: Sequence[Claim], alpha: float) -> pd.DataFrame:
-    """supported / contradicted / inconclusive at the Holm-corrected level; `not measured`
-    where the run has no such row (e.g. HELM left the cell out)."""
-    out = []
-    for claim in claims:
-        source, family, scenario = claim.key()
-        sign = 1.0
-        match = table[
-            (table["source"] == source)
-            & (table["family"] == family)
-            & (table["scenario"] == scenario)
-            & (table["model"] == claim.model)
-            & (table["reference"] == claim.reference)
-        ]
-        if match.empty:  # the table may hold the comparison the other way round
-            sign = -1.0
-            match = table[
-                (table["source"] == source)
-                & (table["family"] == family)
-                & (table["scenario"] == scenario)
-                & (table["model"] == claim.reference)
-                & (table["reference"] == claim.model)
-            ]
-        record = {
-            c: getattr(claim, c)
-            for c in ("id", "model", "reference", "measure", "direction", "quote")
-        }
-        if match.empty:
-            out.append(
-                {
-                    **record,
-                    "difference": math.nan,
-                    "ci_low": math.nan,
-                    "ci_high": math.nan,
-                    "p_holm": math.nan,
-                    "status": "not measured",
-                }
-            )
-            continue
-        row = match.iloc[0]
-        diff = sign * float(row["difference"])
-        lo, hi = sorted((sign * float(row["ci_low"]), sign * float(row["ci_high"])))
-        p = float(row["p_holm"])
-        want = 1.0 if claim.direction == "higher" else -1.0
-        if p < alpha and diff * want > 0:
-            status = "supported"
-        elif p < alpha and diff * want < 0:
-            status = "contradicted"
-        else:
-            status = "inconclusive"
-        out.append(
-            {
-                **record,
-                "difference": diff,
-                "ci_low": lo,
-                "ci_high": hi,
-                "p_holm": p,
-                "status": status,
-            }
-        )
-    return pd.DataFrame(out, columns=list(CLAIM_COLUMNS))

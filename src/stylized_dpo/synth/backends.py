@@ -1,6 +1,6 @@
 """Generator backends that rewrite chosen answers (config `synth.backend`).
 
-- `rules`: the deterministic offline stand-in (synth/rules.py); no model.
+- `rules`: the deterministic offline stand-in (style_phrases.py); no model.
 - `vllm`: offline batched `LLM.chat` (the paper used Gemma 3 12B in vLLM). vllm is imported only
   when this backend runs; it lives in its own environment (envs/vllm.yaml).
 - `openai`: any OpenAI-compatible chat-completions endpoint, bounded concurrency, retries with
@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+from stylized_dpo import style_phrases
 from stylized_dpo.evals.api import ClientSettings, call_with_retries, make_client
-from stylized_dpo.synth import rules
 
 BACKENDS = ("rules", "vllm", "openai", "transformers")
 
@@ -206,7 +206,8 @@ class RulesBackend:
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         return [
-            Completion(rules.rewrite(r.answer, r.style, key=r.prompt_id), "stop") for r in requests
+            Completion(style_phrases.rewrite(r.answer, r.style, key=r.prompt_id), "stop")
+            for r in requests
         ]
 
 

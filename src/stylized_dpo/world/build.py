@@ -21,7 +21,7 @@ from typing import Any
 from stylized_dpo.hashing import stable_id
 from stylized_dpo.io import write_jsonl
 from stylized_dpo.records import EvalPrompt
-from stylized_dpo.synth.rules import PHRASE_BANKS, rewrite
+from stylized_dpo.style_phrases import PHRASE_BANKS, rewrite
 from stylized_dpo.world.facts import (
     ATTRIBUTES,
     Attribute,

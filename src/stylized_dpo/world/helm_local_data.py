@@ -34,7 +34,8 @@ from pathlib import Path
 from stylized_dpo.io import write_json
 from stylized_dpo.records import MMLU_CORE_SUBJECTS
 from stylized_dpo.world.facts import make_world
-from stylized_dpo.world.helm_data import N_TRAIN, write_csv_rows, write_helm_scenarios
+from stylized_dpo.world.helm_data import write_csv_rows, write_helm_scenarios
+from stylized_dpo.world.helm_scenarios import N_TRAIN
 
 MMLU_SPLITS = {"dev": 5, "val": 5}
 """Rows of MMLU's in-context (dev) and validation splits, as in MMLU (5 dev per subject)."""

@@ -1,9 +1,10 @@
-"""The `rules` generator backend: a deterministic, offline style rewriter.
+"""The style phrase banks and the rule rewriter: a deterministic, offline style rewrite.
 
-It stands in for Gemma 3 12B in the embedded default. Like the paper's rewrites it keeps the
-content of the answer and changes only its tone, by wrapping the answer in phrases drawn from a
-fixed bank per style (the paper's Figure 1/4 describe each style). It is documented as a stand-in:
-its rewrites are formulaic, far less varied than an LLM's.
+It stands in for Gemma 3 12B in the embedded default (synth's `rules` backend) and writes the
+miniature world's styled answers. Like the paper's rewrites it keeps the content of the answer
+and changes only its tone, by wrapping the answer in phrases drawn from a fixed bank per style
+(the paper's Figure 1/4 describe each style). It is documented as a stand-in: its rewrites are
+formulaic, far less varied than an LLM's.
 """
 
 from __future__ import annotations
