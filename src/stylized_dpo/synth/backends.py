@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from stylized_dpo.evals.api import ClientSettings, call_with_retries, make_client
+from stylized_dpo.api import ClientSettings, call_with_retries, make_client
 from stylized_dpo.synth import rules
 
 BACKENDS = ("rules", "vllm", "openai", "transformers")
@@ -52,7 +52,7 @@ class VLLMSettings:
 
 @dataclass(frozen=True)
 class OpenAISettings(ClientSettings):
-    """`synth.openai`: an OpenAI-compatible endpoint (fields: `evals.api.ClientSettings`; retries
+    """`synth.openai`: an OpenAI-compatible endpoint (fields: `api.ClientSettings`; retries
     also cover malformed bodies)."""
 
 
