@@ -2,9 +2,9 @@
 
 Used by the LLM judge (`evals/judge.py`), the reward API and the pairwise judge
 (`evals/rewards.py`), and the rewrite generator (`synth/openai_backend.py`). `batch_ask` runs a
-batch of validated requests; the generator, which validates nothing, uses the client
-(`make_client`), the retries (`call_with_retries`, `error_kind`) and the reply reading
-(`first_choice`) alone. Rules:
+batch of validated requests (their replies read by `reply_content`); the generator, which
+validates nothing, uses the client (`make_client`) and the retries (`call_with_retries`,
+`error_kind`) alone. Rules:
 - transient failures (HTTP 429, 5xx, timeouts, dropped connections) are retried up to
   `max_retries` times with exponential backoff and full jitter (a server's `Retry-After` header,
   when sent, is honoured up to `backoff_max_s`); other HTTP errors (400, 401, 404, ...) are not;
@@ -167,6 +167,11 @@ class CallStats:
             self.failed += 1
             self.failures.append({"id": item_id, "reason": reason})
 
+    def cost_usd(self, price_input_per_mtok: float, price_output_per_mtok: float) -> float:
+        """Estimated cost of the token usage at per-million-token prices."""
+        tokens = self.prompt_tokens * price_input_per_mtok
+        return (tokens + self.completion_tokens * price_output_per_mtok) / 1e6
+
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         out["failures"] = sorted(self.failures, key=lambda f: f["id"])
@@ -193,9 +198,8 @@ def error_kind(exc: BaseException) -> str | None:
 
 
 def transient_kind(exc: BaseException) -> str | None:
-    """'rate_limit', 'server_error' or 'timeout' for an error `ask` retries, else None: a
-    dropped connection is handled as a timeout; a malformed body is not retried (a reply is
-    validated, and asked for again, by `ask` itself)."""
+    """'rate_limit', 'server_error' or 'timeout' (a dropped connection too) for an error `ask`
+    retries, else None (`ask` validates replies and asks again itself)."""
     kind = error_kind(exc)
     if kind == "connection":
         return "timeout"
@@ -250,28 +254,16 @@ def describe_error(exc: BaseException) -> str:
     return f"{name}{f' (HTTP {status})' if status else ''}: {text}"
 
 
-def first_choice(data: dict[str, Any]) -> tuple[Any, str | None]:
-    """(message content, finish_reason) of a chat completion's first choice (the completion as
-    a dict); `InvalidReply` when it has no choices."""
+def reply_content(data: dict[str, Any], allow_truncated: bool = False) -> Any:
+    """The message content of a chat completion's first choice (the completion as a dict);
+    `InvalidReply` when it has no choices, or when the reply was cut off at the token limit
+    (unless `allow_truncated`: a reward's score needs no end)."""
     choices = data.get("choices") or []
     if not choices:
         raise InvalidReply("no choices in the reply")
-    choice = choices[0]
-    return (choice.get("message") or {}).get("content"), choice.get("finish_reason")
-
-
-def reply_content(data: dict[str, Any], allow_truncated: bool = False) -> Any:
-    """The content of a chat completion's first choice; `InvalidReply` when the reply was cut
-    off at the token limit (unless `allow_truncated`: a reward's score needs no end)."""
-    content, finish_reason = first_choice(data)
-    if finish_reason == "length" and not allow_truncated:
+    if choices[0].get("finish_reason") == "length" and not allow_truncated:
         raise InvalidReply("reply cut off at the token limit")
-    return content
-
-
-def as_dict(response: Any) -> dict[str, Any]:
-    """The SDK's response object as the plain dict the cache holds."""
-    return response.model_dump() if hasattr(response, "model_dump") else dict(response)
+    return (choices[0].get("message") or {}).get("content")
 
 
 def ask(
@@ -309,7 +301,7 @@ def ask(
     last: InvalidReply | None = None
     for attempt in range(config.invalid_retries + 1):
         response = call_with_retries(counted_request, config, rng, count_retry)
-        data = as_dict(response)
+        data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
         usage = data.get("usage") or {}
         stats.add(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -406,10 +398,3 @@ def batch_ask(
         return ask(request, parse, cache, one.key, config, stats)
 
     return run_items(ids, work, config, stats, desc=desc), stats
-
-
-def cost_usd(stats: CallStats, price_input_per_mtok: float, price_output_per_mtok: float) -> float:
-    """Estimated cost of a run's token usage at per-million-token prices."""
-    return (
-        stats.prompt_tokens * price_input_per_mtok + stats.completion_tokens * price_output_per_mtok
-    ) / 1e6

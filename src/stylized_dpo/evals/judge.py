@@ -42,7 +42,6 @@ from stylized_dpo.api import (
     InvalidReply,
     batch_ask,
     cache_key,
-    cost_usd,
     reply_content,
     text_hash,
 )
@@ -285,7 +284,7 @@ def judge_model(
     rows, stats, info = backend.score(generations, generations_path)
     report: dict[str, Any] = {"backend": config.backend, **info}
     write_jsonl(out_path, rows)
-    cost = cost_usd(stats, config.price_input_per_mtok, config.price_output_per_mtok)
+    cost = stats.cost_usd(config.price_input_per_mtok, config.price_output_per_mtok)
     report.update(stats.to_dict())
     report.update(
         scored=len(rows),
