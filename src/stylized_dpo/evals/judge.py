@@ -180,6 +180,20 @@ def judge_openai(
 # The backends
 
 
+@dataclass(frozen=True)
+class JudgeInputs:
+    """What a judge backend reads besides the generations (the rule passes those it needs)."""
+
+    prompts_path: str | os.PathLike[str] | None = None
+    """The eval prompts (reference)."""
+    world_path: str | os.PathLike[str] | None = None
+    """The world whose facts answer them (reference)."""
+    template_path: str | os.PathLike[str] | None = None
+    """The judge prompt (openai; default `judge.prompt`)."""
+    client: Any = None
+    """An OpenAI-compatible client (openai; default: one from the config)."""
+
+
 class JudgeBackend(Protocol):
     """Scores one model's generations: the rows scored (input order), the run's counters, and
     what the run report says about the judge."""
@@ -192,18 +206,11 @@ class JudgeBackend(Protocol):
 class ReferenceJudge:
     """The ground-truth rules (`evals/reference.py`); needs the eval prompts and the world."""
 
-    def __init__(
-        self,
-        config: JudgeConfig,
-        prompts_path: str | os.PathLike[str] | None,
-        world_path: str | os.PathLike[str] | None,
-        template_path: str | os.PathLike[str] | None,
-        client: Any,
-    ):
-        if prompts_path is None or world_path is None:
+    def __init__(self, config: JudgeConfig, inputs: JudgeInputs):
+        if inputs.prompts_path is None or inputs.world_path is None:
             raise ValueError("the reference judge needs the eval prompts and the world")
-        self.prompts_path = prompts_path
-        self.truth = GroundTruth.load(prompts_path, world_path)
+        self.prompts_path = inputs.prompts_path
+        self.truth = GroundTruth.load(inputs.prompts_path, inputs.world_path)
 
     def score(
         self, generations: list[Generation], path: str | os.PathLike[str]
@@ -222,17 +229,10 @@ class ReferenceJudge:
 class LLMJudge:
     """The paper's judge at an OpenAI-compatible endpoint (`judge_openai`)."""
 
-    def __init__(
-        self,
-        config: JudgeConfig,
-        prompts_path: str | os.PathLike[str] | None,
-        world_path: str | os.PathLike[str] | None,
-        template_path: str | os.PathLike[str] | None,
-        client: Any,
-    ):
+    def __init__(self, config: JudgeConfig, inputs: JudgeInputs):
         self.config = config
-        self.template = Path(template_path or config.prompt).read_text(encoding="utf-8")
-        self.client = client
+        self.template = Path(inputs.template_path or config.prompt).read_text(encoding="utf-8")
+        self.client = inputs.client
 
     def score(
         self, generations: list[Generation], path: str | os.PathLike[str]
@@ -246,8 +246,7 @@ JUDGE_BACKENDS: dict[str, Callable[..., JudgeBackend]] = {
     "reference": ReferenceJudge,
     "openai": LLMJudge,
 }
-"""Config `judge.backend` -> its class, built with (config, prompts_path, world_path,
-template_path, client)."""
+"""Config `judge.backend` -> its class, built with (config, `JudgeInputs`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,9 +277,8 @@ def judge_model(
     _check_unique(generations, generations_path)
     if config.backend not in JUDGE_BACKENDS:
         raise ValueError(f"unknown judge backend '{config.backend}' (reference | openai)")
-    backend = JUDGE_BACKENDS[config.backend](
-        config, prompts_path, world_path, template_path, client
-    )
+    inputs = JudgeInputs(prompts_path, world_path, template_path, client)
+    backend = JUDGE_BACKENDS[config.backend](config, inputs)
     rows, stats, info = backend.score(generations, generations_path)
     report: dict[str, Any] = {"backend": config.backend, **info}
     write_jsonl(out_path, rows)
