@@ -35,6 +35,7 @@ class RulesBackend:
     """The deterministic phrase-bank rewriter (offline stand-in for an LLM)."""
 
     name = "rules"
+    whole_batches = False
 
     def __init__(self, cfg: SynthConfig):
         self.cfg = cfg

@@ -61,6 +61,9 @@ class GeneratorBackend(Protocol):
     """
 
     name: str
+    whole_batches: bool
+    """Whether a batch must be sent whole, even when some of its rows are cached (a batch
+    sampled with one generator gives a row another text in another batch)."""
 
     def generate(self, requests: list[Request]) -> list[Completion]: ...
 

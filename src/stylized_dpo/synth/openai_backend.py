@@ -49,6 +49,7 @@ class OpenAIBackend:
     """Chat completions from an OpenAI-compatible endpoint: retries, bounded concurrency."""
 
     name = "openai"
+    whole_batches = False
 
     def __init__(self, cfg: SynthConfig, sleep: Callable[[float], None] = time.sleep):
         import openai

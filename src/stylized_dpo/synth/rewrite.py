@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from stylized_dpo.io import DataError, decode_line, read_records, write_json, write_jsonl
 from stylized_dpo.records import PreferencePair
-from stylized_dpo.synth.backends import SynthConfig, make_backend
+from stylized_dpo.synth.backends import GENERATORS, SynthConfig, make_backend
 from stylized_dpo.synth.generator import Completion, Request, RowFailure, stream
 from stylized_dpo.synth.styles import StyleSpec
 
@@ -208,9 +208,10 @@ def rewrite_prefs(
             if check is not None:
                 skipped |= check(missing)
                 missing = [r for r in missing if r.key not in skipped]
-            # transformers samples a batch with one generator: keep the batch whole so a
-            # restarted run samples exactly what an uninterrupted one would.
-            call = batch if cfg.backend == "transformers" else missing
+            # a backend that samples a batch with one generator gets it whole, so a restarted
+            # run samples exactly what an uninterrupted one would (asked of the configured
+            # backend's class: the object passed in may wrap it)
+            call = batch if GENERATORS[cfg.backend].whole_batches else missing
             if not call:  # every missing row was set aside
                 continue
             for i, result in stream(backend, call):

@@ -15,6 +15,8 @@ class TransformersBackend:
     """A local chat model through transformers `generate` (batched, left-padded, seeded)."""
 
     name = "transformers"
+    whole_batches = True
+    """It samples a batch with one generator: a restarted run redoes the whole batch."""
 
     def __init__(self, cfg: SynthConfig):
         import torch

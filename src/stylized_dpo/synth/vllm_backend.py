@@ -77,6 +77,7 @@ class VLLMBackend:
     """
 
     name = "vllm"
+    whole_batches = False
 
     def __init__(self, cfg: SynthConfig):
         self.cfg = cfg
