@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from eval_helpers import FaultServer, completion
 
-from stylized_dpo.evals.api import InvalidReply
+from stylized_dpo.api import InvalidReply
 from stylized_dpo.evals.judge import JudgeConfig, judge_model, parse_judge_content, render_prompt
 from stylized_dpo.io import read_records, write_jsonl
 from stylized_dpo.records import JUDGE_CRITERIA, Generation, JudgeScore

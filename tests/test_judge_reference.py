@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stylized_dpo.evals.judge import JudgeConfig, judge_model, reference_score, summarize
+from stylized_dpo.evals.judge import JudgeConfig, judge_model, summarize
+from stylized_dpo.evals.reference import reference_score
 from stylized_dpo.io import DataError, read_records, write_json, write_jsonl
 from stylized_dpo.records import EvalPrompt, Generation, JudgeScore
 from stylized_dpo.world.facts import COLOURS, Entity, World

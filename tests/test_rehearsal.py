@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylized_dpo.evals.api import ApiConfig
+from stylized_dpo.api import ApiConfig
 from stylized_dpo.evals.judge import parse_judge_content
-from stylized_dpo.evals.winrate import WinRateConfig, parse_reward_content, rewards_api
+from stylized_dpo.evals.rewards import parse_reward_content, rewards_api
+from stylized_dpo.evals.winrate import WinRateConfig
 from stylized_dpo.rehearsal import datasets, hub, qwen, report, run, servers
 
 REPO = Path(__file__).resolve().parents[1]

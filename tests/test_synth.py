@@ -9,19 +9,11 @@ from chat_templates import NO_SYSTEM_CHAT_TEMPLATE, gemma_like_tokenizer
 
 from stylized_dpo.io import DataError, read_records, write_jsonl
 from stylized_dpo.records import PreferencePair
-from stylized_dpo.synth.backends import (
-    Completion,
-    RulesBackend,
-    SynthConfig,
-    SynthError,
-    VLLMBackend,
-    VLLMSettings,
-    prompt_tokens,
-    render_chat,
-    vllm_engine_kwargs,
-)
+from stylized_dpo.synth.backends import RulesBackend, SynthConfig, VLLMSettings
+from stylized_dpo.synth.generator import Completion, SynthError, render_chat
 from stylized_dpo.synth.rewrite import Cache, quality_check, rewrite_prefs
 from stylized_dpo.synth.styles import StyleSpec, load_style
+from stylized_dpo.synth.vllm_backend import VLLMBackend, prompt_tokens, vllm_engine_kwargs
 
 STYLE_DIR = Path(__file__).resolve().parents[1] / "config" / "prompts" / "styles"
 STYLES = ("sycophantic", "authoritative", "persuasive")
@@ -535,7 +527,7 @@ def tiny_chat_model(tmp_path_factory):
 def test_transformers_backend_rows_provenance_and_resume(
     tmp_path, pairs_file, style, tiny_chat_model
 ):
-    from stylized_dpo.synth.backends import TransformersBackend
+    from stylized_dpo.synth.transformers_backend import TransformersBackend
 
     cfg = SynthConfig(
         backend="transformers",

@@ -15,7 +15,8 @@ from fake_openai import FakeOpenAI
 
 from stylized_dpo.io import DataError, read_records, write_jsonl
 from stylized_dpo.records import PreferencePair
-from stylized_dpo.synth.backends import OpenAISettings, SynthConfig, SynthError
+from stylized_dpo.synth.backends import OpenAISettings, SynthConfig
+from stylized_dpo.synth.generator import SynthError
 from stylized_dpo.synth.rewrite import rewrite_prefs
 from stylized_dpo.synth.styles import load_style
 

@@ -11,16 +11,10 @@ import pytest
 import torch
 from eval_helpers import FaultServer, completion, save_tiny_chat_model
 
-from stylized_dpo.evals.api import InvalidReply
+from stylized_dpo.api import InvalidReply
+from stylized_dpo.evals.rewards import parse_reward_content, rewards_local
 from stylized_dpo.evals.stats import length_controlled_rates
-from stylized_dpo.evals.winrate import (
-    COLUMNS,
-    WinRateConfig,
-    compute_win_rates,
-    parse_reward_content,
-    rewards_local,
-    win_rate,
-)
+from stylized_dpo.evals.winrate import COLUMNS, WinRateConfig, compute_win_rates, win_rate
 from stylized_dpo.io import write_jsonl
 from stylized_dpo.records import EvalPrompt, Generation
 from stylized_dpo.world.facts import Entity, World

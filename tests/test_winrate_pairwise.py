@@ -8,15 +8,9 @@ import pandas as pd
 import pytest
 from eval_helpers import FaultServer, completion
 
-from stylized_dpo.evals.api import InvalidReply
-from stylized_dpo.evals.winrate import (
-    COLUMNS,
-    WinRateConfig,
-    compute_win_rates,
-    pairwise_outcome,
-    parse_verdict,
-    render_pairwise,
-)
+from stylized_dpo.api import InvalidReply
+from stylized_dpo.evals.rewards import pairwise_outcome, parse_verdict, render_pairwise
+from stylized_dpo.evals.winrate import COLUMNS, WinRateConfig, compute_win_rates
 from stylized_dpo.io import write_jsonl
 from stylized_dpo.records import Generation
 

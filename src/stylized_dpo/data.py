@@ -347,4 +347,3 @@ CONVERTERS: dict[str, Callable[[Any], Record]] = {
     "sft": smoltalk_to_sft,
     "prefs": ultrafeedback_to_pair,
 }
-

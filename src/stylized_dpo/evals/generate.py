@@ -217,10 +217,15 @@ class VllmGenerator:
         return results
 
 
+GENERATORS: dict[str, Callable[[str | os.PathLike[str], SamplingConfig], Generator]] = {
+    "transformers": TransformersGenerator,
+    "vllm": VllmGenerator,
+}
+"""Config `generation.backend` -> its generator, built with (model directory, config)."""
+
+
 def make_generator(model_dir: str | os.PathLike[str], config: SamplingConfig) -> Generator:
-    if config.backend == "vllm":
-        return VllmGenerator(model_dir, config)
-    return TransformersGenerator(model_dir, config)
+    return GENERATORS[config.backend](model_dir, config)
 
 
 def _read_partial(path: Path, sampling: dict[str, Any], model: str) -> dict[str, Generation]:

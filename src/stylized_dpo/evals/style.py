@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylized_dpo.evals.judge import is_factually_correct
+from stylized_dpo.evals.reference import GroundTruth
 from stylized_dpo.io import read_records
-from stylized_dpo.records import EvalPrompt, Generation
+from stylized_dpo.records import Generation
 from stylized_dpo.style_measures import MEASURES, measure
-from stylized_dpo.world.facts import World
 
 SPLITS = ("seen", "unseen")
 
@@ -32,10 +31,9 @@ def style_table(
     Without the eval prompts and world (e.g. the paper's setup, which has no ground truth) the
     accuracy columns are empty (NaN), not guessed.
     """
-    prompts = world = None
+    truth = None
     if prompts_path is not None and world_path is not None:
-        prompts = {p.prompt_id: p for p in read_records(prompts_path, EvalPrompt)}
-        world = World.load(world_path)
+        truth = GroundTruth.load(prompts_path, world_path)
     rows = []
     for model, path in zip(models, generation_paths, strict=True):
         gens = read_records(path, Generation)
@@ -43,13 +41,12 @@ def style_table(
         row.update(measure([g.response for g in gens]))
         for split in SPLITS:
             correct: list[bool] = []
-            if prompts is not None and world is not None:
+            if truth is not None:
                 for g in gens:
-                    p = prompts.get(g.prompt_id)
+                    p = truth.prompts.get(g.prompt_id)
                     if p is None or p.metadata.get("split") != split:
                         continue
-                    pool = world.value_pool(p.metadata["attribute"])
-                    correct.append(is_factually_correct(g, p, pool))
+                    correct.append(truth.correct(g, p))
             row[f"accuracy_{split}"] = sum(correct) / len(correct) if correct else math.nan
             row[f"n_{split}"] = len(correct)
         rows.append(row)

@@ -37,16 +37,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stylized_dpo.evals.api import CallStats
-from stylized_dpo.evals.judge import JudgeConfig, judge_openai, reference_score
-from stylized_dpo.evals.stats import bootstrap_mean_ci, paired_test
-from stylized_dpo.evals.winrate import (
-    WinRateConfig,
+from stylized_dpo.api import CallStats
+from stylized_dpo.evals.judge import JudgeConfig, judge_openai
+from stylized_dpo.evals.reference import reference_score
+from stylized_dpo.evals.rewards import (
     pairwise_outcome,
     pairwise_verdicts,
     rewards_api,
     rewards_local,
 )
+from stylized_dpo.evals.stats import (
+    bootstrap_mean_ci,
+    paired_test,
+)
+from stylized_dpo.evals.winrate import WinRateConfig
 from stylized_dpo.hashing import seeded_rng
 from stylized_dpo.io import read_records, write_json
 from stylized_dpo.records import JUDGE_CRITERIA, EvalPrompt, Generation, PreferencePair

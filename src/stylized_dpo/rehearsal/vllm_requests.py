@@ -18,13 +18,10 @@ from typing import Any
 from stylized_dpo.hashing import row_key, row_seed
 from stylized_dpo.io import read_records
 from stylized_dpo.records import PreferencePair
-from stylized_dpo.synth.backends import (
-    Request,
-    SynthConfig,
-    vllm_engine_kwargs,
-    vllm_sampling_kwargs,
-)
+from stylized_dpo.synth.backends import SynthConfig
+from stylized_dpo.synth.generator import Request
 from stylized_dpo.synth.styles import load_style
+from stylized_dpo.synth.vllm_backend import vllm_engine_kwargs, vllm_sampling_kwargs
 
 
 def check_rows(

@@ -40,13 +40,8 @@ from tqdm import tqdm
 from stylized_dpo.hashing import row_key, row_seed
 from stylized_dpo.io import DataError, decode_line, read_records, write_json, write_jsonl
 from stylized_dpo.records import PreferencePair
-from stylized_dpo.synth.backends import (
-    Completion,
-    Request,
-    RowFailure,
-    SynthConfig,
-    make_backend,
-)
+from stylized_dpo.synth.backends import GENERATORS, SynthConfig, make_backend
+from stylized_dpo.synth.generator import Completion, Request, RowFailure, stream
 from stylized_dpo.synth.styles import StyleSpec
 
 DROP_REASONS = ("empty", "truncated", "refusal", "verbatim_copy")
@@ -147,20 +142,6 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def _stream(backend: Any, requests: list[Request]) -> Iterator[tuple[int, Any]]:
-    """(index, Completion | RowFailure) as the backend delivers them; a backend without
-    `stream` delivers its whole call at once."""
-    if hasattr(backend, "stream"):
-        yield from backend.stream(requests)
-        return
-    completions = backend.generate(requests)
-    if len(completions) != len(requests):
-        raise RuntimeError(
-            f"backend returned {len(completions)} completions for {len(requests)} requests"
-        )
-    yield from enumerate(completions)
-
-
 def rewrite_prefs(
     pairs_path: str | Path,
     style: StyleSpec,
@@ -214,12 +195,13 @@ def rewrite_prefs(
             if check is not None:
                 skipped |= check(missing)
                 missing = [r for r in missing if r.key not in skipped]
-            # transformers samples a batch with one generator: keep the batch whole so a
-            # restarted run samples exactly what an uninterrupted one would.
-            call = batch if cfg.backend == "transformers" else missing
+            # a backend that samples a batch with one generator gets it whole, so a restarted
+            # run samples exactly what an uninterrupted one would (asked of the configured
+            # backend's class: the object passed in may wrap it)
+            call = batch if GENERATORS[cfg.backend].whole_batches else missing
             if not call:  # every missing row was set aside
                 continue
-            for i, result in _stream(backend, call):
+            for i, result in stream(backend, call):
                 key = call[i].key
                 if key in cache.entries:
                     continue

@@ -1,8 +1,10 @@
-"""Calling an OpenAI-compatible endpoint many times, safely: retries, a disk cache, usage counts.
+"""The one OpenAI-compatible client: calling an endpoint many times, safely; reading its replies.
 
-Shared by the LLM judge (`judge.py`, backend `openai`) and the reward API (`winrate.py`, backend
-`reward_api`); the rewrite generator (`synth/backends.py`, backend `openai`) shares the client
-settings, `make_client` and `call_with_retries`. Rules:
+Used by the LLM judge (`evals/judge.py`), the reward API and the pairwise judge
+(`evals/rewards.py`), and the rewrite generator (`synth/openai_backend.py`). `batch_ask` runs a
+batch of validated requests (their replies read by `reply_content`); the generator, which
+validates nothing, uses the client (`make_client`) and the retries (`call_with_retries`,
+`error_kind`) alone. Rules:
 - transient failures (HTTP 429, 5xx, timeouts, dropped connections) are retried up to
   `max_retries` times with exponential backoff and full jitter (a server's `Retry-After` header,
   when sent, is honoured up to `backoff_max_s`); other HTTP errors (400, 401, 404, ...) are not;
@@ -150,25 +152,43 @@ class CallStats:
             self.failed += 1
             self.failures.append({"id": item_id, "reason": reason})
 
+    def cost_usd(self, price_input_per_mtok: float, price_output_per_mtok: float) -> float:
+        """Estimated cost of the token usage at per-million-token prices."""
+        tokens = self.prompt_tokens * price_input_per_mtok
+        return (tokens + self.completion_tokens * price_output_per_mtok) / 1e6
+
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         out["failures"] = sorted(self.failures, key=lambda f: f["id"])
         return out
 
 
-def transient_kind(exc: BaseException) -> str | None:
-    """'rate_limit', 'server_error' or 'timeout' for a retryable error, else None."""
+def error_kind(exc: BaseException) -> str | None:
+    """What went wrong with one call, when it is worth another try: 'rate_limit',
+    'server_error', 'timeout', 'connection' (dropped or refused) or 'malformed' (a body that is
+    not a chat completion); None for any other error (400, 401, 404, ...)."""
     import openai
 
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "timeout"  # dropped or refused connection: same handling as a timeout
     if isinstance(exc, openai.RateLimitError):
         return "rate_limit"
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
         return "server_error"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+        return "malformed"
     return None
+
+
+def transient_kind(exc: BaseException) -> str | None:
+    """'rate_limit', 'server_error' or 'timeout' (a dropped connection too) for an error `ask`
+    retries, else None (`ask` validates replies and asks again itself)."""
+    kind = error_kind(exc)
+    if kind == "connection":
+        return "timeout"
+    return None if kind == "malformed" else kind
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -217,6 +237,18 @@ def describe_error(exc: BaseException) -> str:
     name = type(exc).__name__
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"{name}{f' (HTTP {status})' if status else ''}: {text}"
+
+
+def reply_content(data: dict[str, Any], allow_truncated: bool = False) -> Any:
+    """The message content of a chat completion's first choice (the completion as a dict);
+    `InvalidReply` when it has no choices, or when the reply was cut off at the token limit
+    (unless `allow_truncated`: a reward's score needs no end)."""
+    choices = data.get("choices") or []
+    if not choices:
+        raise InvalidReply("no choices in the reply")
+    if choices[0].get("finish_reason") == "length" and not allow_truncated:
+        raise InvalidReply("reply cut off at the token limit")
+    return (choices[0].get("message") or {}).get("content")
 
 
 def ask(
@@ -307,3 +339,47 @@ def run_items(
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return results
+
+
+@dataclass(frozen=True)
+class Call:
+    """One chat-completions request of a batch."""
+
+    key: str
+    """Cache key (`cache_key` over everything that changes the answer)."""
+    messages: list[dict[str, str]]
+    options: dict[str, Any] = field(default_factory=dict)
+    """Further arguments of `chat.completions.create` (temperature, max_tokens, ...)."""
+
+
+def batch_ask(
+    ids: list[str],
+    call: Callable[[str], Call],
+    parse: Callable[[dict[str, Any]], T],
+    model: str,
+    config: ApiConfig,
+    cache_dir: str | os.PathLike[str],
+    config_key: str,
+    desc: str,
+    client: Any = None,
+) -> tuple[dict[str, T], CallStats]:
+    """Ask `model` once per item id: `call(id)` builds the request, `parse(reply)` validates the
+    reply (`InvalidReply` to ask again). Returns the parsed answers by id (failed items absent,
+    recorded in the stats with their reasons) and the run's counters.
+
+    `client` defaults to `make_client(config, config_key)`; answers are cached under
+    `cache_dir` by `Call.key` (see `ask`).
+    """
+    client = client if client is not None else make_client(config, config_key)
+    cache = DiskCache(cache_dir)
+    stats = CallStats()
+
+    def work(item_id: str) -> T:
+        one = call(item_id)
+
+        def request() -> Any:
+            return client.chat.completions.create(model=model, messages=one.messages, **one.options)
+
+        return ask(request, parse, cache, one.key, config, stats)
+
+    return run_items(ids, work, config, stats, desc=desc), stats
