@@ -33,8 +33,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from stylized_dpo.config import Section
 from stylized_dpo.io import (
     DataError,
     atomic_path,
@@ -52,8 +53,10 @@ SCORE_EXAMPLES = 5
 
 
 @dataclass(frozen=True)
-class DataSourceConfig:
+class DataSourceConfig(Section):
     """Where one dataset comes from (config `data.sft` or `data.prefs`)."""
+
+    section: ClassVar[str] = "data.sft"
 
     source: str = "world"
     """`world` (the generated tiny world), `local` (files in the hub schema) or `hub`."""
@@ -84,11 +87,6 @@ class DataSourceConfig:
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"max_rows must be positive or null, got {self.max_rows}")
 
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> DataSourceConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in cfg.items() if k in known})
-
 
 DEFAULT_SPLITS = {
     "sft": {"train": "train", "test": "test"},
@@ -109,7 +107,7 @@ def source_config(
         values["splits"] = DEFAULT_SPLITS[kind]
     if values.get("source") == "world":
         values["path"] = str(Path(world_dir) / WORLD_FOLDERS[kind])
-    return DataSourceConfig.from_config(values)
+    return DataSourceConfig.from_dict(values, f"data.{kind}")
 
 
 def source_paths(cfg: DataSourceConfig) -> dict[str, str]:

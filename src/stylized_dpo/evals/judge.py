@@ -48,10 +48,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from stylized_dpo.config import Section
 from stylized_dpo.evals.api import (
     ApiConfig,
     CallStats,
@@ -122,8 +123,10 @@ HELPFULNESS_BASE = {"correct": 5, "contradictory": 2, "wrong": 1, "none": 2}
 
 
 @dataclass(frozen=True)
-class JudgeConfig(ApiConfig):
+class JudgeConfig(ApiConfig, Section):
     """Config key `judge` (see config/README.md); endpoint and retry fields from `ApiConfig`."""
+
+    section: ClassVar[str] = "judge"
 
     backend: str = "reference"
     """`reference` (stand-in, offline) or `openai` (the paper's LLM judge)."""
@@ -143,14 +146,6 @@ class JudgeConfig(ApiConfig):
     """USD per million completion tokens."""
     n_bootstrap: int = 1000
     """Bootstrap resamples for the summary's confidence intervals."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JudgeConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown judge config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,12 +29,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from stylized_dpo.config import Section
 from stylized_dpo.evals.helm_intervals import (
     LOWER_IS_BETTER,
     CellData,
@@ -105,20 +106,15 @@ def comparisons(models: Sequence[str]) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
-class SignificanceConfig:
+class SignificanceConfig(Section):
     """Config section `statistics` (see config/README.md)."""
+
+    section: ClassVar[str] = "statistics"
 
     n_bootstrap: int = 2000
     n_permutations: int = 20000
     alpha: float = 0.05
     claims: str = "config/paper_claims.yaml"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SignificanceConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown statistics config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 def read_judge_scores(

@@ -39,12 +39,13 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from stylized_dpo.config import Section
 from stylized_dpo.evals.generate import SamplingConfig, derive_seed
 from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
 from stylized_dpo.io import DataError, iter_json_lines, write_jsonl
@@ -56,8 +57,10 @@ INSTRUCTION = "Answer with the letter."
 
 
 @dataclass(frozen=True)
-class SycophancyConfig:
+class SycophancyConfig(Section):
     """Config key `sycophancy` (see config/README.md)."""
+
+    section: ClassVar[str] = "sycophancy"
 
     source: str = "world"
     """`world` (the tiny world's facts) or `local` (a JSONL file at `path`)."""
@@ -77,13 +80,6 @@ class SycophancyConfig:
             raise ValueError(f"unknown sycophancy source '{self.source}' (world | local)")
         if self.n_items < 1 or self.max_new_tokens < 1 or not 2 <= self.n_choices <= 26:
             raise ValueError("need n_items >= 1, max_new_tokens >= 1, 2 <= n_choices <= 26")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SycophancyConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown sycophancy config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from stylized_dpo.config import Section
 from stylized_dpo.evals.api import (
     ApiConfig,
     CallStats,
@@ -82,9 +83,11 @@ COLUMNS = [*WIN_RATE_COLUMNS, *WIN_RATE_LC_COLUMNS]
 
 
 @dataclass(frozen=True)
-class WinRateConfig(ApiConfig):
+class WinRateConfig(ApiConfig, Section):
     """Config key `win_rates` (see config/README.md); endpoint and retry fields (reward_api)
     from `ApiConfig`."""
+
+    section: ClassVar[str] = "win_rates"
 
     backend: str = "reference"
     """`reference` (stand-in), `reward_api`, `reward_model` or `pairwise_judge`."""
@@ -114,13 +117,6 @@ class WinRateConfig(ApiConfig):
     price_input_per_mtok: float | None = None
     """USD per million input tokens of the reward service or judge, for `snakemake plan`."""
     price_output_per_mtok: float | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WinRateConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown win_rates config keys: {sorted(unknown)}")
-        return cls(**data)
 
     def reward_model(self) -> str:
         if not self.model:

@@ -28,8 +28,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from stylized_dpo.config import Section
 from stylized_dpo.evals.api import ClientSettings, call_with_retries, make_client
 from stylized_dpo.synth import rules
 
@@ -37,8 +38,10 @@ BACKENDS = ("rules", "vllm", "openai", "transformers")
 
 
 @dataclass(frozen=True)
-class VLLMSettings:
+class VLLMSettings(Section):
     """`synth.vllm`: engine options of vllm.LLM."""
+
+    section: ClassVar[str] = "synth.vllm"
 
     tensor_parallel_size: int = 1
     """GPUs one model is sharded over."""
@@ -51,14 +54,18 @@ class VLLMSettings:
 
 
 @dataclass(frozen=True)
-class OpenAISettings(ClientSettings):
+class OpenAISettings(ClientSettings, Section):
     """`synth.openai`: an OpenAI-compatible endpoint (fields: `evals.api.ClientSettings`; retries
     also cover malformed bodies)."""
 
+    section: ClassVar[str] = "synth.openai"
+
 
 @dataclass(frozen=True)
-class TransformersSettings:
+class TransformersSettings(Section):
     """`synth.transformers`: a local chat model."""
+
+    section: ClassVar[str] = "synth.transformers"
 
     device: str = "auto"
     """`cpu`, `cuda`, or `auto` (cuda when available)."""
@@ -67,8 +74,11 @@ class TransformersSettings:
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(Section):
     """Config `synth` plus the run seed."""
+
+    section: ClassVar[str] = "synth"
+    label: ClassVar[str] = "synth"
 
     backend: str = "rules"
     """rules | vllm | openai | transformers."""
@@ -97,20 +107,8 @@ class SynthConfig:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], seed: int) -> SynthConfig:
-        nested = {
-            "vllm": VLLMSettings,
-            "openai": OpenAISettings,
-            "transformers": TransformersSettings,
-        }
-        kwargs: dict[str, Any] = {"seed": seed}
-        for key, value in cfg.items():
-            if key in nested:
-                kwargs[key] = nested[key](**(value or {}))
-            elif key in cls.__dataclass_fields__:
-                kwargs[key] = value
-            else:
-                raise ValueError(f"unknown synth key {key!r}")
-        return cls(**kwargs)
+        """The `synth` section with the run's seed."""
+        return cls.from_dict({**cfg, "seed": seed})
 
     def sampling(self) -> dict[str, Any]:
         return {

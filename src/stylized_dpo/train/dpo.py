@@ -20,16 +20,16 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from stylized_dpo.config import Section
 from stylized_dpo.io import atomic_path
 from stylized_dpo.model import load_model, load_tokenizer, resolve_device, set_chat_eos
 from stylized_dpo.train.common import (
-    ConfigMixin,
     MetricsWriter,
     NullMetrics,
     Throughput,
@@ -66,8 +66,10 @@ LossType = Literal["sigmoid", "ipo", "hinge"]
 
 
 @dataclass(frozen=True)
-class DPOConfig(ConfigMixin):
+class DPOConfig(Section):
     """DPO hyper-parameters: the config's `dpo` section merged for one dataset."""
+
+    section: ClassVar[str] = "dpo"
 
     loss: LossType = "sigmoid"
     """`sigmoid` (DPO), `ipo` or `hinge` (SLiC); see `preference_loss`."""

@@ -13,16 +13,17 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import Qwen2ForCausalLM
 
+from stylized_dpo.config import Section
 from stylized_dpo.io import iter_json_lines
 from stylized_dpo.model import load_tokenizer, tiny_qwen2_config
 from stylized_dpo.train.common import (
-    ConfigMixin,
     MetricsWriter,
     NullMetrics,
     Throughput,
@@ -41,8 +42,10 @@ from stylized_dpo.train.distributed import init_distributed
 
 
 @dataclass(frozen=True)
-class PretrainConfig(ConfigMixin):
+class PretrainConfig(Section):
     """Pretraining hyper-parameters: the config's `base_model.pretrain` section."""
+
+    section: ClassVar[str] = "base_model.pretrain"
 
     steps: int = 800
     """Optimizer steps."""

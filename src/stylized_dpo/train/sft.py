@@ -12,13 +12,14 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from tqdm import tqdm
 
+from stylized_dpo.config import Section
 from stylized_dpo.model import load_model, load_tokenizer, set_chat_eos
 from stylized_dpo.train.common import (
-    ConfigMixin,
     MetricsWriter,
     NullMetrics,
     Throughput,
@@ -44,8 +45,10 @@ from stylized_dpo.train.shards import batch_lengths, completion_tokens, keep_sha
 
 
 @dataclass(frozen=True)
-class SFTConfig(ConfigMixin):
+class SFTConfig(Section):
     """SFT hyper-parameters; `from_dict` builds it from the config's `sft` section."""
+
+    section: ClassVar[str] = "sft"
 
     epochs: int = 1
     """Passes over the training set (ignored when `max_steps` is set)."""
