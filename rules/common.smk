@@ -5,6 +5,18 @@ import os
 from snakemake.utils import validate
 
 from stylized_dpo.config_checks import check_api_keys, check_config, check_schema
+from stylized_dpo.evals.generate import SamplingConfig
+from stylized_dpo.evals.helm import HelmConfig
+from stylized_dpo.evals.judge import JudgeConfig
+from stylized_dpo.evals.sycophancy import SycophancyConfig
+from stylized_dpo.evals.winrate import WinRateConfig
+from stylized_dpo.synth.backends import SynthConfig
+from stylized_dpo.workflow_config import (
+    BaseModelConfig,
+    CheckpointsConfig,
+    ComputeConfig,
+    EvalPromptsConfig,
+)
 
 # Every schema violation at once, each naming its key (with a hint where YAML read a number as
 # a string); validate() then applies the schema as Snakemake does.
@@ -62,6 +74,24 @@ MODELS = ["base"] + SFT_MODELS + DPO_MODELS
 SPLITS = ["train", "test"]
 # Names, architectures and backends the schema cannot check, before any job runs.
 check_config(config, models=MODELS, pref_datasets=PREF_DATASETS)
+
+# The sections the rules read, typed once (each class holds its defaults and value checks); rule
+# params still pass the config's own mappings, which the jobs parse with the same classes.
+BASE_MODEL = BaseModelConfig.in_config(config)
+EVAL_PROMPTS = EvalPromptsConfig.in_config(config)
+CHECKPOINTS = CheckpointsConfig.in_config(config)
+COMPUTE = ComputeConfig.in_config(config)
+GENERATION = SamplingConfig.from_dict({**config["generation"], "seed": config["seed"]})
+SYNTH = SynthConfig.from_config(config["synth"], seed=config["seed"])
+JUDGE = JudgeConfig.in_config(config)
+WIN_RATES = WinRateConfig.in_config(config)
+HELM = HelmConfig.in_config(config)
+# Without a `sycophancy` section the probe is left out (as with source local and no path).
+SYCOPHANCY = (
+    SycophancyConfig.in_config(config)
+    if "sycophancy" in config
+    else SycophancyConfig(source="local")
+)
 
 
 def check_api_keys_of_planned_jobs():
@@ -149,10 +179,10 @@ def get_dpo_input(wildcards):
 def get_helm_run_input(wildcards):
     """A model, and the offline scenario files unless HELM downloads the real benchmarks."""
     inputs = {"model": model_dir(wildcards.model)}
-    if config["helm"]["data"] == "world":
+    if HELM.data == "world":
         inputs["data"] = "results/helm/data"
-    elif config["helm"]["data"] == "local":
-        inputs["data"] = config["helm"]["data_path"]
+    elif HELM.data == "local":
+        inputs["data"] = HELM.data_path
     return inputs
 
 

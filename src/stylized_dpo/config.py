@@ -16,7 +16,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
 
@@ -167,6 +167,15 @@ class Section:
             hint = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
             label = cls.label or f"{key} config"
             raise ConfigError([f"unknown {label} keys {unknown}{hint}; known: {sorted(fields)}"])
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.name not in data
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ConfigError([f"config key `{key}.{name}` is missing" for name in missing])
         hints = typing.get_type_hints(cls)
         null_is_default = {
             f.name
@@ -188,6 +197,15 @@ class Section:
                     [f"{key}.{name}{e.where}: expected {e.expected}, got {e.got!r}"]
                 ) from None
         return cls(**kwargs)
+
+    @classmethod
+    def in_config(cls, config: Mapping[str, Any]) -> Self:
+        """The class's section of the whole config (`section` is its dotted key); a section the
+        config leaves out takes every default."""
+        value: Any = config
+        for part in cls.section.split("."):
+            value = value.get(part, {})
+        return cls.from_dict(value)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]

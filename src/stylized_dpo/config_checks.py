@@ -20,18 +20,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """The config cannot work; the message names each offending key."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__(
-            problems[0]
-            if len(problems) == 1
-            else f"{len(problems)} config problems:\n" + "\n".join(f"- {p}" for p in problems)
-        )
-        self.problems = problems
-
+from stylized_dpo.config import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # The schema, with hints for numbers YAML read as strings
