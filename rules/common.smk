@@ -5,18 +5,6 @@ import os
 from snakemake.utils import validate
 
 from stylized_dpo.config_checks import check_api_keys, check_config, check_schema
-from stylized_dpo.evals.generate import SamplingConfig
-from stylized_dpo.evals.helm import HelmConfig
-from stylized_dpo.evals.judge import JudgeConfig
-from stylized_dpo.evals.sycophancy import SycophancyConfig
-from stylized_dpo.evals.winrate import WinRateConfig
-from stylized_dpo.synth.backends import SynthConfig
-from stylized_dpo.workflow_config import (
-    BaseModelConfig,
-    CheckpointsConfig,
-    ComputeConfig,
-    EvalPromptsConfig,
-)
 
 # Every schema violation at once, each naming its key (with a hint where YAML read a number as
 # a string); validate() then applies the schema as Snakemake does.
@@ -74,24 +62,6 @@ MODELS = ["base"] + SFT_MODELS + DPO_MODELS
 SPLITS = ["train", "test"]
 # Names, architectures and backends the schema cannot check, before any job runs.
 check_config(config, models=MODELS, pref_datasets=PREF_DATASETS)
-
-# The sections the rules read, typed once (each class holds its defaults and value checks); rule
-# params still pass the config's own mappings, which the jobs parse with the same classes.
-BASE_MODEL = BaseModelConfig.in_config(config)
-EVAL_PROMPTS = EvalPromptsConfig.in_config(config)
-CHECKPOINTS = CheckpointsConfig.in_config(config)
-COMPUTE = ComputeConfig.in_config(config)
-GENERATION = SamplingConfig.from_dict({**config["generation"], "seed": config["seed"]})
-SYNTH = SynthConfig.from_config(config["synth"], seed=config["seed"])
-JUDGE = JudgeConfig.in_config(config)
-WIN_RATES = WinRateConfig.in_config(config)
-HELM = HelmConfig.in_config(config)
-# Without a `sycophancy` section the probe is left out (as with source local and no path).
-SYCOPHANCY = (
-    SycophancyConfig.in_config(config)
-    if "sycophancy" in config
-    else SycophancyConfig(source="local")
-)
 
 
 def check_api_keys_of_planned_jobs():

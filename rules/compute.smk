@@ -25,6 +25,10 @@ from stylized_dpo.cluster import (
     vllm_gpus,
 )
 
+
+include: "sections.smk"
+
+
 GPUS = COMPUTE.gpus
 GPU_MEM_MB = COMPUTE.gpu_mem_mb
 RUNTIME_MIN = {
