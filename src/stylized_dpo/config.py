@@ -87,11 +87,9 @@ def conform(value: Any, hint: Any, *, coerce: bool) -> Any:
             raise TypeMismatch("int", value)
         return value
     if isinstance(expected, type) and issubclass(expected, Section):
-        if isinstance(value, expected) or not coerce:
-            if not isinstance(value, expected):
-                raise TypeMismatch(expected.__name__, value)
+        if isinstance(value, expected):
             return value
-        if not isinstance(value, dict):
+        if not coerce or not isinstance(value, dict):
             raise TypeMismatch(f"a mapping of {expected.__name__} keys", value)
         return expected.from_dict(value)
     if not coerce:
