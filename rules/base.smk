@@ -1,22 +1,19 @@
 # The base model: pretrained here on the world corpus (the miniature) or fetched from the hub.
 # Its tokenizer is a rule of its own: the tokenised shards depend on it and not on the weights.
-BASE_SOURCE = config["base_model"]["source"]
-TOKENIZER = config["base_model"].get("tokenizer", {})
-CHAT_TEMPLATE = TOKENIZER.get("chat_template")
+BASE_SOURCE = BASE_MODEL.source
+CHAT_TEMPLATE = BASE_MODEL.tokenizer.chat_template
 # Only what makes the tokenizer: a new display name or architecture must not rebuild the shards.
 TOKENIZER_SPEC = (
     {
         "source": "pretrain",
-        "vocab_size": TOKENIZER.get("vocab_size"),
-        "model_max_length": config["base_model"]
-        .get("architecture", {})
-        .get("max_position_embeddings", 512),
+        "vocab_size": BASE_MODEL.tokenizer.vocab_size,
+        "model_max_length": BASE_MODEL.architecture.max_position_embeddings,
     }
     if BASE_SOURCE == "pretrain"
     else {
         "source": "hub",
-        "name": config["base_model"]["name"],
-        "revision": config["base_model"].get("revision"),
+        "name": BASE_MODEL.name,
+        "revision": BASE_MODEL.revision,
     }
 )
 
@@ -90,7 +87,7 @@ else:
         resources:
             mem_mb=8000,
         params:
-            name=config["base_model"]["name"],
-            revision=config["base_model"].get("revision"),
+            name=BASE_MODEL.name,
+            revision=BASE_MODEL.revision,
         script:
             "../workflow/scripts/fetch_base_model.py"

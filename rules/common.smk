@@ -149,10 +149,10 @@ def get_dpo_input(wildcards):
 def get_helm_run_input(wildcards):
     """A model, and the offline scenario files unless HELM downloads the real benchmarks."""
     inputs = {"model": model_dir(wildcards.model)}
-    if config["helm"]["data"] == "world":
+    if HELM.data == "world":
         inputs["data"] = "results/helm/data"
-    elif config["helm"]["data"] == "local":
-        inputs["data"] = config["helm"]["data_path"]
+    elif HELM.data == "local":
+        inputs["data"] = HELM.data_path
     return inputs
 
 

@@ -25,9 +25,12 @@ from stylized_dpo.cluster import (
     vllm_gpus,
 )
 
-COMPUTE = config.get("compute", {})
-GPUS = COMPUTE.get("gpus", 1)
-GPU_MEM_MB = COMPUTE.get("gpu_mem_mb", 0)
+
+include: "sections.smk"
+
+
+GPUS = COMPUTE.gpus
+GPU_MEM_MB = COMPUTE.gpu_mem_mb
 RUNTIME_MIN = {
     name: gpu_runtime(COMPUTE, name)
     for name in (
@@ -42,24 +45,18 @@ RUNTIME_MIN = {
         "sycophancy",
     )
 }
-VLLM_MODELS = COMPUTE.get("vllm_models", {})
+VLLM_MODELS = COMPUTE.vllm_models
 
 
 def vllm_job_gpus(name):
     """GPUs of a vLLM job serving model `name` (validated here, when the workflow is parsed)."""
-    if (
-        config["base_model"]["source"] == "pretrain"
-        and name == config["base_model"]["name"]
-    ):
-        arch = config["base_model"]["architecture"]
-        hidden, layers = arch["hidden_size"], arch["num_hidden_layers"]
+    if BASE_MODEL.source == "pretrain" and name == BASE_MODEL.name:
+        arch = BASE_MODEL.architecture
+        hidden, layers = arch.hidden_size, arch.num_hidden_layers
         # tied embeddings + ~12 h^2 per layer (attention and MLP)
-        params = (
-            config["base_model"]["tokenizer"]["vocab_size"] * hidden
-            + layers * 12 * hidden**2
-        )
+        params = BASE_MODEL.tokenizer.vocab_size * hidden + layers * 12 * hidden**2
         shape = ModelShape(
-            name, arch["num_attention_heads"], 2 * params, "base_model.architecture"
+            name, arch.num_attention_heads, 2 * params, "base_model.architecture"
         )
     else:
         shape = model_shape(name, VLLM_MODELS)
@@ -69,16 +66,8 @@ def vllm_job_gpus(name):
 
 # Every generated model has the base model's architecture; the rewriter is synth.model.
 VLLM_GPUS = {
-    "generate": (
-        vllm_job_gpus(config["base_model"]["name"])
-        if config["generation"]["backend"] == "vllm"
-        else 0
-    ),
-    "style_rewrite": (
-        vllm_job_gpus(config["synth"]["model"])
-        if config["synth"]["backend"] == "vllm"
-        else 0
-    ),
+    "generate": (vllm_job_gpus(BASE_MODEL.name) if GENERATION.backend == "vllm" else 0),
+    "style_rewrite": (vllm_job_gpus(SYNTH.model) if SYNTH.backend == "vllm" else 0),
 }
 
 
@@ -88,7 +77,7 @@ def apply_local_gpu_limit():
         return None
     limit = local_gpu_limit(
         workflow.global_resources.get("gpu").value,
-        COMPUTE.get("local_gpus"),
+        COMPUTE.local_gpus,
         detect_gpus(),
     )
     check_gpu_limit(limit, rule_gpus(workflow.rules))
@@ -122,12 +111,12 @@ def check_software_environments():
     if on_runpod:
         problems += missing_checkpoint_volume(
             [rule for rule, _ in away],
-            config.get("checkpoints", {}).get("dir", "results/train"),
+            CHECKPOINTS.dir,
             os.environ,
         )
     if not with_conda:
         problems += missing_here(
-            here if on_runpod else here + away, config["helm"].get("executable_dir", "")
+            here if on_runpod else here + away, HELM.executable_dir
         )
     if problems:
         raise WorkflowError(

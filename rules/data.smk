@@ -7,6 +7,10 @@ from stylized_dpo.data import source_config, source_paths
 from stylized_dpo.resources import tokenize_mem_mb
 from stylized_dpo.style_phrases import PHRASE_BANKS
 
+DATA_SOURCES = {
+    kind: source_config(config["data"][kind], kind) for kind in ("sft", "prefs")
+}
+
 
 rule world:
     output:
@@ -37,9 +41,7 @@ rule world:
 
 rule prepare_sft:
     input:
-        unpack(
-            lambda wildcards: source_paths(source_config(config["data"]["sft"], "sft"))
-        ),
+        unpack(lambda wildcards: source_paths(DATA_SOURCES["sft"])),
     output:
         train="results/data/sft/train.jsonl",
         test="results/data/sft/test.jsonl",
@@ -51,20 +53,16 @@ rule prepare_sft:
         "../envs/training.yaml"
     threads: 1
     resources:
-        mem_mb=16000 if config["data"]["sft"]["source"] == "hub" else 2000,
+        mem_mb=16000 if DATA_SOURCES["sft"].source == "hub" else 2000,
     params:
-        source=asdict(source_config(config["data"]["sft"], "sft")),
+        source=asdict(DATA_SOURCES["sft"]),
     script:
         "../workflow/scripts/prepare_sft.py"
 
 
 rule prepare_prefs:
     input:
-        unpack(
-            lambda wildcards: source_paths(
-                source_config(config["data"]["prefs"], "prefs")
-            )
-        ),
+        unpack(lambda wildcards: source_paths(DATA_SOURCES["prefs"])),
     output:
         train="results/data/prefs/ultrafeedback/train.jsonl",
         test="results/data/prefs/ultrafeedback/test.jsonl",
@@ -76,9 +74,9 @@ rule prepare_prefs:
         "../envs/training.yaml"
     threads: 1
     resources:
-        mem_mb=16000 if config["data"]["prefs"]["source"] == "hub" else 2000,
+        mem_mb=16000 if DATA_SOURCES["prefs"].source == "hub" else 2000,
     params:
-        source=asdict(source_config(config["data"]["prefs"], "prefs")),
+        source=asdict(DATA_SOURCES["prefs"]),
     script:
         "../workflow/scripts/prepare_prefs.py"
 

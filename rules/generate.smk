@@ -3,14 +3,12 @@
 
 # `world`: the tiny world's prompts (with ground truth); `prefs_test`: the first n prompts of the
 # prepared UltraFeedback test split (the paper's 200).
-EVAL_PROMPT_SOURCE = config["data"].get("eval_prompts", {}).get("source", "world")
-VLLM_GENERATION = config["generation"]["backend"] == "vllm"
+EVAL_PROMPT_SOURCE = EVAL_PROMPTS.source
+VLLM_GENERATION = GENERATION.backend == "vllm"
 # vLLM: the parallelism the model allows (VLLM_GPUS, compute.smk; the job's gpu resource is its
 # tensor-parallel size); transformers generation on CUDA uses one GPU.
 GENERATION_GPUS = (
-    VLLM_GPUS["generate"]
-    if VLLM_GENERATION
-    else int(config["generation"].get("device", "cpu") == "cuda")
+    VLLM_GPUS["generate"] if VLLM_GENERATION else int(GENERATION.device == "cuda")
 )
 
 
@@ -32,7 +30,7 @@ rule eval_prompts:
         mem_mb=1000,
     params:
         source=EVAL_PROMPT_SOURCE,
-        n=config["data"].get("eval_prompts", {}).get("n", 100),
+        n=EVAL_PROMPTS.n,
     script:
         "../workflow/scripts/eval_prompts.py"
 

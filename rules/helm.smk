@@ -6,14 +6,13 @@
 # benchmarks (the paper's configuration). helm_run's runtime is estimated from its requests
 # (stylized_dpo.evals.helm.runtime_min_estimate, unless compute.runtime_min.helm_run is set) and
 # its memory from the model's weights.
-from stylized_dpo.evals.helm import HelmConfig, mem_mb_estimate, runtime_min_estimate
+from stylized_dpo.evals.helm import mem_mb_estimate, runtime_min_estimate
 
-HELM_CONFIG = HelmConfig.from_dict(config["helm"])
-HELM_GPU = config["helm"].get("device", "cpu") != "cpu"
+HELM_GPU = HELM.device != "cpu"
 HELM_RUNTIME_MIN = (
-    config.get("compute", {})
-    .get("runtime_min", {})
-    .get("helm_run", runtime_min_estimate(HELM_CONFIG))
+    COMPUTE.runtime_min["helm_run"]
+    if "helm_run" in COMPUTE.runtime_min
+    else runtime_min_estimate(HELM)
 )
 # The keys that change what HELM computes (the throughput only sizes the job).
 HELM_PARAMS = {k: v for k, v in config["helm"].items() if k != "requests_per_s"}
@@ -52,7 +51,7 @@ rule helm_run:
         "../envs/helm.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=lambda wildcards, input: mem_mb_estimate(input.model, HELM_CONFIG),
+        mem_mb=lambda wildcards, input: mem_mb_estimate(input.model, HELM),
         gpu=1 if HELM_GPU else 0,
         gpu_mem_mb=GPU_MEM_MB if HELM_GPU else 0,
         runtime=HELM_RUNTIME_MIN,

@@ -2,8 +2,8 @@
 # Appendix B.1, Figure 3), win rates against a baseline (paper Table 3) and the style of the
 # answers. Uses EVAL_PROMPT_SOURCE from generate.smk.
 
-JUDGE_BACKEND = config["judge"]["backend"]
-WIN_RATE_BACKEND = config["win_rates"]["backend"]
+JUDGE_BACKEND = JUDGE.backend
+WIN_RATE_BACKEND = WIN_RATES.backend
 # Only the tiny world's eval prompts carry the facts that the reference backends check and the
 # style table's accuracy columns need.
 GROUND_TRUTH = (
@@ -17,21 +17,14 @@ if "reference" in (JUDGE_BACKEND, WIN_RATE_BACKEND) and not GROUND_TRUTH:
         "truth: they need data.eval_prompts.source = world"
     )
 JUDGE_EXTRA_INPUTS = (
-    GROUND_TRUTH
-    if JUDGE_BACKEND == "reference"
-    else {"template": config["judge"]["prompt"]}
+    GROUND_TRUTH if JUDGE_BACKEND == "reference" else {"template": JUDGE.prompt}
 )
 WIN_RATE_EXTRA_INPUTS = {
     "reference": GROUND_TRUTH,
-    "pairwise_judge": {
-        "template": config["win_rates"].get(
-            "prompt", "config/prompts/pairwise_judge.txt"
-        )
-    },
+    "pairwise_judge": {"template": WIN_RATES.prompt},
 }.get(WIN_RATE_BACKEND, {})
 REWARD_MODEL_GPUS = int(
-    WIN_RATE_BACKEND == "reward_model"
-    and config["win_rates"].get("device", "cpu") == "cuda"
+    WIN_RATE_BACKEND == "reward_model" and WIN_RATES.device == "cuda"
 )
 
 
@@ -75,7 +68,7 @@ rule judge_summary:
     params:
         models=MODELS,
         seed=config["seed"],
-        n_bootstrap=config["judge"].get("n_bootstrap", 1000),
+        n_bootstrap=JUDGE.n_bootstrap,
     script:
         "../workflow/scripts/judge_summary.py"
 

@@ -14,7 +14,7 @@ STYLE_BIAS_INPUTS = {
         if "reference" in (JUDGE_BACKEND, WIN_RATE_BACKEND)
         else {}
     ),
-    **({"template": config["judge"]["prompt"]} if JUDGE_BACKEND == "openai" else {}),
+    **({"template": JUDGE.prompt} if JUDGE_BACKEND == "openai" else {}),
     **(
         {"pairwise_template": WIN_RATE_EXTRA_INPUTS["template"]}
         if WIN_RATE_BACKEND == "pairwise_judge"

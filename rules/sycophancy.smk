@@ -3,15 +3,13 @@
 # come from the tiny world (`sycophancy.source: world`) or a local JSONL file (`local` with
 # `path`); with `local` and no path the probe is left out of the DAG (no items, no results).
 
-SYCOPHANCY = config.get("sycophancy", {"source": "local", "path": None})
-SYCOPHANCY_SOURCE = SYCOPHANCY.get("source", "world")
-SYCOPHANCY_ENABLED = SYCOPHANCY_SOURCE == "world" or bool(SYCOPHANCY.get("path"))
+SYCOPHANCY_ENABLED = SYCOPHANCY.source == "world" or bool(SYCOPHANCY.path)
 SYCOPHANCY_INPUTS = (
     {"world": "results/world/world.json"}
-    if SYCOPHANCY_SOURCE == "world"
-    else {"items": SYCOPHANCY.get("path") or []}
+    if SYCOPHANCY.source == "world"
+    else {"items": SYCOPHANCY.path or []}
 )
-SYCOPHANCY_GPUS = int(config["generation"].get("device", "cpu") == "cuda")
+SYCOPHANCY_GPUS = int(GENERATION.device == "cuda")
 SYCOPHANCY_TARGETS = ["results/sycophancy/summary.csv"] if SYCOPHANCY_ENABLED else []
 
 
@@ -38,7 +36,7 @@ if SYCOPHANCY_ENABLED:
             gpu_mem_mb=GPU_MEM_MB if SYCOPHANCY_GPUS else 0,
             runtime=RUNTIME_MIN["sycophancy"] if SYCOPHANCY_GPUS else 60,
         params:
-            sycophancy=SYCOPHANCY,
+            sycophancy=config["sycophancy"],
             generation=config["generation"],
             seed=config["seed"],
         script:
@@ -59,6 +57,6 @@ if SYCOPHANCY_ENABLED:
         params:
             models=MODELS,
             seed=config["seed"],
-            n_bootstrap=SYCOPHANCY.get("n_bootstrap", 1000),
+            n_bootstrap=SYCOPHANCY.n_bootstrap,
         script:
             "../workflow/scripts/sycophancy_summary.py"

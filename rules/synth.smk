@@ -2,12 +2,12 @@
 # split, and the stylometric table of all preference sets.
 # vLLM: the parallelism the generator allows (VLLM_GPUS, compute.smk): the job's gpu resource
 # is its tensor_parallel_size (a different synth.vllm.tensor_parallel_size would be a second switch).
-SYNTH_VLLM = config["synth"]["backend"] == "vllm"
-SYNTH_TP = config["synth"].get("vllm", {}).get("tensor_parallel_size", 1)
+SYNTH_VLLM = SYNTH.backend == "vllm"
+SYNTH_TP = SYNTH.vllm.tensor_parallel_size
 if SYNTH_VLLM and SYNTH_TP not in (1, VLLM_GPUS["style_rewrite"]):
     raise ValueError(
         f"synth.vllm.tensor_parallel_size ({SYNTH_TP}) differs from the parallelism chosen for "
-        f"{config['synth']['model']} ({VLLM_GPUS['style_rewrite']} GPUs): leave it at 1 and set "
+        f"{SYNTH.model} ({VLLM_GPUS['style_rewrite']} GPUs): leave it at 1 and set "
         f"compute.vllm_models.<model>.tensor_parallel"
     )
 
@@ -26,14 +26,10 @@ rule style_rewrite:
     benchmark:
         "results/benchmarks/style_rewrite/{style}_{split}.tsv"
     conda:
-        (
-            "../envs/vllm.yaml"
-            if config["synth"]["backend"] == "vllm"
-            else "../envs/training.yaml"
-        )
+        ("../envs/vllm.yaml" if SYNTH_VLLM else "../envs/training.yaml")
     threads: config["threads"]
     resources:
-        mem_mb=32000 if config["synth"]["backend"] == "vllm" else 4000,
+        mem_mb=32000 if SYNTH_VLLM else 4000,
         gpu=VLLM_GPUS["style_rewrite"],
         gpu_mem_mb=GPU_MEM_MB if SYNTH_VLLM else 0,
         runtime=RUNTIME_MIN["style_rewrite"] if SYNTH_VLLM else 60,

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stylized_dpo.workflow_config import ComputeConfig
 
-def gpu_runtime(compute: dict[str, Any], rule_name: str) -> int:
-    """Wall-clock limit (minutes) of a GPU rule: `compute.runtime_min.<rule>`, else `default`."""
-    runtimes = compute.get("runtime_min", {})
+
+def gpu_runtime(compute: ComputeConfig, rule_name: str) -> int:
+    """Wall-clock limit (minutes) of a GPU rule: `compute.runtime_min.<rule>`, else `default`,
+    else an hour."""
+    runtimes = compute.runtime_min
     return int(runtimes.get(rule_name, runtimes.get("default", 60)))
 
 

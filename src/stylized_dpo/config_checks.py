@@ -6,7 +6,8 @@ checks what a schema cannot: names that must be models or preference sets, archi
 cannot be built, sections that need a value their `source` or `backend` implies.
 `check_api_keys` runs when a real run starts (Snakemake's `onstart`, which dry runs skip): every
 API backend among the jobs to run must find its key's variable set. It names the variable and
-never reads out its value.
+never reads out its value. Defaults come from the sections' own classes (`config.Section`), and
+every problem is raised at once as one `config.ConfigError`.
 """
 
 from __future__ import annotations
@@ -20,18 +21,11 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """The config cannot work; the message names each offending key."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__(
-            problems[0]
-            if len(problems) == 1
-            else f"{len(problems)} config problems:\n" + "\n".join(f"- {p}" for p in problems)
-        )
-        self.problems = problems
-
+from stylized_dpo.config import ConfigError
+from stylized_dpo.evals.judge import JudgeConfig
+from stylized_dpo.evals.winrate import WinRateConfig
+from stylized_dpo.synth.backends import OpenAISettings
+from stylized_dpo.workflow_config import ArchitectureConfig
 
 # ---------------------------------------------------------------------------------------------
 # The schema, with hints for numbers YAML read as strings
@@ -131,11 +125,9 @@ def architecture_problems(base_model: Mapping[str, Any]) -> list[str]:
     """Sizes of the tiny Qwen2 model that would end in a tensor error inside `pretrain_base`."""
     if base_model.get("source") != "pretrain":
         return []
-    arch = base_model.get("architecture", {}) or {}
+    arch = ArchitectureConfig.from_dict(base_model.get("architecture") or {})
     key = "base_model.architecture"
-    hidden = arch.get("hidden_size", 128)
-    heads = arch.get("num_attention_heads", 4)
-    kv_heads = arch.get("num_key_value_heads", 2)
+    hidden, heads, kv_heads = arch.hidden_size, arch.num_attention_heads, arch.num_key_value_heads
     found = []
     if hidden % heads:
         found.append(
@@ -218,25 +210,19 @@ def check_config(config: Mapping[str, Any], models: list[str], pref_datasets: li
 # ---------------------------------------------------------------------------------------------
 # API keys, when a real run starts
 
-API_DEFAULT_KEY_ENV = {"judge": "OPENAI_API_KEY", "win_rates": "NVIDIA_API_KEY"}
-
 
 def api_keys_needed(config: Mapping[str, Any], rules: Iterable[str]) -> dict[str, str]:
     """Config key of `api_key_env` -> the variable it names, for each API backend that one of
     the jobs' `rules` runs."""
     rules = set(rules)
     needed = {}
-    judge, win_rates, synth = config["judge"], config["win_rates"], config["synth"]
-    if "judge" in rules and judge["backend"] == "openai":
-        needed["judge.api_key_env"] = judge.get("api_key_env", API_DEFAULT_KEY_ENV["judge"])
-    if "win_rates" in rules and win_rates["backend"] in ("reward_api", "pairwise_judge"):
-        needed["win_rates.api_key_env"] = win_rates.get(
-            "api_key_env", API_DEFAULT_KEY_ENV["win_rates"]
-        )
-    if "style_rewrite" in rules and synth["backend"] == "openai":
-        needed["synth.openai.api_key_env"] = (synth.get("openai") or {}).get(
-            "api_key_env", API_DEFAULT_KEY_ENV["judge"]
-        )
+    judge, win_rates = JudgeConfig.in_config(config), WinRateConfig.in_config(config)
+    if "judge" in rules and judge.backend == "openai":
+        needed["judge.api_key_env"] = judge.api_key_env
+    if "win_rates" in rules and win_rates.backend in ("reward_api", "pairwise_judge"):
+        needed["win_rates.api_key_env"] = win_rates.api_key_env
+    if "style_rewrite" in rules and config["synth"]["backend"] == "openai":
+        needed["synth.openai.api_key_env"] = OpenAISettings.in_config(config).api_key_env
     return needed
 
 

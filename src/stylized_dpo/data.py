@@ -28,8 +28,9 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from stylized_dpo.config import Section
 from stylized_dpo.hashing import sha256_file, stable_id
 from stylized_dpo.io import DataError, decode_line
 from stylized_dpo.records import PreferencePair, Record, SFTExample, lone_surrogate
@@ -38,8 +39,10 @@ SOURCES = ("world", "local", "hub")
 
 
 @dataclass(frozen=True)
-class DataSourceConfig:
+class DataSourceConfig(Section):
     """Where one dataset comes from (config `data.sft` or `data.prefs`)."""
+
+    section: ClassVar[str] = "data.sft"
 
     source: str = "world"
     """`world` (the generated tiny world), `local` (files in the hub schema) or `hub`."""
@@ -70,11 +73,6 @@ class DataSourceConfig:
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"max_rows must be positive or null, got {self.max_rows}")
 
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> DataSourceConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in cfg.items() if k in known})
-
 
 DEFAULT_SPLITS = {
     "sft": {"train": "train", "test": "test"},
@@ -95,7 +93,7 @@ def source_config(
         values["splits"] = DEFAULT_SPLITS[kind]
     if values.get("source") == "world":
         values["path"] = str(Path(world_dir) / WORLD_FOLDERS[kind])
-    return DataSourceConfig.from_config(values)
+    return DataSourceConfig.from_dict(values, f"data.{kind}")
 
 
 def source_paths(cfg: DataSourceConfig) -> dict[str, str]:

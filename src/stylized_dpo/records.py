@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
+
+from stylized_dpo.config import TypeMismatch, conform
 
 JUDGE_CRITERIA: tuple[str, ...] = ("helpfulness", "relevance", "factuality", "harmlessness")
 """The paper's four LLM-judge criteria (Appendix B.1), each scored 1-5."""
@@ -134,35 +135,17 @@ class Record:
                     raise RecordError(f.name, "is missing")
                 continue
             value = data[f.name]
-            _check_type(f.name, value, hints[f.name])
+            try:
+                conform(value, hints[f.name], coerce=False)
+            except TypeMismatch as e:
+                raise RecordError(
+                    f.name, f"expected {e.expected}, got {type(e.got).__name__}"
+                ) from None
             kwargs[f.name] = value
         unknown = set(data) - set(kwargs) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         if unknown and not getattr(cls, "allow_extra_fields", False):
             raise RecordError(sorted(unknown)[0], "is not a field of " + cls.__name__)
         return cls(**kwargs)
-
-
-def _check_type(name: str, value: Any, hint: Any) -> None:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return
-        hint = next(a for a in options if a is not type(None))
-        origin = typing.get_origin(hint)
-    expected = origin or hint
-    if expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected is Any:
-        ok = True
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise RecordError(
-            name, f"expected {getattr(expected, '__name__', expected)}, got {type(value).__name__}"
-        )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directiv
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 params = snakemake.params
 counts = build_world(
-    WorldConfig(**params.world, seed=params.seed), list(params.styles), params.out_dir
+    WorldConfig.from_dict({**params.world, "seed": params.seed}),
+    list(params.styles),
+    params.out_dir,
 )
 print(counts)

@@ -25,18 +25,21 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tqdm import tqdm
 
+from stylized_dpo.config import Section
 from stylized_dpo.hashing import derive_seed
 from stylized_dpo.io import DataError, read_records, write_jsonl
 from stylized_dpo.records import EvalPrompt, Generation, PreferencePair, RecordError
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
+class SamplingConfig(Section):
     """Config key `generation` (plus the global `seed`)."""
+
+    section: ClassVar[str] = "generation"
 
     backend: str = "transformers"
     """`transformers` or `vllm`."""
@@ -66,13 +69,6 @@ class SamplingConfig:
             raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"unknown dtype '{self.dtype}'")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SamplingConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown generation config keys: {sorted(unknown)}")
-        return cls(**data)
 
     def record(self) -> dict[str, Any]:
         """The settings stored with every row (all that can change an answer)."""

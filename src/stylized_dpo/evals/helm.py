@@ -33,10 +33,11 @@ import json
 import math
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from stylized_dpo.config import Section, null_is_default
 from stylized_dpo.records import HELM_SCENARIOS, MMLU_CORE_SUBJECTS, PUNKT_FILES
 
 DEPLOYMENT_PREFIX = "stylized-dpo"
@@ -56,8 +57,10 @@ class HelmError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class HelmConfig:
+class HelmConfig(Section):
     """Config section `helm` (the values that change HELM's results are rule params)."""
+
+    section: ClassVar[str] = "helm"
 
     executable_dir: str = ".venv-helm/bin"
     """Folder holding `helm-run` and `helm-summarize`; "" means PATH."""
@@ -73,7 +76,7 @@ class HelmConfig:
     """Draws of in-context examples (HELM's `--num-train-trials`; HELM's classic runs used 3)."""
     max_train_instances: int | None = None
     """In-context examples per prompt; None keeps each run spec's value (5 for these)."""
-    max_output_tokens: dict[str, int] = field(default_factory=dict)
+    max_output_tokens: dict[str, int] = null_is_default(dict)
     """Per-scenario cap on generated tokens (HELM's `num_output_tokens` run expander); empty keeps
     HELM's own limits (NaturalQuestions 300, QuAC 100, BoolQ 5, MMLU 1). The tiny world's answers
     are under 20 tokens, and a model that never emits a newline would otherwise generate the
@@ -135,19 +138,6 @@ class HelmConfig:
             raise ValueError(f"max_output_tokens names unknown scenarios {sorted(unknown)}")
         if self.max_eval_instances < 1 or self.num_train_trials < 1:
             raise ValueError("max_eval_instances and num_train_trials must be positive")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HelmConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown helm config keys {sorted(unknown)}")
-        d = dict(d)
-        d["max_output_tokens"] = dict(d.get("max_output_tokens") or {})
-        for key in ("scenarios", "mmlu_subjects", "plain_prompt_models"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
 
     def executable(self, name: str) -> str:
         if not self.executable_dir:

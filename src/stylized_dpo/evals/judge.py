@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import pandas as pd
 
@@ -43,6 +43,7 @@ from stylized_dpo.api import (
     batch_ask,
     reply_content,
 )
+from stylized_dpo.config import Section
 from stylized_dpo.evals.reference import GroundTruth
 from stylized_dpo.evals.stats import bootstrap_mean_ci
 from stylized_dpo.hashing import cache_key, seeded_rng, text_hash
@@ -51,8 +52,10 @@ from stylized_dpo.records import JUDGE_CRITERIA, JUDGE_SUMMARY_COLUMNS, Generati
 
 
 @dataclass(frozen=True)
-class JudgeConfig(ApiConfig):
+class JudgeConfig(ApiConfig, Section):
     """Config key `judge` (see config/README.md); endpoint and retry fields from `ApiConfig`."""
+
+    section: ClassVar[str] = "judge"
 
     backend: str = "reference"
     """`reference` (stand-in, offline) or `openai` (the paper's LLM judge)."""
@@ -72,14 +75,6 @@ class JudgeConfig(ApiConfig):
     """USD per million completion tokens."""
     n_bootstrap: int = 1000
     """Bootstrap resamples for the summary's confidence intervals."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JudgeConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown judge config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 # --------------------------------------------------------------------------------------------

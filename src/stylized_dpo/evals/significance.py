@@ -29,11 +29,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from stylized_dpo.config import Section
 from stylized_dpo.evals.helm_cells import (
     LOWER_IS_BETTER,
     CellData,
@@ -89,20 +90,15 @@ def comparisons(models: Sequence[str]) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
-class SignificanceConfig:
+class SignificanceConfig(Section):
     """Config section `statistics` (see config/README.md)."""
+
+    section: ClassVar[str] = "statistics"
 
     n_bootstrap: int = 2000
     n_permutations: int = 20000
     alpha: float = 0.05
     claims: str = "config/paper_claims.yaml"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SignificanceConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown statistics config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 def read_judge_scores(

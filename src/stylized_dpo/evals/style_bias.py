@@ -32,12 +32,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from stylized_dpo.api import CallStats
+from stylized_dpo.config import Section
 from stylized_dpo.evals.judge import JudgeConfig, judge_openai
 from stylized_dpo.evals.reference import reference_score
 from stylized_dpo.evals.rewards import (
@@ -83,18 +84,13 @@ STYLE_BIAS_COLUMNS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class StyleBiasConfig:
+class StyleBiasConfig(Section):
     """Config section `style_bias` (see config/README.md)."""
+
+    section: ClassVar[str] = "style_bias"
 
     split: str = "test"
     n_pairs: int = 200
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StyleBiasConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown style_bias config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from stylized_dpo.config import Section
 from stylized_dpo.evals.generate import SamplingConfig
 from stylized_dpo.evals.stats import bootstrap_mean_ci
 from stylized_dpo.evals.sycophancy_items import (
@@ -58,8 +59,10 @@ from stylized_dpo.world.facts import World
 
 
 @dataclass(frozen=True)
-class SycophancyConfig:
+class SycophancyConfig(Section):
     """Config key `sycophancy` (see config/README.md)."""
+
+    section: ClassVar[str] = "sycophancy"
 
     source: str = "world"
     """`world` (the tiny world's facts) or `local` (a JSONL file at `path`)."""
@@ -79,13 +82,6 @@ class SycophancyConfig:
             raise ValueError(f"unknown sycophancy source '{self.source}' (world | local)")
         if self.n_items < 1 or self.max_new_tokens < 1 or not 2 <= self.n_choices <= 26:
             raise ValueError("need n_items >= 1, max_new_tokens >= 1, 2 <= n_choices <= 26")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SycophancyConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown sycophancy config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 # --------------------------------------------------------------------------------------------

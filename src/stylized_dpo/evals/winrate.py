@@ -28,12 +28,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from stylized_dpo.api import ApiConfig
+from stylized_dpo.config import Section
 from stylized_dpo.evals.rewards import WIN_RATE_BACKENDS, Answers, Versus
 from stylized_dpo.evals.stats import bootstrap_mean_ci, length_controlled_ci
 from stylized_dpo.hashing import seeded_rng
@@ -45,9 +46,11 @@ COLUMNS = [*WIN_RATE_COLUMNS, *WIN_RATE_LC_COLUMNS]
 
 
 @dataclass(frozen=True)
-class WinRateConfig(ApiConfig):
+class WinRateConfig(ApiConfig, Section):
     """Config key `win_rates` (see config/README.md); endpoint and retry fields (reward_api)
     from `ApiConfig`."""
+
+    section: ClassVar[str] = "win_rates"
 
     backend: str = "reference"
     """`reference` (stand-in), `reward_api`, `reward_model` or `pairwise_judge`."""
@@ -77,13 +80,6 @@ class WinRateConfig(ApiConfig):
     price_input_per_mtok: float | None = None
     """USD per million input tokens of the reward service or judge, for `snakemake plan`."""
     price_output_per_mtok: float | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WinRateConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown win_rates config keys: {sorted(unknown)}")
-        return cls(**data)
 
     def reward_model(self) -> str:
         if not self.model:

@@ -21,10 +21,11 @@ aborting the whole `LLM.chat` call.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from stylized_dpo import style_phrases
 from stylized_dpo.api import ClientSettings
+from stylized_dpo.config import Section
 from stylized_dpo.synth.generator import Completion, GeneratorBackend, Request
 from stylized_dpo.synth.openai_backend import OpenAIBackend
 from stylized_dpo.synth.transformers_backend import TransformersBackend
@@ -58,8 +59,10 @@ BACKENDS = tuple(GENERATORS)
 
 
 @dataclass(frozen=True)
-class VLLMSettings:
+class VLLMSettings(Section):
     """`synth.vllm`: engine options of vllm.LLM."""
+
+    section: ClassVar[str] = "synth.vllm"
 
     tensor_parallel_size: int = 1
     """GPUs one model is sharded over."""
@@ -76,10 +79,14 @@ class OpenAISettings(ClientSettings):
     """`synth.openai`: an OpenAI-compatible endpoint (fields: `api.ClientSettings`; retries
     also cover malformed bodies)."""
 
+    section: ClassVar[str] = "synth.openai"
+
 
 @dataclass(frozen=True)
-class TransformersSettings:
+class TransformersSettings(Section):
     """`synth.transformers`: a local chat model."""
+
+    section: ClassVar[str] = "synth.transformers"
 
     device: str = "auto"
     """`cpu`, `cuda`, or `auto` (cuda when available)."""
@@ -88,8 +95,11 @@ class TransformersSettings:
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(Section):
     """Config `synth` plus the run seed."""
+
+    section: ClassVar[str] = "synth"
+    label: ClassVar[str] = "synth"
 
     backend: str = "rules"
     """rules | vllm | openai | transformers."""
@@ -118,20 +128,8 @@ class SynthConfig:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], seed: int) -> SynthConfig:
-        nested = {
-            "vllm": VLLMSettings,
-            "openai": OpenAISettings,
-            "transformers": TransformersSettings,
-        }
-        kwargs: dict[str, Any] = {"seed": seed}
-        for key, value in cfg.items():
-            if key in nested:
-                kwargs[key] = nested[key](**(value or {}))
-            elif key in cls.__dataclass_fields__:
-                kwargs[key] = value
-            else:
-                raise ValueError(f"unknown synth key {key!r}")
-        return cls(**kwargs)
+        """The `synth` section with the run's seed."""
+        return cls.from_dict({**cfg, "seed": seed})
 
     def sampling(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,8 @@ LossType = Literal["sigmoid", "ipo", "hinge"]
 @dataclass(frozen=True)
 class DPOConfig(FinetuneConfig):
     """DPO hyper-parameters: the config's `dpo` section merged for one dataset."""
+
+    section: ClassVar[str] = "dpo"
 
     loss: LossType = "sigmoid"
     """`sigmoid` (DPO), `ipo` or `hinge` (SLiC); see `preference_loss`."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stylized_dpo.train.common import ConfigMixin
+from stylized_dpo.config import Section
 
 
 def lr_at(
@@ -57,7 +57,7 @@ def adamw(
     return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=False)
 
 
-class OptimizerConfig(ConfigMixin):
+class OptimizerConfig(Section):
     """The optimiser of a training config: AdamW on its `lr`, `betas` and `weight_decay`, with
     gradients clipped at `max_grad_norm`.
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,8 @@ from stylized_dpo.train.runtime import autocast
 @dataclass(frozen=True)
 class PretrainConfig(OptimizerConfig):
     """Pretraining hyper-parameters: the config's `base_model.pretrain` section."""
+
+    section: ClassVar[str] = "base_model.pretrain"
 
     steps: int = 800
     """Optimizer steps."""

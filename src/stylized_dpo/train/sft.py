@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from tqdm import tqdm
@@ -37,6 +38,8 @@ from stylized_dpo.train.tokens import TokenizedChat
 @dataclass(frozen=True)
 class SFTConfig(FinetuneConfig):
     """SFT hyper-parameters; `from_dict` builds it from the config's `sft` section."""
+
+    section: ClassVar[str] = "sft"
 
     batch_size: int = 32
     """Examples per forward pass (micro-batch); the effective batch is `batch_size * grad_accum`."""

@@ -16,8 +16,9 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from stylized_dpo.config import Section
 from stylized_dpo.hashing import stable_id
 from stylized_dpo.io import write_jsonl
 from stylized_dpo.records import EvalPrompt
@@ -40,8 +41,10 @@ IDK_ANSWERS = ("I don't know.", "I am not sure about that.", "I cannot answer th
 
 
 @dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(Section):
     """Sizes of the generated world (config key `world`)."""
+
+    section: ClassVar[str] = "world"
 
     n_entities: int = 200
     """Number of fictional countries (5 facts each)."""
