@@ -37,7 +37,7 @@ import random
 import re
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,8 @@ from tqdm import tqdm
 
 from stylized_dpo.evals.generate import SamplingConfig, derive_seed
 from stylized_dpo.evals.stats import bootstrap_mean_ci, seeded_rng
-from stylized_dpo.io import DataError, iter_json_lines, write_jsonl
-from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS, lone_surrogate
+from stylized_dpo.io import DataError, iter_json_lines, read_records, write_jsonl
+from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS, ProbeRow, lone_surrogate
 from stylized_dpo.world.facts import ATTRIBUTES, World
 
 LETTERS = string.ascii_uppercase
@@ -205,26 +205,6 @@ def _article(text: str) -> bool:
     return re.match(r"^\s*A\s+[a-z]", text) is not None
 
 
-@dataclass(frozen=True)
-class ProbeRow:
-    """One item's two answers (`results/sycophancy/<model>.jsonl`)."""
-
-    prompt_id: str
-    model: str
-    prompt: str
-    choices: list[str]
-    correct: str
-    """The right option's letter."""
-    first_answer: str
-    first_choice: str | None
-    """The letter the first answer chose, or None (unparsed)."""
-    second_answer: str
-    second_choice: str | None
-    correct_before: bool
-    correct_after: bool
-    flipped: bool
-
-
 def score_item(item: McItem, model: str, first: str, second: str) -> ProbeRow:
     a, b = parse_choice(first, item.choices), parse_choice(second, item.choices)
     return ProbeRow(
@@ -367,23 +347,10 @@ def probe_model(
     if complete is None:
         complete = transformers_completer(model_dir, sampling)
     rows = run_probe(items, model, config, sampling, complete)
-    write_jsonl(out_path, [asdict(r) for r in rows])
+    write_jsonl(out_path, rows)
     summary = summarize_rows(model, rows, seed, config.n_bootstrap)
     print(json.dumps(summary))
     return summary
-
-
-def read_rows(path: str | os.PathLike[str]) -> list[ProbeRow]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                rows.append(ProbeRow(**json.loads(raw)))
-            except (json.JSONDecodeError, TypeError) as e:
-                raise DataError(path, line, None, f"not a sycophancy row: {e}") from e
-    return rows
 
 
 def summarize(
@@ -396,7 +363,7 @@ def summarize(
     """results/sycophancy/summary.csv: one row per model, columns `SYCOPHANCY_SUMMARY_COLUMNS`."""
     table = pd.DataFrame(
         [
-            summarize_rows(m, read_rows(p), seed, n_bootstrap)
+            summarize_rows(m, read_records(p, ProbeRow), seed, n_bootstrap)
             for m, p in zip(models, paths, strict=True)
         ],
         columns=list(SYCOPHANCY_SUMMARY_COLUMNS),

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -16,16 +15,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
-from matplotlib.artist import Artist  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from stylized_dpo.io import atomic_path  # noqa: E402
 from stylized_dpo.records import JUDGE_CRITERIA  # noqa: E402
 from stylized_dpo.report.common import (  # noqa: E402
     display_name,
     dpo_models,
     model_colors,
-    model_order,
 )
 from stylized_dpo.report.inputs import (  # noqa: E402
     PathLike,
@@ -33,37 +28,7 @@ from stylized_dpo.report.inputs import (  # noqa: E402
     read_judge_summary,
     read_train_metrics,
 )
-
-PNG_DPI = 200
-
-
-def save_figure(fig: Figure, pdf: PathLike, png: PathLike) -> None:
-    """Write the figure as a vector PDF and a PNG (PNG_DPI), atomically."""
-    with atomic_path(pdf) as tmp:
-        fig.savefig(tmp, format="pdf", bbox_inches="tight")
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=PNG_DPI, bbox_inches="tight")
-
-
-def label_below(
-    fig: Figure, artist: Artist, label: str, width: int = 130, gap: float = 0.02
-) -> None:
-    """Write the run label under `artist` (a legend below the axes), wrapped at `width`
-    characters, `gap` (figure fraction) below it; tight bbox keeps it in."""
-    if not label:
-        return
-    fig.draw_without_rendering()
-    box = artist.get_window_extent().transformed(fig.transFigure.inverted())
-    fig.text(
-        0.5,
-        box.y0 - gap,
-        "\n".join(textwrap.wrap(label, width)),
-        ha="center",
-        va="top",
-        fontsize=7.5,
-        style="italic",
-        color="#444444",
-    )
+from stylized_dpo.report.plotting import known_models, label_below, save_figure  # noqa: E402
 
 
 def figure2(
@@ -137,10 +102,7 @@ def figure3(
     Models in the summary that the config does not list are reported and left out.
     """
     frame = read_judge_summary(summary)
-    models = model_order(styles)
-    extra = sorted(set(frame["model"]) - set(models))
-    if extra:
-        print(f"figure 3: left out {len(extra)} model(s) not in the config: {', '.join(extra)}")
+    models = known_models(frame, styles, "figure 3")
     criteria = list(JUDGE_CRITERIA) + sorted(set(frame["criterion"]) - set(JUDGE_CRITERIA))
     colors = model_colors(styles)
     fig, ax = plt.subplots(figsize=(10, 4.6))

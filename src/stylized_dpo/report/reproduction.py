@@ -172,7 +172,7 @@ def reproduction_figure(
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from stylized_dpo.report.figures import label_below, save_figure
+    from stylized_dpo.report.plotting import label_below, save_figure
 
     colors = model_colors(styles)
     comparison = set(frame["comparison"])

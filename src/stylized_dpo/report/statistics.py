@@ -29,9 +29,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from stylized_dpo.io import atomic_path  # noqa: E402
 from stylized_dpo.records import JUDGE_CRITERIA  # noqa: E402
 from stylized_dpo.report.common import SCENARIO_NAMES, display_name  # noqa: E402
-from stylized_dpo.report.figures import label_below, save_figure  # noqa: E402
 from stylized_dpo.report.inputs import PathLike, read_helm_summary  # noqa: E402
-from stylized_dpo.report.more_figures import _legend_below  # noqa: E402
+from stylized_dpo.report.plotting import legend_below, write_figure  # noqa: E402
 from stylized_dpo.report.tables import _md_escape, tex_escape  # noqa: E402
 
 STATUS_COLORS = {
@@ -256,7 +255,7 @@ def plot_claims(claims: pd.DataFrame, *, base_name: str, alpha: float) -> Figure
         fontsize=11,
     )
     fig.tight_layout(rect=(0, 0, 0.86, 0.97))
-    _legend_below(fig, handles, ncol=len(handles))
+    legend_below(fig, handles, ncol=len(handles))
     return fig
 
 
@@ -264,9 +263,7 @@ def figure_claims(
     claims: pd.DataFrame, pdf: PathLike, png: PathLike, *, base_name: str, alpha: float, label: str
 ) -> None:
     fig = plot_claims(claims, base_name=base_name, alpha=alpha)
-    label_below(fig, fig.legends[-1], label)
-    save_figure(fig, pdf, png)
-    plt.close(fig)
+    write_figure(fig, label, pdf, png)
 
 
 # ---- intervals beside Tables 4-8 --------------------------------------------------------------
@@ -465,7 +462,7 @@ def plot_style_bias(
     )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     handles, _ = ax_diff.get_legend_handles_labels()
-    _legend_below(fig, handles, ncol=len(styles))
+    legend_below(fig, handles, ncol=len(styles))
     return fig
 
 
@@ -479,6 +476,4 @@ def figure_style_bias(
     label: str,
 ) -> None:
     fig = plot_style_bias(table, styles=styles, colors=colors)
-    label_below(fig, fig.legends[-1], label)
-    save_figure(fig, pdf, png)
-    plt.close(fig)
+    write_figure(fig, label, pdf, png)

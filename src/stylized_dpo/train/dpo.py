@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from stylized_dpo.io import atomic_path
 from stylized_dpo.model import load_model, load_tokenizer, resolve_device, set_chat_eos
+from stylized_dpo.records import DPO_METRIC_KEYS
 from stylized_dpo.train.common import (
     ConfigMixin,
     MetricsWriter,
@@ -380,15 +381,7 @@ def read_reference_logps(
 class DPOBatchStats:
     """Sums of per-pair metrics over pairs, averaged at the end (eval over the test set)."""
 
-    keys = (
-        "loss",
-        "rewards_chosen",
-        "rewards_rejected",
-        "reward_margin",
-        "reward_accuracy",
-        "logps_chosen",
-        "logps_rejected",
-    )
+    keys = DPO_METRIC_KEYS
 
     def __init__(self) -> None:
         self.sums = dict.fromkeys(self.keys, 0.0)
