@@ -10,7 +10,8 @@ from report_fixtures import SCENARIOS, STYLES, make_results
 from stylized_dpo.records import JUDGE_CRITERIA
 from stylized_dpo.report import helm_figure as hf
 from stylized_dpo.report.inputs import read_helm_summary
-from stylized_dpo.report.statistics import helm_ci_table, plot_claims, plot_style_bias
+from stylized_dpo.report.statistics import helm_ci_table, plot_claims
+from stylized_dpo.report.style_bias import plot_style_bias
 
 BASE = "Qwen 2.5 0.5B"
 
