@@ -12,7 +12,6 @@ SYCOPHANCY_INPUTS = (
     else {"items": SYCOPHANCY.get("path") or []}
 )
 SYCOPHANCY_GPUS = int(config["generation"].get("device", "cpu") == "cuda")
-SYCOPHANCY_TARGETS = ["results/sycophancy/summary.csv"] if SYCOPHANCY_ENABLED else []
 
 
 if SYCOPHANCY_ENABLED:

@@ -276,19 +276,3 @@ def test_written_files_agree_with_values(results, tmp_path):
 
 def test_latex_escapes_specials():
     assert tables.tex_escape("a_b & 50% ± $") == r"a\_b \& 50\% $\pm$ \$"
-
-
-def test_report_targets_list_every_artefact():
-    from stylized_dpo.report.common import report_targets
-
-    targets = report_targets()
-    assert len(targets) == len(set(targets)) == 6 * 4 + 6 * 2 + 1
-    assert "results/figures/figure_helm.pdf" in targets
-    assert "results/figures/figure_sycophancy.png" not in targets
-    with_probe = report_targets(sycophancy=True)
-    assert set(with_probe) - set(targets) == {
-        "results/figures/figure_sycophancy.pdf",
-        "results/figures/figure_sycophancy.png",
-    }
-    assert "results/figures/table4.pdf" in targets and "results/tables/table8.tex" in targets
-    assert "results/figures/figure2.png" in targets and "results/tables/reproduction.csv" in targets
