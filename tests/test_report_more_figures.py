@@ -1,5 +1,6 @@
-"""Issue 6's figures (style, win rates, HELM heatmap, sycophancy): written as PDF and PNG,
-non-empty, and the values drawn (read back from the figures' artists) are the input files'."""
+"""The figures beyond the paper's (style, win rates, HELM heatmap, sycophancy): written as PDF
+and PNG, non-empty, and the values drawn (read back from the figures' artists) are the input
+files'."""
 
 from __future__ import annotations
 
