@@ -85,6 +85,9 @@ SYCOPHANCY_SUMMARY_COLUMNS: tuple[str, ...] = (
 HELM_INTERVAL_COLUMNS: tuple[str, ...] = ("ci_low", "ci_high")
 """95% bootstrap interval over instances of each summary.csv value (evals/helm_intervals.py),
 after `HELM_SUMMARY_COLUMNS` (optional for readers)."""
+PREFS_STYLE_KEYS: tuple[str, ...] = ("dataset", "split", "answers")
+"""`results/data/prefs/style_measures.csv` (synth/table.py): one row per preference set, split
+and side (`answers`: chosen or rejected), followed by `n` and `style_measures.MEASURES`."""
 DPO_METRIC_KEYS: tuple[str, ...] = (
     "loss",
     "rewards_chosen",

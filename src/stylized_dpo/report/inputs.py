@@ -30,6 +30,7 @@ from stylized_dpo.records import (
     HELM_INTERVAL_COLUMNS,
     HELM_SUMMARY_COLUMNS,
     JUDGE_SUMMARY_COLUMNS,
+    PREFS_STYLE_KEYS,
     SYCOPHANCY_SUMMARY_COLUMNS,
     WIN_RATE_COLUMNS,
     WIN_RATE_LC_COLUMNS,
@@ -217,8 +218,9 @@ def read_style_generations(path: PathLike) -> pd.DataFrame:
 
 def read_prefs_style(path: PathLike) -> pd.DataFrame:
     """results/data/prefs/style_measures.csv: one row per (dataset, split, answers)."""
-    keys = ("dataset", "split", "answers")
-    return read_csv_table(path, [*keys, "n", *MEASURES], keys=keys, nonempty_key=True)
+    return read_csv_table(
+        path, [*PREFS_STYLE_KEYS, "n", *MEASURES], keys=PREFS_STYLE_KEYS, nonempty_key=True
+    )
 
 
 def read_sycophancy_summary(path: PathLike) -> pd.DataFrame:
