@@ -30,10 +30,26 @@ include: "rules/statistics.smk"
 include: "rules/plan.smk"
 
 
+# Every artefact of the study, each list taken from the rules that make it.
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        # The paper's tables and figures, and the figures beyond them.
+        REPORT_TARGETS,
+        SYCOPHANCY_FIGURE if SYCOPHANCY_ENABLED else [],
+        # The style measures of the preference data and of each model's generations.
+        rules.style_table.output,
+        rules.style_generations.output,
+        # Beyond the paper: the sycophancy probe, HELM over every model, the statistics.
+        rules.sycophancy_summary.output if SYCOPHANCY_ENABLED else [],
+        # (the rule's own pattern, as a plain string: expand() refuses storage-flagged files)
+        expand(
+            str(rules.helm_summarize.output.summary),
+            suite=[s for s in HELM_SUITES if s],
+        ),
+        rules.significance.output,
+        rules.helm_ci.output,
+        rules.style_bias_report.output,
 
 
 # Rules without a GPU run where Snakemake runs, under every executor: profiles/slurm and

@@ -194,15 +194,3 @@ def get_reference_logps_params(wildcards):
         "device",
     )
     return {k: v for k, v in dpo_params(wildcards.dataset).items() if k in keys}
-
-
-def get_final_output():
-    """Every artefact of the study: the paper's tables and figures, and the style measures of
-    the preference data and of each model's generations."""
-    return report_targets(sycophancy=bool(SYCOPHANCY_TARGETS)) + [
-        "results/data/prefs/style_measures.csv",
-        "results/style/generations.csv",
-        *SYCOPHANCY_TARGETS,
-        *(["results/helm/summary_all.csv"] if "_all" in HELM_SUITES else []),
-        *STATISTICS_TARGETS,
-    ]

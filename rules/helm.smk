@@ -57,9 +57,6 @@ rule helm_run:
         runtime=HELM_RUNTIME_MIN,
     params:
         helm=HELM_PARAMS,
-        max_eval_instances=config["helm"]["max_eval_instances"],
-        scenarios=config["helm"]["scenarios"],
-        data_augmentation=config["helm"]["data_augmentation"],
     script:
         "../workflow/scripts/helm_run.py"
 

@@ -21,21 +21,6 @@ STYLE_BIAS_INPUTS = {
         else {}
     ),
 }
-STATISTICS_TARGETS = [
-    *[
-        f"results/tables/{name}.{ext}"
-        for name in ("significance", "style_bias")
-        for ext in ("csv", "md", "tex")
-    ],
-    "results/tables/claims.csv",
-    "results/tables/claims.md",
-    "results/tables/helm_ci.csv",
-    *[
-        f"results/figures/{name}.{ext}"
-        for name in ("claims", "style_bias")
-        for ext in ("pdf", "png")
-    ],
-]
 
 
 rule significance:

@@ -10,7 +10,6 @@ SYCOPHANCY_INPUTS = (
     else {"items": SYCOPHANCY.path or []}
 )
 SYCOPHANCY_GPUS = int(GENERATION.device == "cuda")
-SYCOPHANCY_TARGETS = ["results/sycophancy/summary.csv"] if SYCOPHANCY_ENABLED else []
 
 
 if SYCOPHANCY_ENABLED:

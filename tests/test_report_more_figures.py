@@ -1,5 +1,6 @@
-"""Issue 6's figures (style, win rates, HELM heatmap, sycophancy): written as PDF and PNG,
-non-empty, and the values drawn (read back from the figures' artists) are the input files'."""
+"""The figures beyond the paper's (style, win rates, HELM heatmap, sycophancy): written as PDF
+and PNG, non-empty, and the values drawn (read back from the figures' artists) are the input
+files'."""
 
 from __future__ import annotations
 
@@ -22,7 +23,16 @@ from report_fixtures import (
 )
 
 from stylized_dpo.io import DataError
+from stylized_dpo.report import helm_figure as hf
 from stylized_dpo.report import more_figures as mf
+from stylized_dpo.report import sycophancy_figure as sf
+from stylized_dpo.report.inputs import (
+    read_helm_summary,
+    read_prefs_style,
+    read_style_generations,
+    read_sycophancy_summary,
+    read_win_rates,
+)
 from stylized_dpo.style_measures import MEASURES
 
 BASE = "Qwen 2.5 0.5B"
@@ -63,7 +73,9 @@ def test_style_figure_draws_the_files_values(tmp_path):
     truth = make_style_results(tmp_path / "results")
     gen = tmp_path / "results" / "style" / "generations.csv"
     prefs = tmp_path / "results" / "data" / "prefs" / "style_measures.csv"
-    fig = mf.plot_style(gen, prefs, styles=STYLES, base_name=BASE)
+    fig = mf.plot_style(
+        read_style_generations(gen), read_prefs_style(prefs), styles=STYLES, base_name=BASE
+    )
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == len(MEASURES)
     for ax, measure in zip(axes, MEASURES, strict=True):
@@ -99,7 +111,7 @@ def test_style_figure_names_file_line_and_field(tmp_path):
     frame.loc[2, "praise_per_100w"] = "lots"
     frame.to_csv(gen, index=False)
     with pytest.raises(DataError, match=r"generations.csv.*line 4.*praise_per_100w"):
-        mf.plot_style(gen, None, styles=STYLES, base_name=BASE)
+        mf.plot_style(read_style_generations(gen), None, styles=STYLES, base_name=BASE)
 
 
 # --- win rates --------------------------------------------------------------------------------
@@ -109,7 +121,7 @@ def test_win_rate_figure_draws_the_files_values(root, tmp_path):
     path = root / "judge" / "win_rates.csv"
     frame = pd.read_csv(path)
     frame = frame[frame["baseline"] == "base"].set_index("model")
-    fig = mf.plot_win_rates(path, styles=STYLES, base_name=BASE, baseline="base")
+    fig = mf.plot_win_rates(read_win_rates(path), styles=STYLES, base_name=BASE, baseline="base")
     ax_win, ax_len = fig.axes
     bars = {c.get_label(): c for c in ax_win.containers}
     assert sorted(bars) == sorted(MODELS[1:])  # the baseline is not compared with itself
@@ -135,7 +147,7 @@ def test_win_rate_figure_marks_a_missing_model(root):
     path = root / "judge" / "win_rates.csv"
     frame = pd.read_csv(path)
     frame[frame["model"] != "dpo-sycophantic"].to_csv(path, index=False)
-    fig = mf.plot_win_rates(path, styles=STYLES, base_name=BASE, baseline="base")
+    fig = mf.plot_win_rates(read_win_rates(path), styles=STYLES, base_name=BASE, baseline="base")
     ax_win, ax_len = fig.axes
     assert "dpo-sycophantic" not in {c.get_label() for c in ax_win.containers}
     assert "n/a" in texts(ax_win) and "n/a" in texts(ax_len)
@@ -147,9 +159,9 @@ def test_win_rate_figure_marks_a_missing_model(root):
 def test_helm_heatmap_values_missing_cells_and_direction(tmp_path):
     truth = make_results(tmp_path / "results")["helm"]
     path = tmp_path / "results" / "helm" / "summary.csv"
-    fig = mf.plot_helm(path, styles=STYLES, base_name=BASE, scenarios=SCENARIOS)
+    fig = hf.plot_helm(read_helm_summary(path), styles=STYLES, base_name=BASE, scenarios=SCENARIOS)
     ax = fig.axes[0]
-    models, columns, values = mf.helm_matrix(mf.read_helm_summary(path), STYLES, SCENARIOS)
+    models, columns, values = hf.helm_matrix(read_helm_summary(path), STYLES, SCENARIOS)
     assert models == MODELS and len(columns) == 4 * (1 + len(SCENARIOS))
     cell_text = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
     n_missing = 0
@@ -172,23 +184,23 @@ def test_helm_heatmap_values_missing_cells_and_direction(tmp_path):
         if np.isnan(col).all():
             assert np.isnan(scale[:, j]).all()
             continue
-        best = np.nanargmin(col) if mf.lower_is_better(family, scenario) else np.nanargmax(col)
+        best = np.nanargmin(col) if hf.lower_is_better(family, scenario) else np.nanargmax(col)
         assert scale[best, j] == 1.0
-    assert mf.lower_is_better("calibration", "mmlu")
-    assert not mf.lower_is_better("calibration", "mean_win_rate")
-    assert not mf.lower_is_better("accuracy", "mmlu")
+    assert hf.lower_is_better("calibration", "mmlu")
+    assert not hf.lower_is_better("calibration", "mean_win_rate")
+    assert not hf.lower_is_better("accuracy", "mmlu")
 
 
 def test_helm_tied_column_is_grey_not_coloured():
     values = np.array([[0.0, 0.2], [0.0, 0.4], [np.nan, 0.3]])
-    scale = mf.helm_colour_scale(values, [("accuracy", "mmlu"), ("calibration", "boolq")])
+    scale = hf.helm_colour_scale(values, [("accuracy", "mmlu"), ("calibration", "boolq")])
     assert list(scale[:2, 0]) == [-1.0, -1.0] and np.isnan(scale[2, 0])
     assert list(scale[:, 1]) == pytest.approx([1.0, 0.0, 0.5])  # ECE: 0.2 best, 0.4 worst
 
 
 def test_helm_figure_writes_files(root, tmp_path):
     pdf, png = tmp_path / "h.pdf", tmp_path / "h.png"
-    mf.figure_helm(
+    hf.figure_helm(
         root / "helm" / "summary.csv",
         pdf,
         png,
@@ -206,7 +218,7 @@ def test_helm_figure_writes_files(root, tmp_path):
 def test_sycophancy_figure_draws_the_files_values(tmp_path):
     path = tmp_path / "sycophancy" / "summary.csv"
     rows = make_sycophancy_summary(path)
-    fig = mf.plot_sycophancy(path, styles=STYLES, base_name=BASE)
+    fig = sf.plot_sycophancy(read_sycophancy_summary(path), styles=STYLES, base_name=BASE)
     ax_acc, ax_flip = fig.axes
     points = {line.get_gid(): line.get_ydata()[0] for line in ax_acc.get_lines()}
     flips = heights(ax_flip)
@@ -230,10 +242,10 @@ def test_sycophancy_figure_writes_files_and_checks_columns(tmp_path):
     path = tmp_path / "sycophancy" / "summary.csv"
     make_sycophancy_summary(path)
     pdf, png = tmp_path / "y.pdf", tmp_path / "y.png"
-    data = mf.figure_sycophancy(path, pdf, png, styles=STYLES, base_name=BASE, label="a mini")
+    data = sf.figure_sycophancy(path, pdf, png, styles=STYLES, base_name=BASE, label="a mini")
     check_image(pdf, png)
     assert list(data["model"]) == MODELS
     frame = pd.read_csv(path).drop(columns=["flip_rate"])
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match="flip_rate"):
-        mf.plot_sycophancy(path, styles=STYLES, base_name=BASE)
+        sf.plot_sycophancy(read_sycophancy_summary(path), styles=STYLES, base_name=BASE)

@@ -11,7 +11,7 @@ import yaml
 from report_fixtures import DATASETS, MODELS, STYLES, make_results
 
 from stylized_dpo.io import DataError
-from stylized_dpo.report import reproduction, tables
+from stylized_dpo.report import paper_tables, reproduction, tables
 from stylized_dpo.report.common import comparison_kind
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_paper_results_cover_tables_3_to_8():
     assert paper[6]["dpo-authoritative"]["quac"] == 0.180
     assert paper[7]["dpo-persuasive"]["mean_win_rate"] == 0.760
     # The mean win rates of Tables 5-8 are Table 4's columns.
-    for n, family in tables.HELM_TABLE_FAMILY.items():
+    for n, family in paper_tables.HELM_TABLE_FAMILY.items():
         for model in MODELS:
             assert paper[n][model]["mean_win_rate"] == paper[4][model][family]
 
@@ -60,12 +60,12 @@ def table_csvs(tmp_path):
     make_results(root)
     out = tmp_path / "tables"
     metrics = {m: root / "train" / m / "metrics.jsonl" for m in ["sft", *MODELS[2:]]}
-    t3 = tables.build_table3(
+    t3 = paper_tables.build_table3(
         metrics, root / "judge" / "win_rates.csv", styles=STYLES, base_name="tiny"
     )
     tables.write_table(t3, csv=out / "table3.csv")
     for n in (4, 5, 6, 7, 8):
-        t = tables.build_helm_table(
+        t = paper_tables.build_helm_table(
             n, root / "helm" / "summary.csv", styles=STYLES, base_name="tiny"
         )
         tables.write_table(t, csv=out / f"table{n}.csv")

@@ -8,8 +8,10 @@ import pytest
 from report_fixtures import SCENARIOS, STYLES, make_results
 
 from stylized_dpo.records import JUDGE_CRITERIA
-from stylized_dpo.report import more_figures as mf
-from stylized_dpo.report.statistics import helm_ci_table, plot_claims, plot_style_bias
+from stylized_dpo.report import helm_figure as hf
+from stylized_dpo.report.inputs import read_helm_summary
+from stylized_dpo.report.statistics import helm_ci_table, plot_claims
+from stylized_dpo.report.style_bias import plot_style_bias
 
 BASE = "Qwen 2.5 0.5B"
 
@@ -62,10 +64,10 @@ def test_helm_heatmap_prints_the_intervals(tmp_path: Path) -> None:
     frame["ci_low"] = frame["value"] - 0.05
     frame["ci_high"] = frame["value"] + 0.05
     frame.to_csv(path, index=False)
-    fig = mf.plot_helm(path, styles=STYLES, base_name=BASE, scenarios=SCENARIOS)
+    fig = hf.plot_helm(read_helm_summary(path), styles=STYLES, base_name=BASE, scenarios=SCENARIOS)
     ax = fig.axes[0]
     texts = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
-    models, columns, values = mf.helm_matrix(mf.read_helm_summary(path), STYLES, SCENARIOS)
+    models, columns, values = hf.helm_matrix(read_helm_summary(path), STYLES, SCENARIOS)
     for i in range(len(models)):
         for j in range(len(columns)):
             if np.isnan(values[i, j]):

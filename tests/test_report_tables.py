@@ -18,7 +18,7 @@ from report_fixtures import (
 )
 
 from stylized_dpo.io import DataError
-from stylized_dpo.report import tables
+from stylized_dpo.report import paper_tables, tables
 from stylized_dpo.report.common import display_name, model_colors, model_order, run_label
 
 BASE = "Qwen 2.5 0.5B"
@@ -46,7 +46,7 @@ def metrics_paths(root):
 
 
 def table3(root, **kw):
-    return tables.build_table3(
+    return paper_tables.build_table3(
         metrics_paths(root), root / "judge" / "win_rates.csv", styles=STYLES, base_name=BASE, **kw
     )
 
@@ -167,7 +167,7 @@ def test_resumed_run_uses_last_logged_copy_of_a_step(tmp_path):
 
 def test_table4_shape_and_values(results):
     root, truth = results
-    table = tables.build_table4(root / "helm" / "summary.csv", styles=STYLES, base_name=BASE)
+    table = paper_tables.build_table4(root / "helm" / "summary.csv", styles=STYLES, base_name=BASE)
     frame = rendered_frame(table)
     assert list(frame.columns) == ["Dataset", "Accuracy", "Calibration", "Robustness", "Fairness"]
     assert list(frame["Dataset"]) == PAPER_ROWS
@@ -183,7 +183,7 @@ def test_table4_shape_and_values(results):
 )
 def test_family_tables_shape_values_and_missing(results, number, family):
     root, truth = results
-    table = tables.build_helm_table(
+    table = paper_tables.build_helm_table(
         number, root / "helm" / "summary.csv", styles=STYLES, base_name=BASE
     )
     assert table.number == number
@@ -211,7 +211,7 @@ def test_helm_table_marks_absent_rows(results):
     frame = pd.read_csv(path, keep_default_na=False)
     frame = frame[~((frame["model"] == "sft") & (frame["scenario"] == "quac"))]
     frame.to_csv(path, index=False)
-    table = tables.build_helm_table(7, path, styles=STYLES, base_name=BASE)
+    table = paper_tables.build_helm_table(7, path, styles=STYLES, base_name=BASE)
     assert math.isnan(table.values.at["sft", "quac"])
     assert "no robustness/quac row for sft" in table.notes[("sft", "quac")]
 
@@ -223,14 +223,14 @@ def test_helm_summary_errors_name_line_and_field(results):
     lines[4] = "sft,accuracy,boolq,exact_match,0.7x,"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"summary.csv, line 5, field 'value': not a number"):
-        tables.build_table4(path, styles=STYLES, base_name=BASE)
+        paper_tables.build_table4(path, styles=STYLES, base_name=BASE)
     lines[4] = lines[3]  # a duplicate row
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"line 5, field 'scenario'.*repeats line 4"):
-        tables.build_table4(path, styles=STYLES, base_name=BASE)
+        paper_tables.build_table4(path, styles=STYLES, base_name=BASE)
     path.write_text("model,family,scenario,value,note\n")
     with pytest.raises(DataError, match="field 'metric': column is missing"):
-        tables.build_table4(path, styles=STYLES, base_name=BASE)
+        paper_tables.build_table4(path, styles=STYLES, base_name=BASE)
 
 
 def test_table_refuses_silent_blank():
@@ -241,7 +241,7 @@ def test_table_refuses_silent_blank():
 
 def test_written_files_agree_with_values(results, tmp_path):
     root, _ = results
-    table = tables.build_helm_table(
+    table = paper_tables.build_helm_table(
         6,
         root / "helm" / "summary.csv",
         styles=STYLES,
@@ -276,19 +276,3 @@ def test_written_files_agree_with_values(results, tmp_path):
 
 def test_latex_escapes_specials():
     assert tables.tex_escape("a_b & 50% ± $") == r"a\_b \& 50\% $\pm$ \$"
-
-
-def test_report_targets_list_every_artefact():
-    from stylized_dpo.report.common import report_targets
-
-    targets = report_targets()
-    assert len(targets) == len(set(targets)) == 6 * 4 + 6 * 2 + 1
-    assert "results/figures/figure_helm.pdf" in targets
-    assert "results/figures/figure_sycophancy.png" not in targets
-    with_probe = report_targets(sycophancy=True)
-    assert set(with_probe) - set(targets) == {
-        "results/figures/figure_sycophancy.pdf",
-        "results/figures/figure_sycophancy.png",
-    }
-    assert "results/figures/table4.pdf" in targets and "results/tables/table8.tex" in targets
-    assert "results/figures/figure2.png" in targets and "results/tables/reproduction.csv" in targets

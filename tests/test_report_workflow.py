@@ -7,6 +7,7 @@ rules/common.smk defines, over fixture result files, so no training or evaluatio
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ include: "{REPO}/rules/report.smk"
 
 rule all:
     input:
-        report_targets(),
+        REPORT_TARGETS,
     default_target: True
 """
 
@@ -50,6 +51,18 @@ def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def report_targets(workdir: Path, *, sycophancy: bool = False) -> list[str]:
+    """rules/report.smk's targets for `rule all` (with the sycophancy figure where the probe
+    runs), printed by a Snakefile that includes it."""
+    targets = "REPORT_TARGETS + SYCOPHANCY_FIGURE" if sycophancy else "REPORT_TARGETS"
+    snakefile = SNAKEFILE.split("rule all:")[0] + f"print('TARGETS', json.dumps({targets}))\n"
+    (workdir / "targets").mkdir(exist_ok=True)
+    (workdir / "targets" / "Snakefile").write_text("import json\n" + snakefile)
+    proc = run(workdir / "targets", "--list-rules")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("TARGETS "))
+    return json.loads(line.removeprefix("TARGETS "))
 
 
 @pytest.fixture
@@ -108,6 +121,20 @@ def test_each_artefact_builds_from_its_inputs_alone(workdir, target, keep):
         shutil.move(saved / part, results / part)
     run(workdir, target)
     assert (workdir / target).stat().st_size > 0
+
+
+def test_report_targets_list_every_artefact(workdir):
+    targets = report_targets(workdir)
+    assert len(targets) == len(set(targets)) == 6 * 4 + 6 * 2 + 1
+    assert "results/figures/figure_helm.pdf" in targets
+    assert "results/figures/figure_sycophancy.png" not in targets
+    with_probe = report_targets(workdir, sycophancy=True)
+    assert set(with_probe) - set(targets) == {
+        "results/figures/figure_sycophancy.pdf",
+        "results/figures/figure_sycophancy.png",
+    }
+    assert "results/figures/table4.pdf" in targets and "results/tables/table8.tex" in targets
+    assert "results/figures/figure2.png" in targets and "results/tables/reproduction.csv" in targets
 
 
 @pytest.mark.slow

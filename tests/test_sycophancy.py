@@ -13,14 +13,13 @@ from stylized_dpo.evals.sycophancy import (
     SycophancyConfig,
     parse_choice,
     probe_model,
-    read_rows,
     score_item,
     summarize,
     summarize_rows,
 )
 from stylized_dpo.evals.sycophancy_items import McItem, read_local_items, world_items
-from stylized_dpo.io import DataError
-from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS
+from stylized_dpo.io import DataError, read_records
+from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS, ProbeRow
 from stylized_dpo.world.facts import make_world
 
 CHOICES = ("Borth", "Kela", "Tamir", "Vosk")
@@ -153,13 +152,13 @@ def test_tiny_model_end_to_end(tmp_path: Path) -> None:
     summary = probe_model(
         model, "tiny", out, config, generation, seed=0, world_path=tmp_path / "world.json"
     )
-    rows = read_rows(out)
+    rows = read_records(out, ProbeRow)
     assert len(rows) == 6 and summary["n"] == 6
     # Greedy decoding: the same answers on a second run.
     probe_model(
         model, "tiny", tmp_path / "again.jsonl", config, generation, 0, tmp_path / "world.json"
     )
-    assert read_rows(tmp_path / "again.jsonl") == rows
+    assert read_records(tmp_path / "again.jsonl", ProbeRow) == rows
     table = summarize(["tiny"], [out], tmp_path / "summary.csv", seed=0, n_bootstrap=200)
     assert list(pd.read_csv(tmp_path / "summary.csv").columns) == list(SYCOPHANCY_SUMMARY_COLUMNS)
     assert table.loc[0, "n_unparsed"] == sum(

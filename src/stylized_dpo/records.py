@@ -87,6 +87,20 @@ SYCOPHANCY_SUMMARY_COLUMNS: tuple[str, ...] = (
 HELM_INTERVAL_COLUMNS: tuple[str, ...] = ("ci_low", "ci_high")
 """95% bootstrap interval over instances of each summary.csv value (evals/helm_intervals.py),
 after `HELM_SUMMARY_COLUMNS` (optional for readers)."""
+PREFS_STYLE_KEYS: tuple[str, ...] = ("dataset", "split", "answers")
+"""`results/data/prefs/style_measures.csv` (synth/table.py): one row per preference set, split
+and side (`answers`: chosen or rejected), followed by `n` and `style_measures.MEASURES`."""
+DPO_METRIC_KEYS: tuple[str, ...] = (
+    "loss",
+    "rewards_chosen",
+    "rewards_rejected",
+    "reward_margin",
+    "reward_accuracy",
+    "logps_chosen",
+    "logps_rejected",
+)
+"""The per-pair means of a DPO row of `results/train/<run>/metrics.jsonl` (train/metrics.py), TRL's
+set; train rows add `grad_norm`, `lr`, `tokens_per_s`, and every row has `step` and `split`."""
 
 
 class RecordError(ValueError):
@@ -290,3 +304,34 @@ def percentiles(values: list[int]) -> dict[str, float]:
     out["max"] = ordered[-1]
     out["mean"] = round(sum(ordered) / len(ordered), 2)
     return out
+
+
+@dataclass(frozen=True)
+class ProbeRow(Record):
+    """One item of the sycophancy probe with the model's two answers
+    (`results/sycophancy/<model>.jsonl`, evals/sycophancy.py)."""
+
+    prompt_id: str
+    """The multiple-choice item asked."""
+    model: str
+    """The model that answered."""
+    prompt: str
+    """The question with its lettered options, as the model saw it."""
+    choices: list[str]
+    """The options' texts, in letter order."""
+    correct: str
+    """The right option's letter."""
+    first_answer: str
+    """The answer before the push-back."""
+    first_choice: str | None
+    """The letter the first answer chose, or None (unparsed)."""
+    second_answer: str
+    """The answer after the push-back."""
+    second_choice: str | None
+    """The letter the second answer chose, or None (unparsed)."""
+    correct_before: bool
+    """Whether the first answer chose the right option."""
+    correct_after: bool
+    """Whether the second answer chose the right option."""
+    flipped: bool
+    """Whether a parsed first choice was not repeated in the second answer."""

@@ -2,7 +2,7 @@
 
 import sys
 
-from stylized_dpo.report.more_figures import figure_helm
+from stylized_dpo.report.helm_figure import figure_helm
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

@@ -5,7 +5,7 @@ import sys
 import pandas as pd
 
 from stylized_dpo.report.common import model_colors
-from stylized_dpo.report.statistics import figure_style_bias, write_style_bias
+from stylized_dpo.report.style_bias import figure_style_bias, write_style_bias
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

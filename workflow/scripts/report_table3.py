@@ -2,7 +2,8 @@
 
 import sys
 
-from stylized_dpo.report.tables import build_table3, write_table
+from stylized_dpo.report.paper_tables import build_table3
+from stylized_dpo.report.tables import write_table
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

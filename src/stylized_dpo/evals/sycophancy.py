@@ -35,7 +35,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,8 +53,8 @@ from stylized_dpo.evals.sycophancy_items import (
     world_items,
 )
 from stylized_dpo.hashing import derive_seed, seeded_rng
-from stylized_dpo.io import DataError, write_jsonl
-from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS
+from stylized_dpo.io import read_records, write_jsonl
+from stylized_dpo.records import SYCOPHANCY_SUMMARY_COLUMNS, ProbeRow
 from stylized_dpo.world.facts import World
 
 
@@ -114,26 +114,6 @@ def parse_choice(text: str, choices: Sequence[str]) -> int | None:
 def _article(text: str) -> bool:
     """Whether a leading "A" is followed by a lowercase word (the article, not a letter)."""
     return re.match(r"^\s*A\s+[a-z]", text) is not None
-
-
-@dataclass(frozen=True)
-class ProbeRow:
-    """One item's two answers (`results/sycophancy/<model>.jsonl`)."""
-
-    prompt_id: str
-    model: str
-    prompt: str
-    choices: list[str]
-    correct: str
-    """The right option's letter."""
-    first_answer: str
-    first_choice: str | None
-    """The letter the first answer chose, or None (unparsed)."""
-    second_answer: str
-    second_choice: str | None
-    correct_before: bool
-    correct_after: bool
-    flipped: bool
 
 
 def score_item(item: McItem, model: str, first: str, second: str) -> ProbeRow:
@@ -278,23 +258,10 @@ def probe_model(
     if complete is None:
         complete = transformers_completer(model_dir, sampling)
     rows = run_probe(items, model, config, sampling, complete)
-    write_jsonl(out_path, [asdict(r) for r in rows])
+    write_jsonl(out_path, rows)
     summary = summarize_rows(model, rows, seed, config.n_bootstrap)
     print(json.dumps(summary))
     return summary
-
-
-def read_rows(path: str | os.PathLike[str]) -> list[ProbeRow]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                rows.append(ProbeRow(**json.loads(raw)))
-            except (json.JSONDecodeError, TypeError) as e:
-                raise DataError(path, line, None, f"not a sycophancy row: {e}") from e
-    return rows
 
 
 def summarize(
@@ -307,7 +274,7 @@ def summarize(
     """results/sycophancy/summary.csv: one row per model, columns `SYCOPHANCY_SUMMARY_COLUMNS`."""
     table = pd.DataFrame(
         [
-            summarize_rows(m, read_rows(p), seed, n_bootstrap)
+            summarize_rows(m, read_records(p, ProbeRow), seed, n_bootstrap)
             for m, p in zip(models, paths, strict=True)
         ],
         columns=list(SYCOPHANCY_SUMMARY_COLUMNS),

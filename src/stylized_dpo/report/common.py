@@ -111,26 +111,3 @@ def comparison_kind(config: Mapping[str, Any]) -> str:
 
 TABLE_NUMBERS: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
 """The paper's tables built by rules/report.smk."""
-
-
-EXTRA_FIGURES: tuple[str, ...] = ("figure_style", "figure_win_rates", "figure_helm")
-"""Figures beyond the paper's (report/more_figures.py), built in every run."""
-
-
-def report_targets(*, sycophancy: bool = False) -> list[str]:
-    """Every artefact of rules/report.smk (the lead's `rule all` asks for these).
-
-    The names do not depend on the config: styles change the rows inside, not the files. The
-    sycophancy figure is listed only with `sycophancy=True`, where the probe runs (its summary
-    comes from rules/sycophancy.smk, which leaves itself out of the DAG without items).
-    """
-    targets = []
-    for n in TABLE_NUMBERS:
-        targets += [f"results/tables/table{n}.{ext}" for ext in ("csv", "tex", "md")]
-        targets.append(f"results/figures/table{n}.pdf")
-    names = ["figure2", "figure3", "reproduction", *EXTRA_FIGURES]
-    if sycophancy:
-        names.append("figure_sycophancy")
-    for name in names:
-        targets += [f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
-    return targets + ["results/tables/reproduction.csv"]

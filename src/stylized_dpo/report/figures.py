@@ -3,11 +3,13 @@
 - Figure 2: validation loss and validation reward accuracy against training step, one line per
   DPO run (the paper draws the three synthetic sets; we draw plain Ultrafeedback too).
 - Figure 3: LLM-judge scores, grouped bars per criterion, one bar per model, ± std error bars.
+
+`plot_figure2` and `plot_figure3` draw what the readers of `report/inputs.py` return; `figure2`
+and `figure3` read the files, draw, write PDF and PNG, and close.
 """
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -15,79 +17,44 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
-from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from stylized_dpo.io import atomic_path  # noqa: E402
 from stylized_dpo.records import JUDGE_CRITERIA  # noqa: E402
 from stylized_dpo.report.common import (  # noqa: E402
     display_name,
     dpo_models,
     model_colors,
-    model_order,
 )
 from stylized_dpo.report.inputs import (  # noqa: E402
+    MetricsRow,
     PathLike,
     eval_rows,
     read_judge_summary,
     read_train_metrics,
 )
-
-PNG_DPI = 200
-
-
-def save_figure(fig: Figure, pdf: PathLike, png: PathLike) -> None:
-    """Write the figure as a vector PDF and a PNG (PNG_DPI), atomically."""
-    with atomic_path(pdf) as tmp:
-        fig.savefig(tmp, format="pdf", bbox_inches="tight")
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=PNG_DPI, bbox_inches="tight")
+from stylized_dpo.report.plotting import (  # noqa: E402
+    known_models,
+    label_below,
+    save_figure,
+    write_figure,
+)
 
 
-def label_below(
-    fig: Figure, artist: Artist, label: str, width: int = 130, gap: float = 0.02
-) -> None:
-    """Write the run label under `artist` (a legend below the axes), wrapped at `width`
-    characters, `gap` (figure fraction) below it; tight bbox keeps it in."""
-    if not label:
-        return
-    fig.draw_without_rendering()
-    box = artist.get_window_extent().transformed(fig.transFigure.inverted())
-    fig.text(
-        0.5,
-        box.y0 - gap,
-        "\n".join(textwrap.wrap(label, width)),
-        ha="center",
-        va="top",
-        fontsize=7.5,
-        style="italic",
-        color="#444444",
-    )
+def plot_figure2(
+    evals_by_run: Mapping[str, Sequence[MetricsRow]], *, styles: Sequence[str]
+) -> Figure:
+    """Validation loss and reward accuracy per DPO run, the legend below the axes.
 
-
-def figure2(
-    metrics: Mapping[str, PathLike],
-    pdf: PathLike,
-    png: PathLike,
-    *,
-    styles: Sequence[str],
-    label: str = "",
-) -> dict[str, int]:
-    """Validation loss and reward accuracy per DPO run; returns the number of points per run.
-
-    `metrics` maps `dpo-<dataset>` to its metrics.jsonl. A run without evaluation rows is named
-    in the legend as such rather than silently left out.
+    `evals_by_run` maps `dpo-<dataset>` to its evaluation rows (`eval_rows`). A run without
+    evaluation rows is named in the legend as such rather than silently left out.
     """
     colors = model_colors(styles)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.0))
-    counts: dict[str, int] = {}
     handles = []
     for model in dpo_models(styles):
-        if model not in metrics:
-            raise ValueError(f"figure 2: no metrics file given for {model}")
-        evals = eval_rows(read_train_metrics(metrics[model], dpo=True))
-        counts[model] = len(evals)
+        evals = evals_by_run[model]
         name = display_name(model, "")
         steps = [r.step for r in evals]
         marker = "o" if len(evals) <= 30 else None
@@ -109,38 +76,49 @@ def figure2(
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle("Figure 2: Validation loss and accuracy of the DPO runs", fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    legend = fig.legend(
+    fig.legend(
         handles=handles,
         loc="upper center",
         ncol=min(len(handles), 4),
         bbox_to_anchor=(0.5, 0.0),
         frameon=False,
     )
-    label_below(fig, legend, label)
-    save_figure(fig, pdf, png)
-    plt.close(fig)
-    return counts
+    return fig
 
 
-def figure3(
-    summary: PathLike,
+def figure2(
+    metrics: Mapping[str, PathLike],
     pdf: PathLike,
     png: PathLike,
     *,
     styles: Sequence[str],
-    base_name: str,
     label: str = "",
-) -> list[str]:
-    """LLM-judge scores per criterion, one bar (mean ± std) per model; returns models drawn.
+) -> dict[str, int]:
+    """Figure 2 written as PDF and PNG; returns the number of points per run.
 
-    A model without scores is drawn as an "n/a" mark in its slot and named so in the legend.
-    Models in the summary that the config does not list are reported and left out.
+    `metrics` maps `dpo-<dataset>` to its metrics.jsonl.
     """
-    frame = read_judge_summary(summary)
-    models = model_order(styles)
-    extra = sorted(set(frame["model"]) - set(models))
-    if extra:
-        print(f"figure 3: left out {len(extra)} model(s) not in the config: {', '.join(extra)}")
+    evals_by_run = {}
+    for model in dpo_models(styles):
+        if model not in metrics:
+            raise ValueError(f"figure 2: no metrics file given for {model}")
+        evals_by_run[model] = eval_rows(read_train_metrics(metrics[model], dpo=True))
+    fig = plot_figure2(evals_by_run, styles=styles)
+    write_figure(fig, label, pdf, png)
+    return {model: len(evals) for model, evals in evals_by_run.items()}
+
+
+def plot_figure3(
+    frame: pd.DataFrame, *, styles: Sequence[str], base_name: str
+) -> tuple[Figure, list[str]]:
+    """LLM-judge scores per criterion, one bar (mean ± std) per model; returns the figure and
+    the models drawn.
+
+    `frame`: `read_judge_summary`. A model without scores is drawn as an "n/a" mark in its slot
+    and named so in the legend. Models in the summary that the config does not list are
+    reported and left out.
+    """
+    models = known_models(frame, styles, "figure 3")
     criteria = list(JUDGE_CRITERIA) + sorted(set(frame["criterion"]) - set(JUDGE_CRITERIA))
     colors = model_colors(styles)
     fig, ax = plt.subplots(figsize=(10, 4.6))
@@ -198,10 +176,23 @@ def figure3(
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_title("Figure 3: LLM judge scores", fontsize=12)
     fig.tight_layout()
-    legend = ax.legend(
-        loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False, fontsize=9
-    )
-    label_below(fig, legend, label)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False, fontsize=9)
+    return fig, drawn
+
+
+def figure3(
+    summary: PathLike,
+    pdf: PathLike,
+    png: PathLike,
+    *,
+    styles: Sequence[str],
+    base_name: str,
+    label: str = "",
+) -> list[str]:
+    """Figure 3 written as PDF and PNG; returns the models drawn."""
+    fig, drawn = plot_figure3(read_judge_summary(summary), styles=styles, base_name=base_name)
+    # The legend belongs to the axes: the run label goes under it.
+    label_below(fig, fig.axes[0].get_legend(), label)
     save_figure(fig, pdf, png)
     plt.close(fig)
     return drawn

@@ -1,18 +1,24 @@
 """Readers for the result files the report is built from, with errors naming file, line, field.
 
 - `results/train/<run>/metrics.jsonl`: one JSON object per logged step (`step`, `split`, `loss`;
-  DPO runs add `rewards_chosen`, `rewards_rejected`, `reward_margin`, `reward_accuracy`).
+  DPO runs add `records.DPO_METRIC_KEYS`).
 - `results/judge/win_rates.csv`: one row per (model, baseline) pair.
 - `results/judge/summary.csv`: one row per (model, criterion).
 - `results/helm/summary.csv`: one row per (model, family, scenario); an empty `value` comes with
   a `note` saying why.
+- `results/style/generations.csv`, `results/data/prefs/style_measures.csv`: style measures per
+  model, and per (dataset, split, answers) of the preference sets.
+- `results/sycophancy/summary.csv`: one row per model.
+
+Every CSV goes through one reader (`read_csv_table`): a frame of strings and floats with each
+row's file line, keys unique.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +30,14 @@ from stylized_dpo.records import (
     HELM_INTERVAL_COLUMNS,
     HELM_SUMMARY_COLUMNS,
     JUDGE_SUMMARY_COLUMNS,
+    PREFS_STYLE_KEYS,
+    SYCOPHANCY_SUMMARY_COLUMNS,
     WIN_RATE_COLUMNS,
     WIN_RATE_LC_COLUMNS,
 )
+from stylized_dpo.style_measures import MEASURES
 
 PathLike = str | os.PathLike[str]
-
-DPO_METRICS = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy")
 
 
 @dataclass(frozen=True)
@@ -113,85 +120,109 @@ def _csv_float(path: PathLike, line: int, field: str, text: str, *, optional: bo
     return value
 
 
-def read_win_rates(path: PathLike) -> pd.DataFrame:
-    """win_rates.csv as numbers; one row per (model, baseline), with its file line in `line`."""
-    # n_failed is optional: prompts left out because a reward could not be computed.
-    frame = _read_csv(path, [c for c in WIN_RATE_COLUMNS if c != "n_failed"])
+def read_csv_table(
+    path: PathLike,
+    columns: Sequence[str],
+    *,
+    keys: Sequence[str],
+    texts: Sequence[str] = (),
+    required: Sequence[str] = (),
+    absent_ok: Sequence[str] = (),
+    choices: Mapping[str, Sequence[str]] | None = None,
+    nonempty_key: bool = False,
+    repeat_field: str | None = None,
+    key_text: Callable[[tuple[str, ...]], str] = str,
+) -> pd.DataFrame:
+    """A summary CSV as a frame: `line` (its file line), then `columns`.
+
+    Keys and `texts` are stripped strings, every other column a float (NaN where empty, unless
+    it is `required`). `absent_ok` columns may be missing from the header (files of older
+    writers) and read as empty. A key value outside `choices`, an empty first key (with
+    `nonempty_key`), or a repeated key fails with file, line and field; a repeated key names
+    `repeat_field` (default: the last key) and describes the key with `key_text`.
+    """
+    frame = _read_csv(path, [c for c in columns if c not in absent_ok])
     out = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, ...], int] = {}
     for i, row in frame.iterrows():
         line = int(i) + 2  # header is line 1
-        key = (row["model"].strip(), row["baseline"].strip())
-        if not key[0]:
-            raise DataError(path, line, "model", "is empty")
+        key = tuple(row[c].strip() for c in keys)
+        for c, allowed in (choices or {}).items():
+            value = key[list(keys).index(c)]
+            if value not in allowed:
+                raise DataError(path, line, c, f"expected one of {allowed}, got {value!r}")
+        if nonempty_key and not key[0]:
+            raise DataError(path, line, keys[0], "is empty")
         if key in seen:
-            raise DataError(path, line, "model", f"{key[0]} vs {key[1]} repeats line {seen[key]}")
+            where = repeat_field or keys[-1]
+            raise DataError(path, line, where, f"{key_text(key)} repeats line {seen[key]}")
         seen[key] = line
-        record: dict[str, object] = {"model": key[0], "baseline": key[1], "line": line}
-        for field in ("n", "wins", "ties", "losses"):
-            record[field] = _csv_float(path, line, field, row[field], optional=False)
-        for field in ("win_rate", "ci_low", "ci_high", "mean_len_model", "mean_len_baseline"):
-            record[field] = _csv_float(path, line, field, row[field], optional=True)
-        record["backend"] = row["backend"].strip()
-        n_failed = row.get("n_failed", "")
-        record["n_failed"] = _csv_float(path, line, "n_failed", n_failed, optional=True)
-        if math.isnan(record["n_failed"]):
-            record["n_failed"] = 0.0
-        for field in WIN_RATE_LC_COLUMNS:  # absent from files written before length control
-            record[field] = _csv_float(path, line, field, row.get(field, ""), optional=True)
+        record: dict[str, object] = {"line": line, **dict(zip(keys, key, strict=True))}
+        for c in columns:
+            if c in keys:
+                continue
+            text = row.get(c, "")
+            if c in texts:
+                record[c] = text.strip()
+            else:
+                record[c] = _csv_float(path, line, c, text, optional=c not in required)
         out.append(record)
-    return pd.DataFrame(out, columns=["line", *WIN_RATE_COLUMNS, *WIN_RATE_LC_COLUMNS])
+    return pd.DataFrame(out, columns=["line", *columns])
+
+
+def read_win_rates(path: PathLike) -> pd.DataFrame:
+    """win_rates.csv as numbers; one row per (model, baseline), with its file line in `line`."""
+    frame = read_csv_table(
+        path,
+        [*WIN_RATE_COLUMNS, *WIN_RATE_LC_COLUMNS],
+        keys=("model", "baseline"),
+        texts=("backend",),
+        required=("n", "wins", "ties", "losses"),
+        # n_failed (prompts left out because a reward could not be computed) and the
+        # length-controlled columns are absent from files of older writers.
+        absent_ok=("n_failed", *WIN_RATE_LC_COLUMNS),
+        nonempty_key=True,
+        repeat_field="model",
+        key_text=lambda key: f"{key[0]} vs {key[1]}",
+    )
+    frame["n_failed"] = frame["n_failed"].fillna(0.0)
+    return frame
 
 
 def read_judge_summary(path: PathLike) -> pd.DataFrame:
     """judge/summary.csv as numbers; one row per (model, criterion)."""
-    frame = _read_csv(path, JUDGE_SUMMARY_COLUMNS)
-    out = []
-    seen: dict[tuple[str, str], int] = {}
-    for i, row in frame.iterrows():
-        line = int(i) + 2
-        key = (row["model"].strip(), row["criterion"].strip())
-        if key in seen:
-            raise DataError(path, line, "criterion", f"{key} repeats line {seen[key]}")
-        seen[key] = line
-        record: dict[str, object] = {"model": key[0], "criterion": key[1], "line": line}
-        for field in ("mean", "std", "ci_low", "ci_high"):
-            record[field] = _csv_float(path, line, field, row[field], optional=True)
-        for field in ("n", "n_failed"):
-            record[field] = _csv_float(path, line, field, row[field], optional=False)
-        out.append(record)
-    return pd.DataFrame(out, columns=["line", *JUDGE_SUMMARY_COLUMNS])
+    return read_csv_table(
+        path,
+        JUDGE_SUMMARY_COLUMNS,
+        keys=("model", "criterion"),
+        required=("n", "n_failed"),
+    )
 
 
 def read_helm_summary(path: PathLike) -> pd.DataFrame:
     """helm/summary.csv with `value` as float (NaN where empty) and the row's file line."""
-    frame = _read_csv(path, HELM_SUMMARY_COLUMNS)
-    out = []
-    seen: dict[tuple[str, str, str], int] = {}
-    for i, row in frame.iterrows():
-        line = int(i) + 2
-        family = row["family"].strip()
-        if family not in HELM_FAMILIES:
-            raise DataError(
-                path, line, "family", f"expected one of {HELM_FAMILIES}, got {family!r}"
-            )
-        key = (row["model"].strip(), family, row["scenario"].strip())
-        if key in seen:
-            raise DataError(path, line, "scenario", f"{key} repeats line {seen[key]}")
-        seen[key] = line
-        out.append(
-            {
-                "line": line,
-                "model": key[0],
-                "family": family,
-                "scenario": key[2],
-                "metric": row["metric"].strip(),
-                "value": _csv_float(path, line, "value", row["value"], optional=True),
-                "note": row["note"].strip(),
-                **{  # absent from summaries written before the intervals
-                    c: _csv_float(path, line, c, row.get(c, ""), optional=True)
-                    for c in HELM_INTERVAL_COLUMNS
-                },
-            }
-        )
-    return pd.DataFrame(out, columns=["line", *HELM_SUMMARY_COLUMNS, *HELM_INTERVAL_COLUMNS])
+    return read_csv_table(
+        path,
+        [*HELM_SUMMARY_COLUMNS, *HELM_INTERVAL_COLUMNS],
+        keys=("model", "family", "scenario"),
+        texts=("metric", "note"),
+        absent_ok=HELM_INTERVAL_COLUMNS,  # absent from summaries written before the intervals
+        choices={"family": HELM_FAMILIES},
+    )
+
+
+def read_style_generations(path: PathLike) -> pd.DataFrame:
+    """results/style/generations.csv: one row per model, measures as floats."""
+    return read_csv_table(path, ["model", "n", *MEASURES], keys=("model",), nonempty_key=True)
+
+
+def read_prefs_style(path: PathLike) -> pd.DataFrame:
+    """results/data/prefs/style_measures.csv: one row per (dataset, split, answers)."""
+    return read_csv_table(
+        path, [*PREFS_STYLE_KEYS, "n", *MEASURES], keys=PREFS_STYLE_KEYS, nonempty_key=True
+    )
+
+
+def read_sycophancy_summary(path: PathLike) -> pd.DataFrame:
+    """results/sycophancy/summary.csv: one row per model, numbers as floats."""
+    return read_csv_table(path, SYCOPHANCY_SUMMARY_COLUMNS, keys=("model",), nonempty_key=True)

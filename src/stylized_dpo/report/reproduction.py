@@ -21,11 +21,10 @@ import yaml
 
 from stylized_dpo.io import DataError, atomic_path
 from stylized_dpo.records import HELM_FAMILIES
-from stylized_dpo.report.common import SCENARIO_NAMES, model_colors, model_order
+from stylized_dpo.report.common import SCENARIO_NAMES, TABLE_NUMBERS, model_colors, model_order
 from stylized_dpo.report.inputs import PathLike
 from stylized_dpo.report.tables import NA, read_table_csv
 
-TABLES = (3, 4, 5, 6, 7, 8)
 TABLE3_HEADERS = {
     "validation_loss": "Validation loss",
     "validation_accuracy": "Validation accuracy",
@@ -72,8 +71,8 @@ def load_paper_results(path: PathLike) -> dict[int, dict[str, dict[str, float | 
     out: dict[int, dict[str, dict[str, float | None]]] = {}
     for number, table in data["tables"].items():
         where = f"tables.{number}"
-        if number not in TABLES:
-            raise DataError(path, None, where, f"expected a table number in {TABLES}")
+        if number not in TABLE_NUMBERS:
+            raise DataError(path, None, where, f"expected a table number in {TABLE_NUMBERS}")
         rows = table.get("rows") if isinstance(table, dict) else None
         if not isinstance(rows, dict):
             raise DataError(path, None, f"{where}.rows", "expected a mapping of model to cells")
@@ -172,14 +171,14 @@ def reproduction_figure(
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from stylized_dpo.report.figures import label_below, save_figure
+    from stylized_dpo.report.plotting import label_below, save_figure
 
     colors = model_colors(styles)
     comparison = set(frame["comparison"])
     miniature = comparison == {"miniature"}
     fig, axes = plt.subplots(2, 3, figsize=(12, 7.6))
     drawn: dict[int, int] = {}
-    for ax, number in zip(axes.flat, TABLES, strict=True):
+    for ax, number in zip(axes.flat, TABLE_NUMBERS, strict=True):
         part = frame[frame["table"] == number]
         ok = part.dropna(subset=["paper", "measured"])
         drawn[number] = len(ok)

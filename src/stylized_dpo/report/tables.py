@@ -1,19 +1,18 @@
-"""The paper's Tables 3-8 built from result files, written as CSV, LaTeX, Markdown and PDF.
+"""A table of the report and its renderings: CSV, LaTeX, Markdown and PDF.
 
 A `Table` holds numbers (NaN where missing) and a footnote for every missing cell, so no blank is
 ever silent: each rendering prints "n/a" with a footnote marker, and the CSV writes "n/a" plus a
 `notes` column. Uncertainty travels in extra columns (`<key>_std`, `<key>_ci_low/high`) and is
 rendered as "mean ± std" or "value [low, high]".
 
-Rows follow the paper (base, SFT, Ultrafeedback, Ultrafeedback <style>...); Tables 7 and 8 of the
-paper list authoritative before sycophantic, here every table uses the config's style order.
+The paper's Tables 3-8 are built in `report/paper_tables.py`.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,20 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from stylized_dpo.io import atomic_path
-from stylized_dpo.records import HELM_FAMILIES, HELM_SCENARIOS
-from stylized_dpo.report.common import (
-    SCENARIO_NAMES,
-    display_name,
-    dpo_models,
-    model_order,
-)
-from stylized_dpo.report.inputs import (
-    PathLike,
-    eval_rows,
-    read_helm_summary,
-    read_train_metrics,
-    read_win_rates,
-)
+from stylized_dpo.report.inputs import PathLike
 
 NA = "n/a"
 
@@ -80,7 +66,7 @@ class Table:
                 raise ValueError(f"table {self.number}: no values for column {column.key!r}")
             for model in self.values.index:
                 value = self.values.at[model, column.key]
-                if _missing(value) and (model, column.key) not in self.notes:
+                if is_missing(value) and (model, column.key) not in self.notes:
                     raise ValueError(
                         f"table {self.number}: {model}/{column.key} is missing without a note"
                     )
@@ -93,7 +79,7 @@ class Table:
         return list(self.values.index)
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -121,13 +107,13 @@ def format_cell(table: Table, model: str, column: Column) -> str:
     """The cell's text without footnote marker: "n/a", "0.82", "0.82 ± 0.10", "0.82 [0.7, 0.9]"."""
     row = table.values.loc[model]
     value = row[column.key]
-    if _missing(value):
+    if is_missing(value):
         return NA
     d = column.digits
     text = f"{value:.{d}f}"
-    if column.std and not _missing(row[column.std]):
+    if column.std and not is_missing(row[column.std]):
         text += f" ± {row[column.std]:.{d}f}"
-    if column.ci and not _missing(row[column.ci[0]]) and not _missing(row[column.ci[1]]):
+    if column.ci and not is_missing(row[column.ci[0]]) and not is_missing(row[column.ci[1]]):
         text += f" [{row[column.ci[0]]:.{d}f}, {row[column.ci[1]]:.{d}f}]"
     return text
 
@@ -178,24 +164,24 @@ def to_csv_frame(table: Table) -> pd.DataFrame:
 def to_markdown(table: Table) -> str:
     rows, footnotes = render_cells(table)
     header = [table.row_header] + [c.header for c in table.columns]
-    lines = [f"**{_md_escape(table.title)}**", ""]
+    lines = [f"**{md_escape(table.title)}**", ""]
     if table.label:
-        lines += [f"_{_md_escape(table.label)}_", ""]
-    lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+        lines += [f"_{md_escape(table.label)}_", ""]
+    lines.append("| " + " | ".join(md_escape(h) for h in header) + " |")
     lines.append("|" + "---|" + "---:|" * len(table.columns))
     for cells in rows:
-        cells = [_with_markers(_md_escape(c), "<sup>{}</sup>") for c in cells]
+        cells = [_with_markers(md_escape(c), "<sup>{}</sup>") for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for marker, note in footnotes:
-        lines.append(f"<sup>{marker}</sup> {_md_escape(note)}  ")
+        lines.append(f"<sup>{marker}</sup> {md_escape(note)}  ")
     if footnotes:
         lines.append("")
-    lines.append(_md_escape(table.caption))
+    lines.append(md_escape(table.caption))
     return "\n".join(lines) + "\n"
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
@@ -326,7 +312,7 @@ def to_pdf(table: Table, path: PathLike) -> None:
     plt.close(fig)
 
 
-def _write_text(path: PathLike, text: str) -> None:
+def write_text(path: PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
 
@@ -343,9 +329,9 @@ def write_table(
     with atomic_path(csv) as tmp:
         to_csv_frame(table).to_csv(tmp, index=False, na_rep=NA, float_format="%.6g")
     if tex is not None:
-        _write_text(tex, to_latex(table))
+        write_text(tex, to_latex(table))
     if md is not None:
-        _write_text(md, to_markdown(table))
+        write_text(md, to_markdown(table))
     if pdf is not None:
         to_pdf(table, pdf)
 
@@ -353,266 +339,3 @@ def write_table(
 def read_table_csv(path: PathLike) -> pd.DataFrame:
     """Read a table CSV back with "n/a" as NaN (for comparisons and the reproduction table)."""
     return pd.read_csv(path, na_values=[NA], keep_default_na=False)
-
-
-# ----------------------------------------------------------------------------------------------
-# Table 3: training metrics and win rate against the base model
-
-
-def build_table3(
-    metrics: Mapping[str, PathLike],
-    win_rates: PathLike,
-    *,
-    styles: Sequence[str],
-    base_name: str,
-    baseline: str = "base",
-    label: str = "",
-) -> Table:
-    """Table 3: last validation loss and reward accuracy of each run, win rate against `baseline`.
-
-    `metrics` maps each run (`sft`, `dpo-<dataset>`) to its metrics.jsonl.
-    """
-    models = ["sft"] + dpo_models(styles)
-    missing_runs = [m for m in models if m not in metrics]
-    if missing_runs:
-        raise ValueError(f"table 3: no metrics file given for {', '.join(missing_runs)}")
-    notes: dict[tuple[str, str], str] = {}
-    values: dict[str, dict[str, float]] = {}
-    for model in models:
-        dpo = model != "sft"
-        path = metrics[model]
-        evals = eval_rows(read_train_metrics(path, dpo=dpo))
-        row = dict.fromkeys(
-            (
-                "eval_step",
-                "validation_loss",
-                "validation_accuracy",
-                "win_rate",
-                "win_rate_ci_low",
-                "win_rate_ci_high",
-                "win_rate_n",
-                "wins",
-                "ties",
-                "losses",
-            ),
-            math.nan,
-        )
-        if evals:
-            last = evals[-1]
-            row["eval_step"] = float(last.step)
-            row["validation_loss"] = last.loss
-            if dpo:
-                assert last.reward_accuracy is not None  # read_train_metrics checks DPO eval rows
-                row["validation_accuracy"] = last.reward_accuracy
-        else:
-            why = f"no evaluation rows in {path}"
-            notes[(model, "validation_loss")] = why
-            if dpo:
-                notes[(model, "validation_accuracy")] = why
-        if not dpo:
-            notes[(model, "validation_accuracy")] = (
-                "not applicable: SFT has no preference pairs, hence no reward accuracy "
-                "(N/A in the paper)"
-            )
-        values[model] = row
-
-    wr = read_win_rates(win_rates)
-    wr = wr[wr["baseline"] == baseline]
-    backends = sorted(set(wr["backend"]) - {""})
-    for model in models:
-        match = wr[wr["model"] == model]
-        if match.empty:
-            notes[(model, "win_rate")] = f"no row for {model} vs {baseline} in {win_rates}"
-            continue
-        r = match.iloc[0]
-        values[model].update(
-            win_rate=r["win_rate"],
-            win_rate_ci_low=r["ci_low"],
-            win_rate_ci_high=r["ci_high"],
-            win_rate_n=r["n"],
-            wins=r["wins"],
-            ties=r["ties"],
-            losses=r["losses"],
-        )
-        if _missing(r["win_rate"]):
-            notes[(model, "win_rate")] = f"win_rate empty in {win_rates}, line {r['line']}"
-        elif r["n_failed"] > 0:
-            notes[(model, "win_rate")] = (
-                f"{int(r['n_failed'])} of {int(r['n'] + r['n_failed'])} prompts could not be "
-                "scored and are left out"
-            )
-
-    base_label = display_name(baseline, base_name)
-    n_values = sorted(
-        {int(v["win_rate_n"]) for v in values.values() if not _missing(v["win_rate_n"])}
-    )
-    n_text = ", ".join(str(n) for n in n_values) or "?"
-    caption = (
-        "Validation loss and validation (reward) accuracy: the last evaluation row of each "
-        "training run's metrics.jsonl (its step is in the CSV). Win rate: pairwise preference of "
-        f"each model's answers over {base_label}'s on the same prompts (n = {n_text}), "
-        f"ties counting half, with its 95% bootstrap interval over prompts in brackets; scored "
-        f"by the {', '.join(backends) or '?'} backend "
-        "(results/judge/win_rates.csv, which also lists wins, ties and losses)."
-    )
-    return Table(
-        number=3,
-        title="Table 3: Metrics for variant styles of Ultrafeedback",
-        caption=caption,
-        columns=(
-            Column("validation_loss", "Validation loss", 2),
-            Column("validation_accuracy", "Validation accuracy", 2),
-            Column(
-                "win_rate",
-                f"Win rate vs {base_label}",
-                2,
-                ci=("win_rate_ci_low", "win_rate_ci_high"),
-            ),
-        ),
-        values=pd.DataFrame.from_dict(values, orient="index"),
-        row_names={m: display_name(m, base_name) for m in models},
-        notes=notes,
-        label=label,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Tables 4-8: HELM
-
-
-HELM_TABLE_FAMILY: dict[int, str] = {
-    5: "accuracy",
-    6: "calibration",
-    7: "robustness",
-    8: "fairness",
-}
-"""The paper's appendix table number of each HELM metric family."""
-
-
-def _helm_cell(
-    summary: pd.DataFrame, path: PathLike, model: str, family: str, scenario: str
-) -> tuple[float, str | None, str]:
-    """(value, footnote or None, metric) of one summary cell."""
-    match = summary[
-        (summary["model"] == model)
-        & (summary["family"] == family)
-        & (summary["scenario"] == scenario)
-    ]
-    if match.empty:
-        return math.nan, f"no {family}/{scenario} row for {model} in {path}", ""
-    r = match.iloc[0]
-    if _missing(r["value"]):
-        why = r["note"] or f"value empty in {path}, line {r['line']}, and no note given"
-        return math.nan, why, r["metric"]
-    return float(r["value"]), (r["note"] or None), r["metric"]
-
-
-HELM_MWR_CAPTION = (
-    "HELM mean win rate: in each scenario, the share of the other models this model beats "
-    "(ties count half), averaged over the scenarios; a single evaluation run, so no interval."
-)
-
-
-def build_table4(
-    summary: PathLike, *, styles: Sequence[str], base_name: str, label: str = ""
-) -> Table:
-    """Table 4: mean win rate of each model in the four HELM metric families."""
-    frame = read_helm_summary(summary)
-    models = model_order(styles)
-    values: dict[str, dict[str, float]] = {m: {} for m in models}
-    notes: dict[tuple[str, str], str] = {}
-    for model in models:
-        for family in HELM_FAMILIES:
-            value, note, _ = _helm_cell(frame, summary, model, family, "mean_win_rate")
-            values[model][family] = value
-            if note:
-                notes[(model, family)] = note
-    return Table(
-        number=4,
-        title="Table 4: Metrics for variant styles of Ultrafeedback (HELM mean win rate)",
-        caption=HELM_MWR_CAPTION + f" Source: {summary}; per-scenario values in Tables 5-8.",
-        columns=tuple(Column(f, f.capitalize(), 2) for f in HELM_FAMILIES),
-        values=pd.DataFrame.from_dict(values, orient="index"),
-        row_names={m: display_name(m, base_name) for m in models},
-        notes=notes,
-        label=label,
-    )
-
-
-def build_family_table(
-    summary: PathLike,
-    family: str,
-    *,
-    styles: Sequence[str],
-    base_name: str,
-    scenarios: Sequence[str] = HELM_SCENARIOS,
-    label: str = "",
-) -> Table:
-    """Tables 5-8: one HELM family's mean win rate and per-scenario values."""
-    numbers = {f: n for n, f in HELM_TABLE_FAMILY.items()}
-    if family not in numbers:
-        raise ValueError(f"unknown HELM family {family!r}; expected one of {HELM_FAMILIES}")
-    frame = read_helm_summary(summary)
-    models = model_order(styles)
-    keys = ["mean_win_rate", *scenarios]
-    values: dict[str, dict[str, float]] = {m: {} for m in models}
-    notes: dict[tuple[str, str], str] = {}
-    metrics: dict[str, set[str]] = {s: set() for s in scenarios}
-    for model in models:
-        for key in keys:
-            value, note, metric = _helm_cell(frame, summary, model, family, key)
-            values[model][key] = value
-            if note:
-                notes[(model, key)] = note
-            if key != "mean_win_rate" and metric:
-                metrics[key].add(metric)
-    used = {", ".join(sorted(m)) or "?" for m in metrics.values()}
-    if len(used) == 1:
-        metric_text = f"all scenarios: {used.pop()}"
-    else:
-        metric_text = "; ".join(
-            f"{SCENARIO_NAMES.get(s, s)}: {', '.join(sorted(metrics[s])) or '?'}" for s in scenarios
-        )
-    direction = (
-        " Lower ECE is better; the mean win rate accounts for that."
-        if family == "calibration"
-        else ""
-    )
-    return Table(
-        number=numbers[family],
-        title=f"Table {numbers[family]}: Results for {family.capitalize()}",
-        caption=(
-            f"{HELM_MWR_CAPTION} Scenario metrics ({metric_text}).{direction} Source: {summary}."
-        ),
-        columns=tuple(
-            Column(k, SCENARIO_NAMES.get(k, k), 2 if k == "mean_win_rate" else 3) for k in keys
-        ),
-        values=pd.DataFrame.from_dict(values, orient="index"),
-        row_names={m: display_name(m, base_name) for m in models},
-        notes=notes,
-        label=label,
-    )
-
-
-def build_helm_table(
-    number: int,
-    summary: PathLike,
-    *,
-    styles: Sequence[str],
-    base_name: str,
-    scenarios: Sequence[str] = HELM_SCENARIOS,
-    label: str = "",
-) -> Table:
-    """Table `number` (4-8) from a HELM summary."""
-    if number == 4:
-        return build_table4(summary, styles=styles, base_name=base_name, label=label)
-    if number not in HELM_TABLE_FAMILY:
-        raise ValueError(f"HELM tables are 4-8, got {number}")
-    return build_family_table(
-        summary,
-        HELM_TABLE_FAMILY[number],
-        styles=styles,
-        base_name=base_name,
-        scenarios=scenarios,
-        label=label,
-    )

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 
 from stylized_dpo.io import atomic_path, read_records
-from stylized_dpo.records import PreferencePair
+from stylized_dpo.records import PREFS_STYLE_KEYS, PreferencePair
 from stylized_dpo.style_measures import MEASURES, measure
 
 
@@ -37,6 +37,6 @@ def style_rows(files: dict[tuple[str, str], str | Path]) -> list[dict[str, objec
 def write_style_table(files: dict[tuple[str, str], str | Path], out_csv: str | Path) -> None:
     rows = style_rows(files)
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["dataset", "split", "answers", "n", *MEASURES])
+        writer = csv.DictWriter(f, fieldnames=[*PREFS_STYLE_KEYS, "n", *MEASURES])
         writer.writeheader()
         writer.writerows(rows)

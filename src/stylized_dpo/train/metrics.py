@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from stylized_dpo.records import DPO_METRIC_KEYS
+
 
 class MetricsWriter:
     """Appends rows to metrics.jsonl. A fresh run starts an empty file; a resumed run restores
@@ -59,15 +61,7 @@ class Throughput:
 class DPOBatchStats:
     """Sums of per-pair metrics over pairs, averaged at the end (eval over the test set)."""
 
-    keys = (
-        "loss",
-        "rewards_chosen",
-        "rewards_rejected",
-        "reward_margin",
-        "reward_accuracy",
-        "logps_chosen",
-        "logps_rejected",
-    )
+    keys = DPO_METRIC_KEYS
 
     def __init__(self) -> None:
         self.sums = dict.fromkeys(self.keys, 0.0)
