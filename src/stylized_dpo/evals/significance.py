@@ -53,7 +53,7 @@ from stylized_dpo.evals.stats import (
 )
 from stylized_dpo.hashing import seeded_rng
 from stylized_dpo.io import DataError, read_records
-from stylized_dpo.records import JUDGE_CRITERIA, JudgeScore
+from stylized_dpo.records import HELM_FAMILIES, JUDGE_CRITERIA, JudgeScore
 
 SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
     "model",
@@ -218,7 +218,7 @@ def helm_cell_rows(
 ) -> list[dict[str, Any]]:
     rows = []
     for model, reference in pairs:
-        for family in ("accuracy", "calibration", "robustness", "fairness"):
+        for family in HELM_FAMILIES:
             for scenario in suite.scenarios:
                 a = suite.cells.get((model, family, scenario))
                 b = suite.cells.get((reference, family, scenario))
