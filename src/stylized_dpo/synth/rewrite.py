@@ -242,7 +242,7 @@ def rewrite_prefs(
                 chosen=completion.text.strip(),
                 provenance={
                     "backend": cfg.backend,
-                    "generator_model": cfg.model or "rules (phrase banks, style_phrases.py)",
+                    "generator_model": cfg.model or "rules (phrase banks, synth/rules.py)",
                     "style": style.name,
                     "style_prompt_hash": style.prompt_hash,
                     "sampling": sampling,
