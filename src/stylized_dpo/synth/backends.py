@@ -75,7 +75,7 @@ class VLLMSettings(Section):
 
 
 @dataclass(frozen=True)
-class OpenAISettings(ClientSettings):
+class OpenAISettings(ClientSettings, Section):
     """`synth.openai`: an OpenAI-compatible endpoint (fields: `api.ClientSettings`; retries
     also cover malformed bodies)."""
 
