@@ -53,6 +53,8 @@ rule all:
         every_seed(rules.significance.output),
         every_seed(rules.helm_ci.output),
         rules.style_bias_report.output,
+        # With several seeds: every table value across them, mean and interval.
+        rules.seeds_summary.output if len(SEEDS) > 1 else [],
 
 
 # Rules without a GPU run where Snakemake runs, under every executor: profiles/slurm and

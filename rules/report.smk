@@ -293,3 +293,37 @@ REPORT_TARGETS = every_seed(
     for path in getattr(rules, name).output
 )
 SYCOPHANCY_FIGURE = every_seed(rules.figure_sycophancy.output)
+
+
+# Beyond the paper, with more than one seed (config `seeds`; `rule all` asks for it then): every
+# value of Tables 3-8 and of the judge and win-rate summaries per seed, with the mean and a 95%
+# Student-t interval across seeds (stylized_dpo.report.seeds).
+SEED_SUMMARY_SOURCES = {
+    **{
+        f"table{n}": per_seed(f"results/tables/table{n}.csv") for n in [3] + HELM_TABLES
+    },
+    "judge_summary": per_seed("results/judge/summary.csv"),
+    "win_rates": per_seed("results/judge/win_rates.csv"),
+}
+
+
+rule seeds_summary:
+    input:
+        # seed by seed, each seed's sources in the order of SEED_SUMMARY_SOURCES
+        tables=every_seed(SEED_SUMMARY_SOURCES.values()),
+    output:
+        csv="results/tables/seeds_summary.csv",
+        md="results/tables/seeds_summary.md",
+    log:
+        "logs/report/seeds_summary.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        seeds=SEEDS,
+        sources=list(SEED_SUMMARY_SOURCES),
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/seeds_summary.py"

@@ -26,7 +26,8 @@ def per_seed(path, seeddir="{seeddir}"):
 def every_seed(paths):
     """Each path (a per-seed rule's pattern) in every seed's branch, the first seed's first
     (as plain strings: expand() refuses the storage-flagged files of a runpod run)."""
-    return [str(path).replace("{seeddir}", d) for d in SEED_DIRS for path in paths]
+    paths = [str(path) for path in paths]
+    return [path.replace("{seeddir}", d) for d in SEED_DIRS for path in paths]
 
 
 def run_seed(wildcards):

@@ -28,6 +28,7 @@ STYLES = list(config["styles"])
 PAPER_DPO_MODELS = [f"dpo-{{d}}" for d in ["ultrafeedback"] + STYLES]
 
 
+include: "{REPO}/rules/seeds.smk"
 include: "{REPO}/rules/report.smk"
 
 
