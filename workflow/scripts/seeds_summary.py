@@ -16,6 +16,5 @@ paths = {
 summary = write_seeds_summary(
     paths, snakemake.output.csv, snakemake.output.md, snakemake.params.label
 )
-print(
-    f"{len(summary)} values over seeds {seeds}, {int(summary['ci_low'].notna().sum())} with an interval"
-)
+n_intervals = int(summary["ci_low"].notna().sum())
+print(f"{len(summary)} values over seeds {seeds}, {n_intervals} with an interval")
