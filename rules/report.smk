@@ -8,6 +8,16 @@ from stylized_dpo.report.paper_tables import HELM_TABLE_FAMILY
 HELM_TABLES = [4, *HELM_TABLE_FAMILY]
 TRAIN_RUNS = ["sft"] + PAPER_DPO_MODELS
 REPORT_LABEL = run_label(config)
+
+
+def seed_label(wildcards):
+    """The run label of one seed's table or figure: a later seed's names its training seed
+    (the first seed's files are a one-seed run's, label included)."""
+    if not wildcards.seeddir:
+        return REPORT_LABEL
+    return f"{REPORT_LABEL} Training seed {run_seed(wildcards)}.".lstrip()
+
+
 PAPER_RESULTS = "config/paper_results.yaml"
 
 
@@ -40,7 +50,7 @@ rule table3:
         styles=STYLES,
         base_name=config["base_model"]["name"],
         baseline=config["win_rates"]["baseline"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_table3.py"
 
@@ -78,7 +88,7 @@ for n in HELM_TABLES:
             styles=STYLES,
             base_name=config["base_model"]["name"],
             scenarios=config["helm"]["scenarios"],
-            label=REPORT_LABEL,
+            label=seed_label,
         script:
             "../workflow/scripts/report_helm_table.py"
 
@@ -107,7 +117,7 @@ rule figure2:
     params:
         runs=PAPER_DPO_MODELS,
         styles=STYLES,
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure2.py"
 
@@ -132,7 +142,7 @@ rule figure3:
     params:
         styles=STYLES,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure3.py"
 
@@ -164,7 +174,7 @@ rule reproduction:
         numbers=[3] + HELM_TABLES,
         styles=STYLES,
         comparison=comparison_kind(config),
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_reproduction.py"
 
@@ -192,7 +202,7 @@ rule figure_style:
     params:
         styles=STYLES,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_style.py"
 
@@ -218,7 +228,7 @@ rule figure_win_rates:
         styles=STYLES,
         base_name=config["base_model"]["name"],
         baseline=config["win_rates"]["baseline"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_win_rates.py"
 
@@ -244,7 +254,7 @@ rule figure_helm:
         styles=STYLES,
         base_name=config["base_model"]["name"],
         scenarios=config["helm"]["scenarios"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_helm.py"
 
@@ -270,7 +280,7 @@ rule figure_sycophancy:
     params:
         styles=STYLES,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_sycophancy.py"
 

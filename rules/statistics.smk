@@ -58,7 +58,7 @@ rule significance:
         statistics=config["statistics"],
         seed=run_seed,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/significance.py"
 
