@@ -42,14 +42,14 @@ rule all:
         every_seed(rules.style_generations.output),
         # Beyond the paper: the sycophancy probe, HELM over every model, the statistics.
         every_seed(rules.sycophancy_summary.output) if SYCOPHANCY_ENABLED else [],
-        # (the rule's own pattern, as a plain string: expand() refuses storage-flagged files)
-        every_seed(
-            expand(
-                str(rules.helm_summarize.output.summary),
-                suite=[s for s in HELM_SUITES if s],
-                allow_missing=True,
+        [
+            summary
+            for suite in HELM_SUITES
+            if suite
+            for summary in every_seed(
+                [rules.helm_summarize.output.summary], suite=suite
             )
-        ),
+        ],
         every_seed(rules.significance.output),
         every_seed(rules.helm_ci.output),
         rules.style_bias_report.output,

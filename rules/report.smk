@@ -9,15 +9,6 @@ HELM_TABLES = [4, *HELM_TABLE_FAMILY]
 TRAIN_RUNS = ["sft"] + PAPER_DPO_MODELS
 REPORT_LABEL = run_label(config)
 
-
-def seed_label(wildcards):
-    """The run label of one seed's table or figure: a later seed's names its training seed
-    (the first seed's files are a one-seed run's, label included)."""
-    if not wildcards.seeddir:
-        return REPORT_LABEL
-    return f"{REPORT_LABEL} Training seed {run_seed(wildcards)}.".lstrip()
-
-
 PAPER_RESULTS = "config/paper_results.yaml"
 
 

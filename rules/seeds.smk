@@ -5,6 +5,10 @@
 # writes under results/seeds/<s>/ and logs/seeds/<s>/: the `seeddir` wildcard ("" or
 # "seeds/<s>/") of every per-seed rule, put in place by `per_seed`. The one place that builds
 # per-seed paths (rules/report.smk's tests include it alone).
+from snakemake.io import apply_wildcards
+
+from stylized_dpo.report.common import run_label
+
 SEEDS = list(config["seeds"])
 SEED_DIRS = {("seeds/%d/" % s if i else ""): s for i, s in enumerate(SEEDS)}
 # A hub model is fetched once: its HELM runs do not depend on the seed either.
@@ -23,16 +27,35 @@ def per_seed(path, seeddir="{seeddir}"):
     return f"{top}/{seeddir}{rest}"
 
 
-def every_seed(paths):
-    """Each path (a per-seed rule's pattern) in every seed's branch, the first seed's first
-    (as plain strings: expand() refuses the storage-flagged files of a runpod run)."""
-    paths = [str(path) for path in paths]
-    return [path.replace("{seeddir}", d) for d in SEED_DIRS for path in paths]
+def every_seed(paths, **wildcards):
+    """Each path (a per-seed rule's pattern or output, its other `wildcards` given) in every
+    seed's branch, the first seed's first. A rule's own output keeps its flags: a runpod run
+    maps it to storage, which expand() refuses and str() would turn into a local copy's path.
+    """
+    paths = list(paths)
+    return [
+        (
+            path.apply_wildcards({"seeddir": d, **wildcards})
+            if hasattr(path, "apply_wildcards")
+            else apply_wildcards(path, {"seeddir": d, **wildcards})
+        )
+        for d in SEED_DIRS
+        for path in paths
+    ]
 
 
 def run_seed(wildcards):
     """The training seed of a per-seed job (a job without the wildcard: the first seed's)."""
     return config["seed"] + SEED_DIRS[wildcards.get("seeddir", "")]
+
+
+def seed_label(wildcards):
+    """The run label of one seed's table or figure: a later seed's names its training seed
+    (the first seed's files are a one-seed run's, label included)."""
+    label = run_label(config)
+    if not wildcards.seeddir:
+        return label
+    return f"{label} Training seed {run_seed(wildcards)}.".lstrip()
 
 
 def model_seeddir(name, seeddir):
