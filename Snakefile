@@ -34,22 +34,27 @@ include: "rules/plan.smk"
 rule all:
     default_target: True
     input:
-        # The paper's tables and figures, and the figures beyond them.
+        # The paper's tables and figures, and the figures beyond them (each seed's).
         REPORT_TARGETS,
         SYCOPHANCY_FIGURE if SYCOPHANCY_ENABLED else [],
         # The style measures of the preference data and of each model's generations.
         rules.style_table.output,
-        rules.style_generations.output,
+        every_seed(rules.style_generations.output),
         # Beyond the paper: the sycophancy probe, HELM over every model, the statistics.
-        rules.sycophancy_summary.output if SYCOPHANCY_ENABLED else [],
-        # (the rule's own pattern, as a plain string: expand() refuses storage-flagged files)
-        expand(
-            str(rules.helm_summarize.output.summary),
-            suite=[s for s in HELM_SUITES if s],
-        ),
-        rules.significance.output,
-        rules.helm_ci.output,
+        every_seed(rules.sycophancy_summary.output) if SYCOPHANCY_ENABLED else [],
+        [
+            summary
+            for suite in HELM_SUITES
+            if suite
+            for summary in every_seed(
+                [rules.helm_summarize.output.summary], suite=suite
+            )
+        ],
+        every_seed(rules.significance.output),
+        every_seed(rules.helm_ci.output),
         rules.style_bias_report.output,
+        # With several seeds: every table value across them, mean and interval.
+        rules.seeds_summary.output if len(SEEDS) > 1 else [],
 
 
 # Rules without a GPU run where Snakemake runs, under every executor: profiles/slurm and

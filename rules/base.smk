@@ -51,12 +51,12 @@ if BASE_SOURCE == "pretrain":
             corpus="results/world/corpus.jsonl",
             tokenizer="results/tokenizer",
         output:
-            model=directory("results/models/base"),
-            metrics="results/train/base/metrics.jsonl",
+            model=directory(per_seed("results/models/base")),
+            metrics=per_seed("results/train/base/metrics.jsonl"),
         log:
-            "logs/pretrain_base/pretrain_base.log",
+            per_seed("logs/pretrain_base/pretrain_base.log"),
         benchmark:
-            "results/benchmarks/pretrain_base.tsv"
+            per_seed("results/benchmarks/pretrain_base.tsv")
         conda:
             "../envs/training.yaml"
         threads: config["threads"]
@@ -68,7 +68,7 @@ if BASE_SOURCE == "pretrain":
         params:
             architecture=config["base_model"]["architecture"],
             pretrain=config["base_model"]["pretrain"],
-            seed=config["seed"],
+            seed=run_seed,
         script:
             "../workflow/scripts/pretrain_base.py"
 

@@ -27,6 +27,10 @@ _canonical_config = canonical(config)
 config.clear()
 config.update(_canonical_config)
 
+
+include: "seeds.smk"
+
+
 STYLES = list(config["styles"])
 for _style in STYLES:
     # Without its prompt file a style's jobs would silently drop out of the DAG.
@@ -89,10 +93,6 @@ wildcard_constraints:
     split="|".join(SPLITS),
 
 
-def model_dir(name):
-    return f"results/models/{name}"
-
-
 def is_style(dataset):
     return dataset.removesuffix(TONAL) in STYLES
 
@@ -103,13 +103,13 @@ def get_sft_params(wildcards):
     params = copy.deepcopy(config["sft"])
     if wildcards.sft_model == "sft-chosen":
         params.update(config["sft_on_chosen"]["sft"])
-    params["seed"] = config["seed"]
+    params["seed"] = run_seed(wildcards)
     return canonical(params)
 
 
 def get_sft_input(wildcards):
     return {
-        "model": model_dir(SFT_START[wildcards.sft_model]),
+        "model": model_dir(SFT_START[wildcards.sft_model], wildcards.seeddir),
         "train": f"results/data/{wildcards.sft_model}/tokens/train.parquet",
         "test": f"results/data/{wildcards.sft_model}/tokens/test.parquet",
     }
@@ -130,25 +130,26 @@ def dpo_params(dataset):
 
 
 def get_dpo_params(wildcards):
-    return dpo_params(DPO_RUNS[wildcards.dpo_model][0])
+    return {**dpo_params(DPO_RUNS[wildcards.dpo_model][0]), "seed": run_seed(wildcards)}
 
 
 def get_dpo_input(wildcards):
     """A DPO run's starting model, its tokenised pairs and their reference log-probs."""
     dataset, start = DPO_RUNS[wildcards.dpo_model]
     prefs = f"results/data/prefs/{dataset}"
+    ref_logps = per_seed(f"{prefs}/ref_logps", wildcards.seeddir)
     return {
-        "model": model_dir(start),
+        "model": model_dir(start, wildcards.seeddir),
         "train": f"{prefs}/tokens/train.parquet",
         "test": f"{prefs}/tokens/test.parquet",
-        "ref_train": f"{prefs}/ref_logps_train{REF_SUFFIX[start]}.parquet",
-        "ref_test": f"{prefs}/ref_logps_test{REF_SUFFIX[start]}.parquet",
+        "ref_train": f"{ref_logps}_train{REF_SUFFIX[start]}.parquet",
+        "ref_test": f"{ref_logps}_test{REF_SUFFIX[start]}.parquet",
     }
 
 
 def get_helm_run_input(wildcards):
     """A model, and the offline scenario files unless HELM downloads the real benchmarks."""
-    inputs = {"model": model_dir(wildcards.model)}
+    inputs = {"model": model_dir(wildcards.model, wildcards.seeddir)}
     if HELM.data == "world":
         inputs["data"] = "results/helm/data"
     elif HELM.data == "local":
@@ -158,7 +159,8 @@ def get_helm_run_input(wildcards):
 
 def get_reference_model(wildcards):
     return model_dir(
-        next(m for m in SFT_MODELS if REF_SUFFIX[m] == wildcards.ref_suffix)
+        next(m for m in SFT_MODELS if REF_SUFFIX[m] == wildcards.ref_suffix),
+        wildcards.seeddir,
     )
 
 
@@ -177,8 +179,9 @@ def get_reference_logps_input(wildcards):
         "pairs": f"results/data/prefs/{dataset}/tokens/{wildcards.split}.parquet",
     }
     if reused:
-        inputs["reused"] = (
-            f"results/data/prefs/{reused}/ref_logps_{wildcards.split}{wildcards.ref_suffix}.parquet"
+        inputs["reused"] = per_seed(
+            f"results/data/prefs/{reused}/ref_logps_{wildcards.split}{wildcards.ref_suffix}.parquet",
+            wildcards.seeddir,
         )
     return inputs
 

@@ -11,11 +11,13 @@ rule reference_logps:
     input:
         unpack(get_reference_logps_input),
     output:
-        logps="results/data/prefs/{dataset}/ref_logps_{split}{ref_suffix}.parquet",
+        logps=per_seed(
+            "results/data/prefs/{dataset}/ref_logps_{split}{ref_suffix}.parquet"
+        ),
     log:
-        "logs/reference_logps/{dataset}_{split}{ref_suffix}.log",
+        per_seed("logs/reference_logps/{dataset}_{split}{ref_suffix}.log"),
     benchmark:
-        "results/benchmarks/reference_logps/{dataset}_{split}{ref_suffix}.tsv"
+        per_seed("results/benchmarks/reference_logps/{dataset}_{split}{ref_suffix}.tsv")
     conda:
         "../envs/training.yaml"
     threads: config["threads"]
@@ -41,12 +43,12 @@ rule dpo:
     input:
         unpack(get_dpo_input),
     output:
-        model=directory("results/models/{dpo_model}"),
-        metrics="results/train/{dpo_model}/metrics.jsonl",
+        model=directory(per_seed("results/models/{dpo_model}")),
+        metrics=per_seed("results/train/{dpo_model}/metrics.jsonl"),
     log:
-        "logs/dpo/{dpo_model}.log",
+        per_seed("logs/dpo/{dpo_model}.log"),
     benchmark:
-        "results/benchmarks/dpo/{dpo_model}.tsv"
+        per_seed("results/benchmarks/dpo/{dpo_model}.tsv")
     conda:
         "../envs/training.yaml"
     threads: config["threads"]

@@ -37,14 +37,14 @@ rule eval_prompts:
 
 rule generate:
     input:
-        model=lambda wildcards: model_dir(wildcards.model),
+        model=lambda wildcards: model_dir(wildcards.model, wildcards.seeddir),
         prompts="results/data/eval_prompts.jsonl",
     output:
-        "results/generations/{model}.jsonl",
+        per_seed("results/generations/{model}.jsonl"),
     log:
-        "logs/generate/{model}.log",
+        per_seed("logs/generate/{model}.log"),
     benchmark:
-        "results/benchmarks/generate/{model}.tsv"
+        per_seed("results/benchmarks/generate/{model}.tsv")
     conda:
         "../envs/vllm.yaml" if VLLM_GENERATION else "../envs/training.yaml"
     threads: config["threads"]
@@ -54,6 +54,6 @@ rule generate:
         gpu_mem_mb=GPU_MEM_MB if GENERATION_GPUS else 0,
         runtime=RUNTIME_MIN["generate"] if GENERATION_GPUS else 60,
     params:
-        sampling={**config["generation"], "seed": config["seed"]},
+        sampling=lambda wildcards: {**config["generation"], "seed": run_seed(wildcards)},
     script:
         "../workflow/scripts/generate.py"

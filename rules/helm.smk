@@ -42,11 +42,11 @@ rule helm_run:
     input:
         unpack(get_helm_run_input),
     output:
-        run=directory("results/helm/runs/{model}"),
+        run=directory(per_seed("results/helm/runs/{model}")),
     log:
-        "logs/helm/run_{model}.log",
+        per_seed("logs/helm/run_{model}.log"),
     benchmark:
-        "results/benchmarks/helm_run_{model}.tsv"
+        per_seed("results/benchmarks/helm_run_{model}.tsv")
     conda:
         "../envs/helm.yaml"
     threads: config["threads"]
@@ -71,17 +71,21 @@ if MODELS != HELM_SUITES[""]:
 
 rule helm_summarize:
     input:
-        runs=lambda wildcards: expand(
-            "results/helm/runs/{model}", model=HELM_SUITES[wildcards.suite]
-        ),
-        models=lambda wildcards: expand(
-            "results/models/{model}", model=HELM_SUITES[wildcards.suite]
-        ),
+        runs=lambda wildcards: [
+            per_seed(
+                f"results/helm/runs/{model}", model_seeddir(model, wildcards.seeddir)
+            )
+            for model in HELM_SUITES[wildcards.suite]
+        ],
+        models=lambda wildcards: [
+            model_dir(model, wildcards.seeddir)
+            for model in HELM_SUITES[wildcards.suite]
+        ],
     output:
-        summary="results/helm/summary{suite}.csv",
-        helm=directory("results/helm/summarize{suite}"),
+        summary=per_seed("results/helm/summary{suite}.csv"),
+        helm=directory(per_seed("results/helm/summarize{suite}")),
     log:
-        "logs/helm/summarize{suite}.log",
+        per_seed("logs/helm/summarize{suite}.log"),
     wildcard_constraints:
         suite="(?:%s)" % "|".join(HELM_SUITES),
     conda:
@@ -93,6 +97,6 @@ rule helm_summarize:
         helm=HELM_PARAMS,
         models=lambda wildcards: HELM_SUITES[wildcards.suite],
         statistics=config["statistics"],
-        seed=config["seed"],
+        seed=run_seed,
     script:
         "../workflow/scripts/helm_summarize.py"

@@ -32,15 +32,17 @@ rule judge:
     input:
         unpack(
             lambda wildcards: {
-                "generations": f"results/generations/{wildcards.model}.jsonl",
+                "generations": per_seed(
+                    f"results/generations/{wildcards.model}.jsonl", wildcards.seeddir
+                ),
                 **JUDGE_EXTRA_INPUTS,
             }
         ),
     output:
-        scores="results/judge/{model}.jsonl",
-        run="results/judge/{model}.run.json",
+        scores=per_seed("results/judge/{model}.jsonl"),
+        run=per_seed("results/judge/{model}.run.json"),
     log:
-        "logs/judge/{model}.log",
+        per_seed("logs/judge/{model}.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -54,12 +56,18 @@ rule judge:
 
 rule judge_summary:
     input:
-        scores=expand("results/judge/{model}.jsonl", model=MODELS),
-        runs=expand("results/judge/{model}.run.json", model=MODELS),
+        scores=expand(
+            per_seed("results/judge/{model}.jsonl"), model=MODELS, allow_missing=True
+        ),
+        runs=expand(
+            per_seed("results/judge/{model}.run.json"),
+            model=MODELS,
+            allow_missing=True,
+        ),
     output:
-        "results/judge/summary.csv",
+        per_seed("results/judge/summary.csv"),
     log:
-        "logs/judge/summary.log",
+        per_seed("logs/judge/summary.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -67,7 +75,7 @@ rule judge_summary:
         mem_mb=1000,
     params:
         models=MODELS,
-        seed=config["seed"],
+        seed=run_seed,
         n_bootstrap=JUDGE.n_bootstrap,
     script:
         "../workflow/scripts/judge_summary.py"
@@ -78,16 +86,17 @@ rule win_rates:
         unpack(
             lambda wildcards: {
                 "generations": expand(
-                    "results/generations/{model}.jsonl", model=MODELS
+                    per_seed("results/generations/{model}.jsonl", wildcards.seeddir),
+                    model=MODELS,
                 ),
                 **WIN_RATE_EXTRA_INPUTS,
             }
         ),
     output:
-        csv="results/judge/win_rates.csv",
-        run="results/judge/win_rates.run.json",
+        csv=per_seed("results/judge/win_rates.csv"),
+        run=per_seed("results/judge/win_rates.run.json"),
     log:
-        "logs/judge/win_rates.log",
+        per_seed("logs/judge/win_rates.log"),
     conda:
         "../envs/training.yaml"
     threads: config["threads"]
@@ -99,7 +108,7 @@ rule win_rates:
     params:
         win_rates=config["win_rates"],
         models=MODELS,
-        seed=config["seed"],
+        seed=run_seed,
     script:
         "../workflow/scripts/win_rates.py"
 
@@ -109,15 +118,16 @@ rule style_generations:
         unpack(
             lambda wildcards: {
                 "generations": expand(
-                    "results/generations/{model}.jsonl", model=MODELS
+                    per_seed("results/generations/{model}.jsonl", wildcards.seeddir),
+                    model=MODELS,
                 ),
                 **GROUND_TRUTH,
             }
         ),
     output:
-        "results/style/generations.csv",
+        per_seed("results/style/generations.csv"),
     log:
-        "logs/style/generations.log",
+        per_seed("logs/style/generations.log"),
     conda:
         "../envs/training.yaml"
     threads: 1

@@ -8,24 +8,29 @@ from stylized_dpo.report.paper_tables import HELM_TABLE_FAMILY
 HELM_TABLES = [4, *HELM_TABLE_FAMILY]
 TRAIN_RUNS = ["sft"] + PAPER_DPO_MODELS
 REPORT_LABEL = run_label(config)
+
 PAPER_RESULTS = "config/paper_results.yaml"
 
 
 rule table3:
     input:
-        metrics=expand("results/train/{run}/metrics.jsonl", run=TRAIN_RUNS),
-        win_rates="results/judge/win_rates.csv",
+        metrics=expand(
+            per_seed("results/train/{run}/metrics.jsonl"),
+            run=TRAIN_RUNS,
+            allow_missing=True,
+        ),
+        win_rates=per_seed("results/judge/win_rates.csv"),
     output:
-        csv="results/tables/table3.csv",
-        tex="results/tables/table3.tex",
-        md="results/tables/table3.md",
+        csv=per_seed("results/tables/table3.csv"),
+        tex=per_seed("results/tables/table3.tex"),
+        md=per_seed("results/tables/table3.md"),
         pdf=report(
-            "results/figures/table3.pdf",
+            per_seed("results/figures/table3.pdf"),
             caption="../workflow/report/table3.rst",
             category="Tables",
         ),
     log:
-        "logs/report/table3.log",
+        per_seed("logs/report/table3.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -36,7 +41,7 @@ rule table3:
         styles=STYLES,
         base_name=config["base_model"]["name"],
         baseline=config["win_rates"]["baseline"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_table3.py"
 
@@ -47,13 +52,13 @@ for n in HELM_TABLES:
         name:
             f"table{n}"
         input:
-            summary="results/helm/summary.csv",
+            summary=per_seed("results/helm/summary.csv"),
         output:
-            csv=f"results/tables/table{n}.csv",
-            tex=f"results/tables/table{n}.tex",
-            md=f"results/tables/table{n}.md",
+            csv=per_seed(f"results/tables/table{n}.csv"),
+            tex=per_seed(f"results/tables/table{n}.tex"),
+            md=per_seed(f"results/tables/table{n}.md"),
             pdf=report(
-                f"results/figures/table{n}.pdf",
+                per_seed(f"results/figures/table{n}.pdf"),
                 caption=(
                     "../workflow/report/table4.rst"
                     if n == 4
@@ -62,7 +67,7 @@ for n in HELM_TABLES:
                 category="Tables",
             ),
         log:
-            f"logs/report/table{n}.log",
+            per_seed(f"logs/report/table{n}.log"),
         conda:
             "../envs/training.yaml"
         threads: 1
@@ -74,23 +79,27 @@ for n in HELM_TABLES:
             styles=STYLES,
             base_name=config["base_model"]["name"],
             scenarios=config["helm"]["scenarios"],
-            label=REPORT_LABEL,
+            label=seed_label,
         script:
             "../workflow/scripts/report_helm_table.py"
 
 
 rule figure2:
     input:
-        metrics=expand("results/train/{run}/metrics.jsonl", run=PAPER_DPO_MODELS),
+        metrics=expand(
+            per_seed("results/train/{run}/metrics.jsonl"),
+            run=PAPER_DPO_MODELS,
+            allow_missing=True,
+        ),
     output:
-        pdf="results/figures/figure2.pdf",
+        pdf=per_seed("results/figures/figure2.pdf"),
         png=report(
-            "results/figures/figure2.png",
+            per_seed("results/figures/figure2.png"),
             caption="../workflow/report/figure2.rst",
             category="Figures",
         ),
     log:
-        "logs/report/figure2.log",
+        per_seed("logs/report/figure2.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -99,23 +108,23 @@ rule figure2:
     params:
         runs=PAPER_DPO_MODELS,
         styles=STYLES,
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure2.py"
 
 
 rule figure3:
     input:
-        summary="results/judge/summary.csv",
+        summary=per_seed("results/judge/summary.csv"),
     output:
-        pdf="results/figures/figure3.pdf",
+        pdf=per_seed("results/figures/figure3.pdf"),
         png=report(
-            "results/figures/figure3.png",
+            per_seed("results/figures/figure3.png"),
             caption="../workflow/report/figure3.rst",
             category="Figures",
         ),
     log:
-        "logs/report/figure3.log",
+        per_seed("logs/report/figure3.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -124,25 +133,29 @@ rule figure3:
     params:
         styles=STYLES,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure3.py"
 
 
 rule reproduction:
     input:
-        tables=expand("results/tables/table{n}.csv", n=[3] + HELM_TABLES),
+        tables=expand(
+            per_seed("results/tables/table{n}.csv"),
+            n=[3] + HELM_TABLES,
+            allow_missing=True,
+        ),
         paper=PAPER_RESULTS,
     output:
-        csv="results/tables/reproduction.csv",
-        pdf="results/figures/reproduction.pdf",
+        csv=per_seed("results/tables/reproduction.csv"),
+        pdf=per_seed("results/figures/reproduction.pdf"),
         png=report(
-            "results/figures/reproduction.png",
+            per_seed("results/figures/reproduction.png"),
             caption="../workflow/report/reproduction.rst",
             category="Figures",
         ),
     log:
-        "logs/report/reproduction.log",
+        per_seed("logs/report/reproduction.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -152,7 +165,7 @@ rule reproduction:
         numbers=[3] + HELM_TABLES,
         styles=STYLES,
         comparison=comparison_kind(config),
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_reproduction.py"
 
@@ -161,17 +174,17 @@ rule reproduction:
 # value as a heatmap, and the sycophancy probe.
 rule figure_style:
     input:
-        generations="results/style/generations.csv",
+        generations=per_seed("results/style/generations.csv"),
         prefs="results/data/prefs/style_measures.csv",
     output:
-        pdf="results/figures/figure_style.pdf",
+        pdf=per_seed("results/figures/figure_style.pdf"),
         png=report(
-            "results/figures/figure_style.png",
+            per_seed("results/figures/figure_style.png"),
             caption="../workflow/report/figure_style.rst",
             category="Figures",
         ),
     log:
-        "logs/report/figure_style.log",
+        per_seed("logs/report/figure_style.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -180,23 +193,23 @@ rule figure_style:
     params:
         styles=STYLES,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_style.py"
 
 
 rule figure_win_rates:
     input:
-        win_rates="results/judge/win_rates.csv",
+        win_rates=per_seed("results/judge/win_rates.csv"),
     output:
-        pdf="results/figures/figure_win_rates.pdf",
+        pdf=per_seed("results/figures/figure_win_rates.pdf"),
         png=report(
-            "results/figures/figure_win_rates.png",
+            per_seed("results/figures/figure_win_rates.png"),
             caption="../workflow/report/figure_win_rates.rst",
             category="Figures",
         ),
     log:
-        "logs/report/figure_win_rates.log",
+        per_seed("logs/report/figure_win_rates.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -206,23 +219,23 @@ rule figure_win_rates:
         styles=STYLES,
         base_name=config["base_model"]["name"],
         baseline=config["win_rates"]["baseline"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_win_rates.py"
 
 
 rule figure_helm:
     input:
-        summary="results/helm/summary.csv",
+        summary=per_seed("results/helm/summary.csv"),
     output:
-        pdf="results/figures/figure_helm.pdf",
+        pdf=per_seed("results/figures/figure_helm.pdf"),
         png=report(
-            "results/figures/figure_helm.png",
+            per_seed("results/figures/figure_helm.png"),
             caption="../workflow/report/figure_helm.rst",
             category="Figures",
         ),
     log:
-        "logs/report/figure_helm.log",
+        per_seed("logs/report/figure_helm.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -232,7 +245,7 @@ rule figure_helm:
         styles=STYLES,
         base_name=config["base_model"]["name"],
         scenarios=config["helm"]["scenarios"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_helm.py"
 
@@ -240,16 +253,16 @@ rule figure_helm:
 # Asked for by `rule all` only where the sycophancy probe runs (rules/sycophancy.smk).
 rule figure_sycophancy:
     input:
-        summary="results/sycophancy/summary.csv",
+        summary=per_seed("results/sycophancy/summary.csv"),
     output:
-        pdf="results/figures/figure_sycophancy.pdf",
+        pdf=per_seed("results/figures/figure_sycophancy.pdf"),
         png=report(
-            "results/figures/figure_sycophancy.png",
+            per_seed("results/figures/figure_sycophancy.png"),
             caption="../workflow/report/figure_sycophancy.rst",
             category="Figures",
         ),
     log:
-        "logs/report/figure_sycophancy.log",
+        per_seed("logs/report/figure_sycophancy.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -258,15 +271,15 @@ rule figure_sycophancy:
     params:
         styles=STYLES,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/report_figure_sycophancy.py"
 
 
 # `rule all` asks for every output above, the sycophancy figure only where the probe runs
 # (rules/sycophancy.smk leaves itself out of the DAG without items). The names do not depend on
-# the config: styles change the rows inside, not the files.
-REPORT_TARGETS = [
+# the config: styles change the rows inside, not the files. Every seed has its own.
+REPORT_TARGETS = every_seed(
     path
     for name in [
         "table3",
@@ -279,5 +292,39 @@ REPORT_TARGETS = [
         "figure_helm",
     ]
     for path in getattr(rules, name).output
-]
-SYCOPHANCY_FIGURE = list(rules.figure_sycophancy.output)
+)
+SYCOPHANCY_FIGURE = every_seed(rules.figure_sycophancy.output)
+
+
+# Beyond the paper, with more than one seed (config `seeds`; `rule all` asks for it then): every
+# value of Tables 3-8 and of the judge and win-rate summaries per seed, with the mean and a 95%
+# Student-t interval across seeds (stylized_dpo.report.seeds).
+SEED_SUMMARY_SOURCES = {
+    **{
+        f"table{n}": per_seed(f"results/tables/table{n}.csv") for n in [3] + HELM_TABLES
+    },
+    "judge_summary": per_seed("results/judge/summary.csv"),
+    "win_rates": per_seed("results/judge/win_rates.csv"),
+}
+
+
+rule seeds_summary:
+    input:
+        # seed by seed, each seed's sources in the order of SEED_SUMMARY_SOURCES
+        tables=every_seed(SEED_SUMMARY_SOURCES.values()),
+    output:
+        csv="results/tables/seeds_summary.csv",
+        md="results/tables/seeds_summary.md",
+    log:
+        "logs/report/seeds_summary.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        seeds=SEEDS,
+        sources=list(SEED_SUMMARY_SOURCES),
+        label=REPORT_LABEL,
+    script:
+        "../workflow/scripts/seeds_summary.py"

@@ -9,12 +9,12 @@ rule sft:
     input:
         unpack(get_sft_input),
     output:
-        model=directory("results/models/{sft_model}"),
-        metrics="results/train/{sft_model}/metrics.jsonl",
+        model=directory(per_seed("results/models/{sft_model}")),
+        metrics=per_seed("results/train/{sft_model}/metrics.jsonl"),
     log:
-        "logs/sft/{sft_model}.log",
+        per_seed("logs/sft/{sft_model}.log"),
     benchmark:
-        "results/benchmarks/{sft_model}.tsv"
+        per_seed("results/benchmarks/{sft_model}.tsv")
     conda:
         "../envs/training.yaml"
     threads: config["threads"]

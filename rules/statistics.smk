@@ -25,24 +25,28 @@ STYLE_BIAS_INPUTS = {
 
 rule significance:
     input:
-        judge=expand("results/judge/{model}.jsonl", model=HELM_SUITES[""]),
-        helm_summary="results/helm/summary.csv",
-        helm="results/helm/summarize",
+        judge=expand(
+            per_seed("results/judge/{model}.jsonl"),
+            model=HELM_SUITES[""],
+            allow_missing=True,
+        ),
+        helm_summary=per_seed("results/helm/summary.csv"),
+        helm=per_seed("results/helm/summarize"),
         claims=config["statistics"]["claims"],
     output:
-        csv="results/tables/significance.csv",
-        md="results/tables/significance.md",
-        tex="results/tables/significance.tex",
-        claims_csv="results/tables/claims.csv",
-        claims_md="results/tables/claims.md",
-        claims_pdf="results/figures/claims.pdf",
+        csv=per_seed("results/tables/significance.csv"),
+        md=per_seed("results/tables/significance.md"),
+        tex=per_seed("results/tables/significance.tex"),
+        claims_csv=per_seed("results/tables/claims.csv"),
+        claims_md=per_seed("results/tables/claims.md"),
+        claims_pdf=per_seed("results/figures/claims.pdf"),
         claims_png=report(
-            "results/figures/claims.png",
+            per_seed("results/figures/claims.png"),
             caption="../workflow/report/claims.rst",
             category="Figures",
         ),
     log:
-        "logs/report/significance.log",
+        per_seed("logs/report/significance.log"),
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -52,20 +56,20 @@ rule significance:
         models=HELM_SUITES[""],
         scenarios=config["helm"]["scenarios"],
         statistics=config["statistics"],
-        seed=config["seed"],
+        seed=run_seed,
         base_name=config["base_model"]["name"],
-        label=REPORT_LABEL,
+        label=seed_label,
     script:
         "../workflow/scripts/significance.py"
 
 
 rule helm_ci:
     input:
-        summary="results/helm/summary.csv",
+        summary=per_seed("results/helm/summary.csv"),
     output:
-        csv="results/tables/helm_ci.csv",
+        csv=per_seed("results/tables/helm_ci.csv"),
     log:
-        "logs/report/helm_ci.log",
+        per_seed("logs/report/helm_ci.log"),
     conda:
         "../envs/training.yaml"
     threads: 1

@@ -18,14 +18,14 @@ if SYCOPHANCY_ENABLED:
         input:
             unpack(
                 lambda wildcards: {
-                    "model": model_dir(wildcards.model),
+                    "model": model_dir(wildcards.model, wildcards.seeddir),
                     **SYCOPHANCY_INPUTS,
                 }
             ),
         output:
-            "results/sycophancy/{model}.jsonl",
+            per_seed("results/sycophancy/{model}.jsonl"),
         log:
-            "logs/sycophancy/{model}.log",
+            per_seed("logs/sycophancy/{model}.log"),
         conda:
             "../envs/training.yaml"
         threads: config["threads"]
@@ -37,17 +37,21 @@ if SYCOPHANCY_ENABLED:
         params:
             sycophancy=config["sycophancy"],
             generation=config["generation"],
-            seed=config["seed"],
+            seed=run_seed,
         script:
             "../workflow/scripts/sycophancy.py"
 
     rule sycophancy_summary:
         input:
-            rows=expand("results/sycophancy/{model}.jsonl", model=MODELS),
+            rows=expand(
+                per_seed("results/sycophancy/{model}.jsonl"),
+                model=MODELS,
+                allow_missing=True,
+            ),
         output:
-            "results/sycophancy/summary.csv",
+            per_seed("results/sycophancy/summary.csv"),
         log:
-            "logs/sycophancy/summary.log",
+            per_seed("logs/sycophancy/summary.log"),
         conda:
             "../envs/training.yaml"
         threads: 1
@@ -55,7 +59,7 @@ if SYCOPHANCY_ENABLED:
             mem_mb=1000,
         params:
             models=MODELS,
-            seed=config["seed"],
+            seed=run_seed,
             n_bootstrap=SYCOPHANCY.n_bootstrap,
         script:
             "../workflow/scripts/sycophancy_summary.py"

@@ -77,6 +77,17 @@ def test_every_schema_problem_is_named_at_once():
     assert schema_problems(DEFAULT, SCHEMA) == []
 
 
+@pytest.mark.parametrize(
+    ("seeds", "words"),
+    [([], "should be non-empty"), ([0, 0], "has non-unique elements"), ([-1], "less than")],
+)
+def test_seeds_are_a_non_empty_list_of_distinct_offsets(seeds, words):
+    problems = schema_problems({**DEFAULT, "seeds": seeds}, SCHEMA)
+    assert (
+        len(problems) == 1 and problems[0].startswith("config key `seeds") and words in problems[0]
+    )
+
+
 # --- names, architectures, backends -----------------------------------------------------------
 
 

@@ -212,3 +212,36 @@ def test_the_price_keys_the_plan_reads_are_win_rate_settings(overlay):
         section |= yaml.safe_load((ROOT / overlay).read_text())["win_rates"]
     config = WinRateConfig.from_dict(section)
     assert config.price_input_per_mtok is None and config.price_output_per_mtok is None
+
+
+def test_several_seeds_repeat_every_stage_but_the_shared_rewrites(tmp_path):
+    def plan(seeds: list[int]) -> dict:
+        cfg = {
+            **CONFIG,
+            "seeds": seeds,
+            "base_model": {"source": "hub"},
+            "helm": {"device": "cuda", "requests_per_s": 2.0},
+        }
+        stages, _ = build_plan(
+            cfg,
+            models=["base", "sft", "dpo-ultrafeedback"],
+            pref_datasets=["ultrafeedback"],
+            styles=["sycophantic"],
+            judge_template="x" * 400,
+            job_gpus={**JOB_GPUS, "helm_run": 1},
+            results=tmp_path,
+        )
+        return {s.stage: s for s in stages}
+
+    one, three = plan([0]), plan([0, 1, 2])
+    assert list(one) == list(three)
+    for name in ("sft", "reference_logps", "dpo-ultrafeedback", "generate", "judge"):
+        assert three[name].jobs == 3 * one[name].jobs
+        assert three[name].input_tokens == pytest.approx(3 * one[name].input_tokens)
+        assert three[name].counts_from == one[name].counts_from + "; 3 seeds"
+    assert three["sft"].gpu_hours == pytest.approx(3 * one["sft"].gpu_hours)
+    assert three["judge"].api_usd == pytest.approx(3 * one["judge"].api_usd)
+    assert three["style_rewrite"] == one["style_rewrite"]  # the datasets are shared
+    # the hub base model's HELM run is one for every seed: 3 models x 3 seeds - 2
+    assert one["helm_run"].jobs == 3 and three["helm_run"].jobs == 7
+    assert three["helm_run"].units == pytest.approx(one["helm_run"].units * 7 / 3)

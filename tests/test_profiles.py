@@ -514,3 +514,20 @@ def test_the_slurm_profile_deploys_each_rules_conda_environment():
 
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["software-deployment-method"] == "conda"
+
+
+def test_a_runpod_dry_run_of_two_seeds_maps_every_seeds_files_to_storage():
+    with FakeS3(config_objects()) as s3:
+        out = dry_run(
+            "runpod",
+            str(ROOT / ".test" / "seeds.yaml"),
+            "--storage-s3-endpoint-url",
+            s3.url,
+            env=runpod_env(s3.url),
+        )
+    jobs = job_table(out)
+    assert len(jobs["sft"]) == 2 and len(jobs["seeds_summary"]) == 1
+    assert "s3://stylized-dpo/run/results/seeds/1/tables/table3.csv" in out
+    assert "s3://stylized-dpo/run/results/tables/seeds_summary.csv" in out
+    assert ".snakemake/storage/s3/stylized-dpo/run/results/seeds/1/models/sft" in out
+    assert "s3://stylized-dpo/run/.snakemake" not in out  # no local copy's path mapped twice

@@ -28,6 +28,7 @@ STYLES = list(config["styles"])
 PAPER_DPO_MODELS = [f"dpo-{{d}}" for d in ["ultrafeedback"] + STYLES]
 
 
+include: "{REPO}/rules/seeds.smk"
 include: "{REPO}/rules/report.smk"
 
 
@@ -151,3 +152,34 @@ def test_all_targets_and_html_report(workdir):
     assert "Table 5 of the paper" in html and "Figure 3 of the paper" in html
     assert "Miniature, not a reproduction" in html
     assert "miniature" in html  # the embedded default is labelled as such
+
+
+def test_seeds_summary_reads_every_seeds_tables(workdir):
+    """With seeds [0, 1] the summary builds each seed's Tables 3-8 from its own results and
+    lists every value per seed with their mean (the first seed at today's paths)."""
+    second = make_results(workdir / "results" / "seeds" / "1", seed=1)
+    seeds_overlay = str(REPO / ".test" / "seeds.yaml")
+    run(workdir, "results/tables/seeds_summary.csv", "--configfile", seeds_overlay)
+    for n in (3, 4, 8):
+        assert (workdir / f"results/tables/table{n}.csv").exists()
+        assert (workdir / f"results/seeds/1/tables/table{n}.csv").exists()
+    summary = pd.read_csv(workdir / "results/tables/seeds_summary.csv")
+    assert set(summary["source"]) == {
+        "table3", "table4", "table5", "table6", "table7", "table8", "judge_summary", "win_rates",
+    }  # fmt: skip
+    first = pd.read_csv(workdir / "results/judge/win_rates.csv")
+    rate0 = first[(first.model == "dpo-sycophantic") & (first.baseline == "base")].win_rate.item()
+    rate1 = second["win_rates"]["dpo-sycophantic"][6]
+    row = summary[
+        (summary.source == "win_rates")
+        & (summary.row == "dpo-sycophantic / base / reference")
+        & (summary.measure == "win_rate")
+    ].iloc[0]
+    assert (row.seed_0, row.seed_1, row.n_seeds) == (pytest.approx(rate0), pytest.approx(rate1), 2)
+    assert row["mean"] == pytest.approx((rate0 + rate1) / 2)
+    half = 12.706205 * abs(rate0 - rate1) / 2  # t(0.975, 1) * sd / sqrt(2), sd = |a - b| / sqrt 2
+    assert row.ci_high == pytest.approx((rate0 + rate1) / 2 + half, rel=1e-5)
+    assert (
+        "| win_rates | dpo-sycophantic / base / reference | win_rate |"
+        in (workdir / "results/tables/seeds_summary.md").read_text()
+    )

@@ -94,6 +94,80 @@ def test_adding_a_style_adds_its_branch(tmp_path):
     assert jobs["generate"] == 7 and jobs["helm_run"] == 7
 
 
+def planned_job_files(output: str) -> list[tuple[str, str, str, str]]:
+    """(rule, input, output, log) of every job a dry run prints, sorted."""
+    jobs, current = [], None
+    for line in output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            current = {"rule": m.group(1)}
+            jobs.append(current)
+        elif current is not None and (m := re.match(r"^    (input|output|log): (.*)$", line)):
+            current[m.group(1)] = m.group(2)
+    return sorted(
+        (j["rule"], j.get("input", ""), j.get("output", ""), j.get("log", "")) for j in jobs
+    )
+
+
+SEEDS_OVERLAY = REPO / ".test" / "seeds.yaml"
+# Built once from the global seed (the world, the data, the rewrites, HELM's files, the audit
+# of the scorers); everything a model feeds is per seed, and the summary across seeds is one.
+SHARED_RULES = {
+    "world", "prepare_sft", "prepare_prefs", "tokenizer", "fetch_base_model", "tokenize_sft",
+    "tokenize_prefs", "style_rewrite", "style_table", "eval_prompts", "helm_data", "style_bias",
+    "style_bias_report",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["default", "paper"])
+def test_two_seeds_repeat_the_seeded_branch_only(paper):
+    """With seeds [0, 1], the first seed's jobs are exactly the one-seed DAG's (same paths), the
+    shared jobs appear once, every other job once more under results/seeds/1/ with its log under
+    logs/seeds/1/, and the summary across seeds reads every seed's tables."""
+    configs = ["--configfile", str(REPO / "config" / "paper.yaml")] if paper else []
+    one = planned_job_files(snakemake("-n", "--forceall", *configs).stdout)
+    configs = ["--configfile", str(REPO / "config" / ("paper.yaml" if paper else "config.yaml"))]
+    two_out = snakemake("-n", "--forceall", *configs, str(SEEDS_OVERLAY)).stdout
+    two = planned_job_files(two_out)
+    summary = [j for j in two if j[0] == "seeds_summary"]
+    assert len(summary) == 1 and summary[0][2] == (
+        "results/tables/seeds_summary.csv, results/tables/seeds_summary.md"
+    )
+    for n in (3, 4, 8):
+        assert f"results/tables/table{n}.csv" in summary[0][1]
+        assert f"results/seeds/1/tables/table{n}.csv" in summary[0][1]
+    assert "results/seeds/1/judge/win_rates.csv" in summary[0][1]
+    all_jobs = {j[0]: j for j in one if j[0] == "all"}, {j[0]: j for j in two if j[0] == "all"}
+    second = [j for j in two if "seeds/1/" in j[2]]
+    first = [j for j in two if j not in second and j[0] not in ("seeds_summary", "all")]
+    assert first == [j for j in one if j[0] != "all"]
+    assert "results/tables/seeds_summary.csv" not in all_jobs[0]["all"][1]
+    assert "results/tables/seeds_summary.csv" in all_jobs[1]["all"][1]
+    assert not any("seeds/" in j[1] + j[2] + j[3] for j in one)
+
+    seeded = [j for j in first if j[0] not in SHARED_RULES]
+    assert {j[0] for j in second} == {j[0] for j in seeded}
+    assert not SHARED_RULES & {j[0] for j in second}
+    # a hub base model is fetched once and goes through HELM once
+    assert len(second) == len(seeded) - (1 if paper else 0)
+    for _, _, output, log in second:
+        assert all(p.startswith("results/seeds/1/") for p in output.split(", ")), output
+        assert log.startswith("logs/seeds/1/"), log
+    mirrored = {
+        (r, o.replace("seeds/1/", ""), lg.replace("seeds/1/", "")) for r, _, o, lg in second
+    }
+    assert mirrored <= {(r, o, lg) for r, _, o, lg in seeded}
+    by_output = {j[2].split(", ")[0]: j for j in second}
+    sft = by_output["results/seeds/1/models/sft"]
+    assert sft[1].startswith("results/seeds/1/models/base" if not paper else "results/models/base")
+    assert "results/data/sft/tokens/train.parquet" in sft[1]  # the shared shards
+    dpo = by_output["results/seeds/1/models/dpo-sycophantic"]
+    assert "results/seeds/1/data/prefs/sycophantic/ref_logps_train.parquet" in dpo[1]
+    assert "results/data/prefs/sycophantic/tokens/train.parquet" in dpo[1]
+    summarize = by_output["results/seeds/1/helm/summary.csv"]
+    base_run = "results/helm/runs/base" if paper else "results/seeds/1/helm/runs/base"
+    assert base_run in summarize[1].split(", ")
+
+
 def test_schema_rejects_bad_config(tmp_path):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["sft"]["lr"] = -1

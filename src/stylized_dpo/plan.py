@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -390,4 +390,32 @@ def build_plan(
                 ),
             )
         )
-    return stages, gpu_type
+    return per_seed_stages(stages, cfg), gpu_type
+
+
+def per_seed_stages(stages: list[StageCost], cfg: Mapping[str, Any]) -> list[StageCost]:
+    """The stages of every training seed (config `seeds`): each runs once per seed, except the
+    style rewrites (shared) and, for a hub base model (fetched once), its HELM run."""
+    n = len(cfg.get("seeds", [0]))
+    if n == 1:
+        return stages
+    hub_base = cfg["base_model"]["source"] != "pretrain"
+    out = []
+    for s in stages:
+        jobs = s.jobs * n - (n - 1 if s.rule == "helm_run" and hub_base else 0)
+        f = jobs / s.jobs
+        out.append(
+            s
+            if s.rule == "style_rewrite"
+            else replace(
+                s,
+                jobs=jobs,
+                units=s.units * f,
+                input_tokens=s.input_tokens * f,
+                output_tokens=s.output_tokens * f,
+                gpu_hours=None if s.gpu_hours is None else s.gpu_hours * f,
+                api_usd=None if s.api_usd is None else s.api_usd * f,
+                counts_from=f"{s.counts_from}; {n} seeds",
+            )
+        )
+    return out

@@ -12,7 +12,7 @@ kwargs = dict(
     tokenizer_dir=snakemake.input.tokenizer,
     out_dir=snakemake.output.model,
     metrics_path=snakemake.output.metrics,
-    **workflow_checkpoints(snakemake.config, "base"),
+    **workflow_checkpoints(snakemake.config, snakemake.wildcards.seeddir + "base"),
     architecture=dict(params.architecture),
     config={**params.pretrain, "seed": params.seed},
 )
