@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from stylized_dpo.plan import (
+from stylized_dpo.plan import build_plan, format_plan
+from stylized_dpo.plan_costs import (
     Lengths,
     Throughput,
     api_usd,
-    build_plan,
     card_lengths,
     dpo_tokens,
-    format_plan,
     gpu_hours,
     helm_requests,
     training_examples,
