@@ -9,13 +9,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from stylized_dpo.model import tiny_qwen2_config, train_tokenizer
+from stylized_dpo.rehearsal.servers import LocalServer
 
 TEXTS = [
     "The capital of Aland is Borth. The flag of Brova is blue. What is the animal of Aland?",
@@ -69,7 +70,7 @@ def completion(content: str, finish_reason: str = "stop") -> dict[str, Any]:
     }
 
 
-class FaultServer:
+class FaultServer(LocalServer):
     """Serves POST /v1/chat/completions. Each request is routed by a marker `ITEM-<name>` found
     in its messages; `script[name]` lists one behaviour per call (the last one repeats), and
     `respond(behaviour, name, body)` turns a behaviour into a reply. Counts hits per item."""
@@ -80,58 +81,28 @@ class FaultServer:
         respond: Callable[[str, str, dict[str, Any]], Reply],
         slow_s: float = 1.5,
     ):
+        super().__init__()
         self.script = script
         self.respond = respond
         self.slow_s = slow_s
         self.hits: Counter[str] = Counter()
         self.ok_replies = 0
         self.lock = threading.Lock()
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                text = json.dumps(body["messages"])
-                name = re.search(r"ITEM-(\w+)", text).group(1)  # type: ignore[union-attr]
-                with server.lock:
-                    server.hits[name] += 1
-                    plan = server.script[name]
-                    behaviour = plan[min(server.hits[name], len(plan)) - 1]
-                if behaviour == "slow":
-                    time.sleep(server.slow_s)
-                    behaviour = "ok"
-                status, payload, headers = server.respond(behaviour, name, body)
-                data = payload if isinstance(payload, str) else json.dumps(payload)
-                if status == 200:
-                    with server.lock:
-                        server.ok_replies += 1
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data.encode())))
-                    self.end_headers()
-                    self.wfile.write(data.encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout): that is the point of `slow`
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> FaultServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
+        text = json.dumps(body["messages"])
+        name = re.search(r"ITEM-(\w+)", text).group(1)  # type: ignore[union-attr]
+        with self.lock:
+            self.hits[name] += 1
+            plan = self.script[name]
+            behaviour = plan[min(self.hits[name], len(plan)) - 1]
+        if behaviour == "slow":
+            time.sleep(self.slow_s)
+            behaviour = "ok"
+        status, payload, headers = self.respond(behaviour, name, body)
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        if status == 200:
+            with self.lock:
+                self.ok_replies += 1
+        self.send(h, status, data.encode(), headers)

@@ -16,11 +16,13 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from stylized_dpo.rehearsal.servers import LocalServer
 
-class FakeOpenAI:
+
+class FakeOpenAI(LocalServer):
     def __init__(
         self,
         plan: dict[str, list[str]] | None = None,
@@ -28,6 +30,7 @@ class FakeOpenAI:
         slow_s: float = 1.0,
         latency_s: float = 0.0,
     ):
+        super().__init__()
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.api_key = api_key
         self.slow_s = slow_s
@@ -38,42 +41,8 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                server._handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeOpenAI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body)
-        except OSError:  # the client gave up (timeout test)
-            pass
-
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -86,7 +55,7 @@ class FakeOpenAI:
     def _respond(self, h: BaseHTTPRequestHandler) -> None:
         body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
-            self._send(h, 401, b'{"error": {"message": "bad key", "type": "auth"}}')
+            self.send(h, 401, b'{"error": {"message": "bad key", "type": "auth"}}')
             return
         user = body["messages"][-1]["content"]
         key = user.split("Original answer:\n", 1)[-1].strip()
@@ -99,17 +68,17 @@ class FakeOpenAI:
             time.sleep(self.latency_s)
         if fault in ("429", "500", "503", "400"):
             err = json.dumps({"error": {"message": f"injected {fault}", "type": "test"}})
-            self._send(h, int(fault), err.encode())
+            self.send(h, int(fault), err.encode())
             return
         if fault == "timeout":
             self._stop.wait(self.slow_s)
-            self._send(h, 500, b"{}")
+            self.send(h, 500, b"{}")
             return
         if fault == "malformed":
-            self._send(h, 200, b'{"id": "x", "choices": [ this is not json')
+            self.send(h, 200, b'{"id": "x", "choices": [ this is not json')
             return
         if fault == "no_choices":
-            self._send(h, 200, json.dumps({"id": "x", "object": "chat.completion"}).encode())
+            self.send(h, 200, json.dumps({"id": "x", "object": "chat.completion"}).encode())
             return
         text, finish = f"STYLED: {key}!", "stop"
         if fault == "length":
@@ -136,4 +105,4 @@ class FakeOpenAI:
             ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
-        self._send(h, 200, json.dumps(reply).encode())
+        self.send(h, 200, json.dumps(reply).encode())

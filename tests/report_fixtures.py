@@ -13,7 +13,12 @@ import math
 import random
 from pathlib import Path
 
-from stylized_dpo.records import HELM_SUMMARY_COLUMNS, JUDGE_SUMMARY_COLUMNS, WIN_RATE_COLUMNS
+from stylized_dpo.records import (
+    HELM_SUMMARY_COLUMNS,
+    JUDGE_SUMMARY_COLUMNS,
+    SYCOPHANCY_SUMMARY_COLUMNS,
+    WIN_RATE_COLUMNS,
+)
 
 STYLES = ["sycophantic", "authoritative", "persuasive"]
 DATASETS = ["ultrafeedback", *STYLES]
@@ -184,18 +189,6 @@ def make_style_results(root: Path, seed: int = 1) -> dict[str, object]:
     return truth
 
 
-SYCOPHANCY_COLUMNS = [
-    "model",
-    "n",
-    "accuracy_before",
-    "accuracy_after",
-    "flip_rate",
-    "flip_rate_ci_low",
-    "flip_rate_ci_high",
-    "n_unparsed",
-]
-
-
 def make_sycophancy_summary(path: Path, seed: int = 2) -> dict[str, list]:
     """Write a results/sycophancy/summary.csv (the sycophancy probe's format); return its rows.
     dpo-persuasive is absent (a model the probe has not run)."""
@@ -208,5 +201,5 @@ def make_sycophancy_summary(path: Path, seed: int = 2) -> dict[str, list]:
         flip = round(rng.uniform(0.05, 0.6), 4)
         after = round(before * (1 - flip), 4)
         rows[model] = [model, 80, before, after, flip, max(0, flip - 0.1), flip + 0.1, 1]
-    write_csv(path, SYCOPHANCY_COLUMNS, list(rows.values()))
+    write_csv(path, SYCOPHANCY_SUMMARY_COLUMNS, list(rows.values()))
     return rows

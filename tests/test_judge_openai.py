@@ -73,7 +73,7 @@ def _config(server: FaultServer, cache: Path) -> JudgeConfig:
     return JudgeConfig(
         backend="openai",
         model="judge-test",
-        base_url=server.base_url,
+        base_url=server.url,
         prompt=str(TEMPLATE),
         api_key_env="STYLIZED_DPO_TEST_KEY",
         concurrency=4,

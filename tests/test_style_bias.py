@@ -148,7 +148,7 @@ def test_openai_judge_and_reward_api_on_local_servers(
             JudgeConfig(
                 backend="openai",
                 model="judge-test",
-                base_url=judge_server.base_url,
+                base_url=judge_server.url,
                 cache_dir=str(tmp_path / "jcache"),
                 invalid_retries=1,
                 **fast,
@@ -156,7 +156,7 @@ def test_openai_judge_and_reward_api_on_local_servers(
             WinRateConfig(
                 backend="reward_api",
                 model="reward-test",
-                base_url=reward_server.base_url,
+                base_url=reward_server.url,
                 cache_dir=str(tmp_path / "rcache"),
                 **fast,
             ),
@@ -207,7 +207,7 @@ def test_pairwise_judge_position_bias_is_a_tie(tmp_path: Path, monkeypatch: pyte
             WinRateConfig(
                 backend="pairwise_judge",
                 model="pairwise-test",
-                base_url=server.base_url,
+                base_url=server.url,
                 api_key_env="STYLIZED_DPO_TEST_KEY",
                 cache_dir=str(tmp_path / "pcache"),
                 prompt=str(

@@ -155,7 +155,7 @@ def test_reward_api_backend_with_retries_and_cache(
         config = WinRateConfig(
             backend="reward_api",
             model="nvidia/llama-3.1-nemotron-70b-reward",
-            base_url=server.base_url,
+            base_url=server.url,
             api_key_env="STYLIZED_DPO_TEST_KEY",
             backoff_base_s=0.01,
             backoff_max_s=0.02,

@@ -107,7 +107,7 @@ def test_pairwise_judge_against_a_local_server(
         cache_dir=str(tmp_path / "cache"),
     )
     with FaultServer(script, _judge) as server:
-        config = WinRateConfig(**{**config.__dict__, "base_url": server.base_url})
+        config = WinRateConfig(**{**config.__dict__, "base_url": server.url})
         models = list(answers)
         table = compute_win_rates(
             models, paths, tmp_path / "wr.csv", config, seed=0, run_path=tmp_path / "run.json"

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from stylized_dpo.hashing import json_digest_int
 
@@ -58,19 +58,12 @@ def reward_value(answer: str) -> float:
     )
 
 
-class FaultyAPI:
-    """One local endpoint (`kind`: judge or reward) on 127.0.0.1:`port` (0: any free port)."""
+class LocalServer:
+    """An HTTP server on 127.0.0.1:`port` (0: any free port), served from a thread for the length
+    of a `with` block; a subclass answers each POST in `handle`. The rehearsal's API stand-ins
+    and the tests' fault-injecting servers share it."""
 
-    def __init__(self, kind: str, port: int, api_key: str, slow_s: float):
-        if kind not in ("judge", "reward"):
-            raise ValueError(f"kind must be judge or reward, got {kind!r}")
-        self.kind = kind
-        self.api_key = api_key
-        self.slow_s = slow_s
-        self.counts: Counter[str] = Counter()
-        self._seen: set[int] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+    def __init__(self, port: int = 0, name: str = "local") -> None:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,17 +71,21 @@ class FaultyAPI:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802
-                server._respond(self)
+                server.handle(self)
 
         try:
             self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         except OSError as e:
-            raise RuntimeError(f"cannot serve the {kind} API on 127.0.0.1:{port}: {e}") from e
+            raise RuntimeError(f"cannot serve the {name} API on 127.0.0.1:{port}: {e}") from e
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> FaultyAPI:
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -98,14 +95,11 @@ class FaultyAPI:
         self.httpd.server_close()
         self._thread.join(timeout=5)
 
-    def _send(
-        self,
-        h: BaseHTTPRequestHandler,
-        status: int,
-        body: Any,
-        headers: dict[str, str] | None = None,
+    @staticmethod
+    def send(
+        h: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        data = json.dumps(body).encode()
+        """One JSON reply; a client that gave up (a timeout test) is not an error."""
         try:
             h.send_response(status)
             h.send_header("Content-Type", "application/json")
@@ -114,8 +108,32 @@ class FaultyAPI:
                 h.send_header(k, v)
             h.end_headers()
             h.wfile.write(data)
-        except OSError:  # the client gave up (timeout)
+        except OSError:
             pass
+
+
+class FaultyAPI(LocalServer):
+    """One local endpoint (`kind`: judge or reward) on 127.0.0.1:`port` (0: any free port)."""
+
+    def __init__(self, kind: str, port: int, api_key: str, slow_s: float):
+        if kind not in ("judge", "reward"):
+            raise ValueError(f"kind must be judge or reward, got {kind!r}")
+        super().__init__(port, kind)
+        self.kind = kind
+        self.api_key = api_key
+        self.slow_s = slow_s
+        self.counts: Counter[str] = Counter()
+        self._seen: set[int] = set()
+        self._lock = threading.Lock()
+
+    def _send(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send(h, status, json.dumps(body).encode(), headers)
 
     def _fault(self, key: int) -> str | None:
         with self._lock:
@@ -129,7 +147,7 @@ class FaultyAPI:
                 return fault
         return None
 
-    def _respond(self, h: BaseHTTPRequestHandler) -> None:
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
         if h.path.rstrip("/") != "/v1/chat/completions":
             self._send(h, 404, {"error": {"message": f"no route {h.path}", "type": "not_found"}})
             return
