@@ -88,6 +88,19 @@ def test_seeds_are_a_non_empty_list_of_distinct_offsets(seeds, words):
     )
 
 
+def test_a_list_from_snakemakes_command_line_gets_a_hint():
+    from snakemake.cli import parse_config
+
+    seeds = parse_config(["seeds=[0,1]"])["seeds"]  # what `--config seeds=[0,1]` passes
+    problems = schema_problems({**DEFAULT, "seeds": seeds}, SCHEMA)
+    assert problems == [
+        f"config key `seeds.{i}`: '{i}' is not of type 'integer' (a quoted number is a string: "
+        f"write {i} without quotes); Snakemake's --config passes list items as strings, so give "
+        "a list in a file with --configfile"
+        for i in (0, 1)
+    ]
+
+
 # --- names, architectures, backends -----------------------------------------------------------
 
 

@@ -81,6 +81,12 @@ def schema_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
         hint = ""
         if error.validator == "type":
             hint = _string_number_hint(error.instance, error.validator_value)
+            if hint and isinstance(error.absolute_path[-1], int):
+                # `--config seeds=[0,1]` is the usual way in: Snakemake reads its items as text
+                hint += (
+                    "; Snakemake's --config passes list items as strings, so give a list in a "
+                    "file with --configfile"
+                )
         problems.append(f"config key `{config_key(error.absolute_path)}`: {error.message}{hint}")
     return problems
 
