@@ -92,7 +92,7 @@ def plot_seeds(points: pd.DataFrame, *, styles: Sequence[str], base_name: str) -
     colors = model_colors(styles)
     ncols = 4
     nrows = math.ceil((len(panels) + 1) / ncols)  # one cell for the legend
-    fig, axes = plt.subplots(nrows, ncols, figsize=(15, 3.5 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(15, 3.8 * nrows), squeeze=False)
     offsets = {s: (i - (len(seeds) - 1) / 2) * 0.1 for i, s in enumerate(seeds)}
     for ax, panel in zip(axes.flat, panels, strict=False):
         frame = points[points["panel"] == panel]
@@ -124,8 +124,11 @@ def plot_seeds(points: pd.DataFrame, *, styles: Sequence[str], base_name: str) -
             )  # fmt: skip
         ax.set_xticks(
             range(len(models)),
-            [short_name(m, base_name).replace(" ", "\n", 1) for m in models],
+            [short_name(m, base_name) for m in models],
             fontsize=8,
+            rotation=30,
+            ha="right",
+            rotation_mode="anchor",
         )
         ax.set_xlim(-0.6, len(models) - 0.4)
         ax.tick_params(axis="y", labelsize=8)
@@ -173,8 +176,14 @@ def plot_claims_seeds(claims: pd.DataFrame, *, base_name: str) -> Figure:
     at the right."""
     seeds = [c.removeprefix("status_seed_") for c in claims.columns if c.startswith("status_")]
     n = len(claims)
-    width = 5.5 + 0.75 * len(seeds) + 2.4  # claim labels, cells, verdicts (inches)
-    fig, ax = plt.subplots(figsize=(width, 0.36 * n + 1.6))
+    # Fixed inches, not tight_layout: the long claim labels would squeeze the cells.
+    labels_in, cell_in, verdict_in, row_in, top_in = 5.2, 0.8, 2.4, 0.36, 1.0
+    width = labels_in + cell_in * len(seeds) + verdict_in
+    height = row_in * n + top_in + 0.2
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes(
+        (labels_in / width, 0.2 / height, cell_in * len(seeds) / width, row_in * n / height)
+    )
     for i, (_, r) in enumerate(claims.iterrows()):
         y = n - 1 - i
         for j, seed in enumerate(seeds):
@@ -212,9 +221,11 @@ def plot_claims_seeds(claims: pd.DataFrame, *, base_name: str) -> Figure:
     statuses = [s for s in STATUS_COLORS if (claims.filter(like="status_seed_") == s).any().any()]
     handles = [Patch(facecolor=STATUS_COLORS[s], label=s) for s in statuses]
     fig.suptitle(
-        "The paper's directional claims in each training seed (Holm-corrected)", fontsize=11
+        "The paper's directional claims in each training seed (Holm-corrected)",
+        fontsize=11,
+        y=1 - 0.15 / height,
+        va="top",
     )
-    fig.tight_layout(rect=(0, 0, 1 - 2.4 / width, 0.97))
     legend_below(fig, handles, ncol=len(handles))
     return fig
 
