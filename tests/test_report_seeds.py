@@ -160,7 +160,7 @@ def test_table_across_seeds_cell_by_hand(tmp_path):
     md = to_markdown(table)
     assert "| Base | 0.50 [-0.77, 1.77] | 0.30 [0.30, 0.30] |" in md
     assert "| SFT | 0.80<sup>a</sup> | 0.70 [0.70, 0.70] |" in md
-    assert "Table 4: Metrics (mean over 2 training seeds, 95% t-interval)" in md
+    assert "Table 4: Metrics, mean over 2 training seeds (95% t-interval)" in md
     write_table(table, csv=tmp_path / "t.csv")
     frame = pd.read_csv(tmp_path / "t.csv")
     assert list(frame.columns[:6]) == [

@@ -210,6 +210,6 @@ def test_tables_and_figure_across_seeds_read_every_seeds_inputs(workdir):
         )
         assert companion.at[model, f"{column}_n_seeds"] == 2
     md = (workdir / "results/tables/table7_seeds.md").read_text()
-    assert md.startswith("**Table 7: Results for Robustness (mean over 2 training seeds")
+    assert md.startswith("**Table 7: Results for Robustness, mean over 2 training seeds")
     assert "Seeds 0, 1 (training seed" in md
     assert (workdir / "results/figures/seeds.png").stat().st_size > 0

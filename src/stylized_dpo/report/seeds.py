@@ -229,7 +229,7 @@ def table_across_seeds(tables: Mapping[int, Table], label: str = "") -> Table:
     )
     return replace(
         first,
-        title=f"{first.title} (mean over {len(seeds)} training seeds, 95% t-interval)",
+        title=f"{first.title}, mean over {len(seeds)} training seeds (95% t-interval)",
         caption=caption,
         columns=tuple(
             Column(
