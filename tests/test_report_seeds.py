@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+from matplotlib.container import ErrorbarContainer
 
 from stylized_dpo.io import DataError
 from stylized_dpo.report.seeds import (
@@ -24,6 +25,7 @@ from stylized_dpo.report.seeds import (
     write_seeds_summary,
     write_significance_seeds,
 )
+from stylized_dpo.report.seeds_figure import plot_seeds, seed_points
 from stylized_dpo.report.tables import Column, Table, to_markdown, write_table
 
 
@@ -284,3 +286,46 @@ def test_bad_status_names_file_line_and_field(tmp_path):
     write_claims_csv(tmp_path / "claims.csv", {"x": "supported", "y": "holds"})
     with pytest.raises(DataError, match=r"claims.csv, line 3, field 'status'.*'holds'"):
         read_claims(tmp_path / "claims.csv")
+
+
+def test_seed_figure_draws_each_seed_and_the_interval_by_hand(tmp_path):
+    paths: dict[str, dict[int, object]] = {"judge": {}, "table3": {}, "table4": {}}
+    for seed, helpfulness in [(0, 1.0), (1, 2.0), (2, 3.0)]:
+        judge = tmp_path / f"judge_{seed}.csv"
+        judge.write_text(
+            "model,criterion,mean,std,ci_low,ci_high,n,n_failed\n"
+            f"sft,helpfulness,{helpfulness},1,0,5,10,0\nbase,helpfulness,1.5,1,0,5,10,0\n"
+        )
+        table3 = tmp_path / f"table3_{seed}.csv"
+        table3.write_text(
+            "dataset,model,validation_loss,validation_accuracy,win_rate,notes\n"
+            f"SFT,sft,0.5,n/a,0.9,\nUltrafeedback,dpo-ultrafeedback,0.{seed + 4},0.7,0.8,\n"
+        )
+        table4 = tmp_path / f"table4_{seed}.csv"
+        table4.write_text(
+            "dataset,model,accuracy,calibration,robustness,fairness,notes\n"
+            "Base,base,0.3,0.4,0.5,0.6,\n"
+        )
+        for key, path in [("judge", judge), ("table3", table3), ("table4", table4)]:
+            paths[key][seed] = path
+    points = seed_points(
+        paths["judge"], paths["table3"], paths["table4"], styles=[], base_name="Base"
+    )
+    sft = points[(points.panel == "Judge helpfulness (1-5)") & (points.model == "sft")]
+    assert list(sft.value) == [1.0, 2.0, 3.0]
+    loss = points[points.panel == "DPO validation loss"]
+    assert list(loss.model.unique()) == ["dpo-ultrafeedback"]  # SFT's LM loss is not DPO's
+    assert list(loss.value) == [0.4, 0.5, 0.6]
+    assert (
+        points[(points.panel == "HELM mean win rate: accuracy") & (points.model == "sft")]["value"]
+        .isna()
+        .all()
+    )  # a model the table lacks is missing, not zero
+    fig = plot_seeds(points, styles=[], base_name="Base")
+    ax = next(a for a in fig.axes if a.get_title() == "Judge helpfulness (1-5)")
+    means = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(means) == 2  # base and sft; plain DPO has no judge row: "n/a", no bar
+    sft_bar = means[1]
+    assert sft_bar.lines[0].get_ydata()[0] == pytest.approx(2.0)
+    segment = sft_bar.lines[2][0].get_segments()[0]
+    assert [segment[0][1], segment[1][1]] == pytest.approx([2.0 - 2.484138, 2.0 + 2.484138])
