@@ -1,5 +1,9 @@
-"""Every value of the per-seed tables side by side across training seeds (config `seeds`), with
-the mean and a 95% Student-t interval across seeds.
+"""The study across training seeds (config `seeds`), each with the mean and a 95% Student-t
+interval across seeds: every value of the per-seed tables side by side (`seeds_summary`), each
+of Tables 3-8 in its own shape (`table_across_seeds`), every paired comparison with the number
+of seeds that found it significant each way (`significance_across_seeds`), and each paper claim
+seed by seed with the verdict across seeds (`claims_across_seeds`), read from each seed's
+tables, never recomputed.
 
 One seed cannot say which differences between models are real; a few seeds say how far a value
 moves when only the training seed changes (initialisation, data order, sampling). The interval
@@ -220,7 +224,7 @@ def table_across_seeds(tables: Mapping[int, Table], label: str = "") -> Table:
                 notes[(model, f"{key}_mean")] = note
         values[model] = row
     caption = (
-        f"Each cell: the mean over training seeds {_seed_list(seeds)} of Table "
+        f"Each cell: the mean over seeds {_seed_list(seeds)} (config `seeds`) of Table "
         f"{first.number}'s cell (one table per seed: results/tables/table{first.number}.csv "
         f"for the first, results/seeds/<s>/tables/table{first.number}.csv for the others), "
         "with its 95% Student-t interval across seeds in brackets: mean +- t(0.975, n - 1) "
