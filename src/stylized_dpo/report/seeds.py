@@ -367,6 +367,11 @@ def claims_across_seeds(claims: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
     )
 
 
+def _fmt(x: float) -> str:
+    """`fmt`, without the "-0.000" a mean of differences that cancel can print."""
+    return fmt(0.0 if math.isfinite(x) and round(x, 3) == 0 else x)
+
+
 SEEDS_INTERVAL = (
     "95% interval across seeds: mean +- t(0.975, n - 1) sd / sqrt(n) over the n seeds with the "
     "value (sd with n - 1)."
@@ -388,8 +393,8 @@ def write_significance_seeds(
         [
             f"{display_name(r['model'], base_name)} vs {display_name(r['reference'], base_name)}",
             measure_name(r["source"], r["family"], r["scenario"]),
-            *(fmt(r[f"difference_seed_{s}"]) for s in seeds),
-            f"{fmt(r['mean'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+            *(_fmt(r[f"difference_seed_{s}"]) for s in seeds),
+            f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
             f"{r['seeds_model_better']} / {r['seeds_reference_better']} of {r['n_seeds']}",
         ]
         for _, r in table.iterrows()
@@ -435,8 +440,8 @@ def write_claims_seeds(
             md_escape(claim_label(r, base_name)),
             *(r[f"status_seed_{s}"] for s in seeds),
             f"**{r['overall']}**" if r["overall"] == HOLDS else r["overall"],
-            f"{fmt(r['difference_mean'])} [{fmt(r['difference_ci_low'])}, "
-            f"{fmt(r['difference_ci_high'])}]",
+            f"{_fmt(r['difference_mean'])} [{_fmt(r['difference_ci_low'])}, "
+            f"{_fmt(r['difference_ci_high'])}]",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     counts = {v: int((claims["overall"] == v).sum()) for v in dict.fromkeys(claims["overall"])}

@@ -194,10 +194,8 @@ def plot_claims_seeds(claims: pd.DataFrame, *, base_name: str) -> Figure:
                 )
             )
             diff = r[f"difference_seed_{seed}"]
-            ax.text(
-                j + 0.5, y + 0.5, "n/a" if math.isnan(diff) else f"{diff:+.2f}",
-                ha="center", va="center", fontsize=7.5, color="white",
-            )  # fmt: skip
+            text = "n/a" if math.isnan(diff) else f"{diff:+.2f}".replace("-0.00", "+0.00")
+            ax.text(j + 0.5, y + 0.5, text, ha="center", va="center", fontsize=7.5, color="white")
         verdict = r["overall"]
         ax.text(
             len(seeds) + 0.15, y + 0.5, verdict, va="center", fontsize=8.5,
