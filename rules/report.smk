@@ -328,3 +328,94 @@ rule seeds_summary:
         label=REPORT_LABEL,
     script:
         "../workflow/scripts/seeds_summary.py"
+
+
+# With more than one seed (`rule all` asks for these then): each of Tables 3-8 with every cell
+# the mean over seeds and its 95% t-interval (stylized_dpo.report.seeds), built from every
+# seed's own inputs of that table, and the headline numbers of each model seed by seed.
+SEEDS_LABEL = (
+    f"{REPORT_LABEL} Seeds {', '.join(map(str, SEEDS))} "
+    f"(training seed {config['seed']} + each)."
+).lstrip()
+
+for n in [3] + HELM_TABLES:
+
+    rule:
+        name:
+            f"table{n}_seeds"
+        input:
+            **(
+                {
+                    # seed by seed, each seed's runs in the order of TRAIN_RUNS
+                    "metrics": every_seed(rules.table3.input.metrics),
+                    "win_rates": every_seed([rules.table3.input.win_rates]),
+                }
+                if n == 3
+                else {"summary": every_seed([per_seed("results/helm/summary.csv")])}
+            ),
+        output:
+            csv=f"results/tables/table{n}_seeds.csv",
+            tex=f"results/tables/table{n}_seeds.tex",
+            md=f"results/tables/table{n}_seeds.md",
+            pdf=report(
+                f"results/figures/table{n}_seeds.pdf",
+                caption="../workflow/report/table_seeds.rst",
+                category="Across seeds",
+            ),
+        log:
+            f"logs/report/table{n}_seeds.log",
+        conda:
+            "../envs/training.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        params:
+            number=n,
+            seeds=SEEDS,
+            runs=TRAIN_RUNS,
+            styles=STYLES,
+            base_name=config["base_model"]["name"],
+            baseline=config["win_rates"]["baseline"],
+            scenarios=config["helm"]["scenarios"],
+            label=SEEDS_LABEL,
+        script:
+            "../workflow/scripts/report_table_seeds.py"
+
+
+rule figure_seeds:
+    input:
+        judge_summary=every_seed([per_seed("results/judge/summary.csv")]),
+        table3=every_seed([rules.table3.output.csv]),
+        table4=every_seed([rules.table4.output.csv]),
+    output:
+        pdf="results/figures/seeds.pdf",
+        png=report(
+            "results/figures/seeds.png",
+            caption="../workflow/report/figure_seeds.rst",
+            category="Across seeds",
+        ),
+    log:
+        "logs/report/figure_seeds.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        seeds=SEEDS,
+        styles=STYLES,
+        base_name=config["base_model"]["name"],
+        label=SEEDS_LABEL,
+    script:
+        "../workflow/scripts/report_figure_seeds.py"
+
+
+SEED_REPORT_TARGETS = [
+    *rules.seeds_summary.output,
+    *(
+        path
+        for n in [3] + HELM_TABLES
+        for path in getattr(rules, f"table{n}_seeds").output
+    ),
+    *rules.figure_seeds.output,
+]

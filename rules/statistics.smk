@@ -131,3 +131,38 @@ rule style_bias_report:
         label=REPORT_LABEL,
     script:
         "../workflow/scripts/report_style_bias.py"
+
+
+# With more than one seed (`rule all` asks for it then): each comparison's difference in every
+# seed with its mean and t-interval, how many seeds found it significant in each direction,
+# and each paper claim's status seed by seed with the verdict across seeds
+# (stylized_dpo.report.seeds; read from each seed's tables, never recomputed).
+rule significance_seeds:
+    input:
+        significance=every_seed([rules.significance.output.csv]),
+        claims=every_seed([rules.significance.output.claims_csv]),
+    output:
+        csv="results/tables/significance_seeds.csv",
+        md="results/tables/significance_seeds.md",
+        tex="results/tables/significance_seeds.tex",
+        claims_csv="results/tables/claims_seeds.csv",
+        claims_md="results/tables/claims_seeds.md",
+        claims_pdf="results/figures/claims_seeds.pdf",
+        claims_png=report(
+            "results/figures/claims_seeds.png",
+            caption="../workflow/report/claims_seeds.rst",
+            category="Across seeds",
+        ),
+    log:
+        "logs/report/significance_seeds.log",
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        seeds=SEEDS,
+        base_name=config["base_model"]["name"],
+        label=SEEDS_LABEL,
+    script:
+        "../workflow/scripts/seeds_statistics.py"

@@ -529,5 +529,7 @@ def test_a_runpod_dry_run_of_two_seeds_maps_every_seeds_files_to_storage():
     assert len(jobs["sft"]) == 2 and len(jobs["seeds_summary"]) == 1
     assert "s3://stylized-dpo/run/results/seeds/1/tables/table3.csv" in out
     assert "s3://stylized-dpo/run/results/tables/seeds_summary.csv" in out
+    assert "s3://stylized-dpo/run/results/tables/claims_seeds.md" in out
+    assert "s3://stylized-dpo/run/results/tables/table3_seeds.csv" in out
     assert ".snakemake/storage/s3/stylized-dpo/run/results/seeds/1/models/sft" in out
     assert "s3://stylized-dpo/run/.snakemake" not in out  # no local copy's path mapped twice

@@ -4,11 +4,29 @@ against hand-computed values."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
+from matplotlib.container import ErrorbarContainer
 
-from stylized_dpo.report.seeds import long_values, seeds_summary, t_interval, write_seeds_summary
+from stylized_dpo.io import DataError
+from stylized_dpo.report.seeds import (
+    claims_across_seeds,
+    long_values,
+    overall_verdict,
+    read_claims,
+    read_significance,
+    seeds_summary,
+    significance_across_seeds,
+    t_interval,
+    table_across_seeds,
+    write_claims_seeds,
+    write_seeds_summary,
+    write_significance_seeds,
+)
+from stylized_dpo.report.seeds_figure import plot_seeds, seed_points
+from stylized_dpo.report.tables import Column, Table, to_markdown, write_table
 
 
 def test_t_interval_by_hand():
@@ -94,3 +112,220 @@ def test_written_files_read_na_as_missing(tmp_path):
     )
     md = (tmp_path / "out.md").read_text()
     assert "| judge_summary | sft | helpfulness | 0.250 | n/a | 0.750 | 0.500 | [" in md
+
+
+# ---- across seeds: the interval, Tables 3-8, the comparisons and the claims -------------------
+
+
+def test_t_interval_of_one_two_three_by_hand():
+    # mean 2, sd 1, t(0.975, 2) = 4.302653 (tables), half-width 4.302653 / sqrt(3) = 2.484138
+    interval = t_interval([1.0, 2.0, 3.0])
+    assert interval.mean == pytest.approx(2.0)
+    assert interval.ci_low == pytest.approx(2.0 - 2.484138, abs=1e-6)
+    assert interval.ci_high == pytest.approx(2.0 + 2.484138, abs=1e-6)
+
+
+def paper_table(accuracy: dict[str, float], note: str = "") -> Table:
+    values = pd.DataFrame({"accuracy": accuracy, "calibration": {"base": 0.3, "sft": 0.7}})
+    notes = {("sft", "accuracy"): note} if note else {}
+    return Table(
+        number=4,
+        title="Table 4: Metrics",
+        caption="Per-seed caption.",
+        columns=(Column("accuracy", "Accuracy", 2), Column("calibration", "Calibration", 2)),
+        values=values,
+        row_names={"base": "Base", "sft": "SFT"},
+        notes=notes,
+    )
+
+
+def test_table_across_seeds_cell_by_hand(tmp_path):
+    # base accuracy 0.40 and 0.60: mean 0.5, sd 0.141421, t(0.975, 1) = 12.706205,
+    # half-width 12.706205 * 0.141421 / sqrt(2) = 1.270621
+    tables = {
+        0: paper_table({"base": 0.40, "sft": 0.8}),
+        1: paper_table({"base": 0.60, "sft": math.nan}, note="HELM left it out"),
+    }
+    table = table_across_seeds(tables, label="two seeds")
+    assert [c.header for c in table.columns] == ["Accuracy", "Calibration"]
+    assert table.rows == ["base", "sft"] and table.row_names == {"base": "Base", "sft": "SFT"}
+    assert table.values.at["base", "accuracy_mean"] == pytest.approx(0.5)
+    assert table.values.at["base", "accuracy_ci_low"] == pytest.approx(0.5 - 1.270621, abs=1e-6)
+    assert table.values.at["base", "accuracy_ci_high"] == pytest.approx(0.5 + 1.270621, abs=1e-6)
+    # a cell one seed lacks: the other seed's value, no interval, a footnote naming the seed
+    assert table.values.at["sft", "accuracy_mean"] == 0.8
+    assert table.values.at["sft", "accuracy_n_seeds"] == 1
+    assert math.isnan(table.values.at["sft", "accuracy_ci_low"])
+    assert table.notes[("sft", "accuracy_mean")] == (
+        "mean of 1 of 2 seeds (n/a in seed 1: HELM left it out)"
+    )
+    md = to_markdown(table)
+    assert "| Base | 0.50 [-0.77, 1.77] | 0.30 [0.30, 0.30] |" in md
+    assert "| SFT | 0.80<sup>a</sup> | 0.70 [0.70, 0.70] |" in md
+    assert "Table 4: Metrics, mean over 2 training seeds (95% t-interval)" in md
+    write_table(table, csv=tmp_path / "t.csv")
+    frame = pd.read_csv(tmp_path / "t.csv")
+    assert list(frame.columns[:6]) == [
+        "dataset", "model", "accuracy_mean", "accuracy_ci_low", "accuracy_ci_high",
+        "accuracy_n_seeds",
+    ]  # fmt: skip
+
+
+def test_tables_of_different_shapes_are_an_error():
+    other = paper_table({"base": 0.4, "sft": 0.8}).values.drop(index="sft")
+    with pytest.raises(ValueError, match="seed 1's rows or columns differ from seed 0's"):
+        table_across_seeds(
+            {
+                0: paper_table({"base": 0.4, "sft": 0.8}),
+                1: replace(paper_table({"base": 0.4, "sft": 0.8}), values=other),
+            }
+        )
+
+
+SIGNIFICANCE_HEADER = "model,reference,source,family,scenario,metric,difference,better\n"
+
+
+def test_significance_across_seeds_counts_each_direction(tmp_path):
+    judge, ece = "sft,base,judge,helpfulness,,score 1-5", "sft,base,helm,calibration,mmlu,ECE"
+    rows = {
+        0: [f"{judge},1.0,model", f"{ece},0.1,reference"],
+        1: [f"{judge},2.0,model", f"{ece},-0.1,none"],
+        2: [f"{judge},3.0,none", f"{ece},0.3,reference"],
+    }
+    tables = {}
+    for seed, lines in rows.items():
+        path = tmp_path / f"significance_{seed}.csv"
+        path.write_text(SIGNIFICANCE_HEADER + "\n".join(lines) + "\n")
+        tables[seed] = read_significance(path)
+    out = significance_across_seeds(tables)
+    judge = out.iloc[0]
+    assert [judge.difference_seed_0, judge.difference_seed_1, judge.difference_seed_2] == [1, 2, 3]
+    assert judge["mean"] == pytest.approx(2.0)
+    assert judge.ci_high == pytest.approx(2.0 + 2.484138, abs=1e-6)
+    assert (judge.seeds_model_better, judge.seeds_reference_better) == (2, 0)
+    ece = out.iloc[1]
+    assert (ece.seeds_model_better, ece.seeds_reference_better, ece.n_seeds) == (0, 2, 3)
+    write_significance_seeds(
+        out, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex", base_name="Base", label=""
+    )
+    md = (tmp_path / "s.md").read_text()
+    assert (
+        "| SFT vs Base | judge helpfulness | 1.000 | 2.000 | 3.000 | 2.000 [-0.484, 4.484] "
+        "| 2 / 0 of 3 |"
+    ) in md
+
+
+def test_bad_better_names_file_line_and_field(tmp_path):
+    path = tmp_path / "significance.csv"
+    path.write_text(SIGNIFICANCE_HEADER + "sft,base,judge,helpfulness,,score 1-5,1.0,sft\n")
+    with pytest.raises(DataError, match=r"significance.csv, line 2, field 'better'"):
+        read_significance(path)
+
+
+CLAIMS_HEADER = (
+    "id,model,reference,measure,direction,difference,ci_low,ci_high,p_holm,status,quote\n"
+)
+
+
+def write_claims_csv(path, statuses: dict[str, str]) -> None:
+    fields = "dpo-sycophantic,sft,judge:helpfulness,lower,-1.5,-1.7,-1.3,0.01"
+    lines = [f'{claim},{fields},{status},"q, {claim}"' for claim, status in statuses.items()]
+    path.write_text(CLAIMS_HEADER + "\n".join(lines) + "\n")
+
+
+def test_claims_hold_across_seeds_only_if_every_seed_supports_them(tmp_path):
+    ok, no, bad, na = "supported", "inconclusive", "contradicted", "not measured"
+    statuses = [
+        {"all": ok, "two": ok, "mixed": ok, "none": no},
+        {"all": ok, "two": no, "mixed": bad, "none": no},
+        {"all": ok, "two": ok, "mixed": no, "none": na},
+    ]
+    claims = {}
+    for seed, status in enumerate(statuses):
+        write_claims_csv(tmp_path / f"claims_{seed}.csv", status)
+        claims[seed] = read_claims(tmp_path / f"claims_{seed}.csv")
+    out = claims_across_seeds(claims).set_index("id")
+    assert out.at["all", "overall"] == "holds in all seeds"
+    assert out.at["two", "overall"] == "supported in 2 of 3 seeds"  # not "holds in all seeds"
+    assert (out.at["two", "n_supported"], out.at["two", "n_inconclusive"]) == (2, 1)
+    assert out.at["mixed", "overall"] == "conflicting: supported in 1, contradicted in 1 of 3"
+    assert out.at["none", "overall"] == "not shown in any seed"
+    assert out.at["none", "n_not_measured"] == 1
+    assert list(out.loc["two", ["status_seed_0", "status_seed_1", "status_seed_2"]]) == [
+        "supported", "inconclusive", "supported",
+    ]  # fmt: skip
+    assert out.at["all", "difference_mean"] == pytest.approx(-1.5)
+    assert out.at["all", "quote"] == "q, all"
+    write_claims_seeds(
+        out.reset_index(), tmp_path / "c.csv", tmp_path / "c.md", base_name="Base", label=""
+    )
+    md = (tmp_path / "c.md").read_text()
+    assert (
+        "| Ultrafeedback sycophantic lower than SFT: judge helpfulness | supported | "
+        "inconclusive | supported | supported in 2 of 3 seeds |"
+    ) in md
+    assert "holds in all seeds: 1;" in md
+
+
+def test_overall_verdict_by_hand():
+    assert overall_verdict(["contradicted"] * 3) == "contradicted in all seeds"
+    assert overall_verdict(["inconclusive"] * 2) == "inconclusive in all seeds"
+    assert overall_verdict(["contradicted", "inconclusive"]) == "contradicted in 1 of 2 seeds"
+
+
+def test_claims_that_differ_between_seeds_are_an_error(tmp_path):
+    write_claims_csv(tmp_path / "a.csv", {"x": "supported", "y": "supported"})
+    write_claims_csv(tmp_path / "b.csv", {"x": "supported"})
+    with pytest.raises(ValueError, match="claims of seed 1 .x. are not those of seed 0 .x, y."):
+        claims_across_seeds(
+            {0: read_claims(tmp_path / "a.csv"), 1: read_claims(tmp_path / "b.csv")}
+        )
+
+
+def test_bad_status_names_file_line_and_field(tmp_path):
+    write_claims_csv(tmp_path / "claims.csv", {"x": "supported", "y": "holds"})
+    with pytest.raises(DataError, match=r"claims.csv, line 3, field 'status'.*'holds'"):
+        read_claims(tmp_path / "claims.csv")
+
+
+def test_seed_figure_draws_each_seed_and_the_interval_by_hand(tmp_path):
+    paths: dict[str, dict[int, object]] = {"judge": {}, "table3": {}, "table4": {}}
+    for seed, helpfulness in [(0, 1.0), (1, 2.0), (2, 3.0)]:
+        judge = tmp_path / f"judge_{seed}.csv"
+        judge.write_text(
+            "model,criterion,mean,std,ci_low,ci_high,n,n_failed\n"
+            f"sft,helpfulness,{helpfulness},1,0,5,10,0\nbase,helpfulness,1.5,1,0,5,10,0\n"
+        )
+        table3 = tmp_path / f"table3_{seed}.csv"
+        table3.write_text(
+            "dataset,model,validation_loss,validation_accuracy,win_rate,notes\n"
+            f"SFT,sft,0.5,n/a,0.9,\nUltrafeedback,dpo-ultrafeedback,0.{seed + 4},0.7,0.8,\n"
+        )
+        table4 = tmp_path / f"table4_{seed}.csv"
+        table4.write_text(
+            "dataset,model,accuracy,calibration,robustness,fairness,notes\n"
+            "Base,base,0.3,0.4,0.5,0.6,\n"
+        )
+        for key, path in [("judge", judge), ("table3", table3), ("table4", table4)]:
+            paths[key][seed] = path
+    points = seed_points(
+        paths["judge"], paths["table3"], paths["table4"], styles=[], base_name="Base"
+    )
+    sft = points[(points.panel == "Judge helpfulness (1-5)") & (points.model == "sft")]
+    assert list(sft.value) == [1.0, 2.0, 3.0]
+    loss = points[points.panel == "DPO validation loss"]
+    assert list(loss.model.unique()) == ["dpo-ultrafeedback"]  # SFT's LM loss is not DPO's
+    assert list(loss.value) == [0.4, 0.5, 0.6]
+    assert (
+        points[(points.panel == "HELM mean win rate: accuracy") & (points.model == "sft")]["value"]
+        .isna()
+        .all()
+    )  # a model the table lacks is missing, not zero
+    fig = plot_seeds(points, styles=[], base_name="Base")
+    ax = next(a for a in fig.axes if a.get_title() == "Judge helpfulness (1-5)")
+    means = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(means) == 2  # base and sft; plain DPO has no judge row: "n/a", no bar
+    sft_bar = means[1]
+    assert sft_bar.lines[0].get_ydata()[0] == pytest.approx(2.0)
+    segment = sft_bar.lines[2][0].get_segments()[0]
+    assert [segment[0][1], segment[1][1]] == pytest.approx([2.0 - 2.484138, 2.0 + 2.484138])

@@ -183,3 +183,33 @@ def test_seeds_summary_reads_every_seeds_tables(workdir):
         "| win_rates | dpo-sycophantic / base / reference | win_rate |"
         in (workdir / "results/tables/seeds_summary.md").read_text()
     )
+
+
+def test_tables_and_figure_across_seeds_read_every_seeds_inputs(workdir):
+    """With seeds [0, 1], each cell of table{n}_seeds is the mean of the two seeds' own Table n
+    cells (rebuilt from each seed's inputs, in seed order), and the seed figure draws."""
+    make_results(workdir / "results" / "seeds" / "1", seed=1)
+    seeds_overlay = str(REPO / ".test" / "seeds.yaml")
+    targets = [
+        "results/tables/table3_seeds.csv",
+        "results/tables/table7_seeds.md",
+        "results/figures/seeds.png",
+    ]
+    run(workdir, *targets, "--configfile", seeds_overlay)
+    companion = pd.read_csv(workdir / "results/tables/table3_seeds.csv").set_index("model")
+    for model, column in [("dpo-sycophantic", "validation_loss"), ("sft", "win_rate")]:
+        a, b = (
+            pd.read_csv(workdir / f"results/{d}tables/table3.csv").set_index("model")[column][model]
+            for d in ("", "seeds/1/")
+        )
+        assert a != b  # the fixture's seeds differ, so the mean tells them apart
+        assert companion.at[model, f"{column}_mean"] == pytest.approx((a + b) / 2, rel=1e-5)
+        half = 12.706205 * abs(a - b) / 2
+        assert companion.at[model, f"{column}_ci_high"] == pytest.approx(
+            (a + b) / 2 + half, rel=1e-4
+        )
+        assert companion.at[model, f"{column}_n_seeds"] == 2
+    md = (workdir / "results/tables/table7_seeds.md").read_text()
+    assert md.startswith("**Table 7: Results for Robustness, mean over 2 training seeds")
+    assert "Seeds 0, 1 (training seed" in md
+    assert (workdir / "results/figures/seeds.png").stat().st_size > 0

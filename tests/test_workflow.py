@@ -116,6 +116,30 @@ SHARED_RULES = {
     "tokenize_prefs", "style_rewrite", "style_table", "eval_prompts", "helm_data", "style_bias",
     "style_bias_report",
 }  # fmt: skip
+# Only with more than one seed, once: every table value, Tables 3-8, the headline numbers, the
+# comparisons and the claims across seeds.
+ACROSS_SEEDS = {
+    "seeds_summary": ["results/tables/seeds_summary.csv", "results/tables/seeds_summary.md"],
+    **{
+        f"table{n}_seeds": [
+            f"results/tables/table{n}_seeds.csv",
+            f"results/tables/table{n}_seeds.tex",
+            f"results/tables/table{n}_seeds.md",
+            f"results/figures/table{n}_seeds.pdf",
+        ]
+        for n in range(3, 9)
+    },
+    "figure_seeds": ["results/figures/seeds.pdf", "results/figures/seeds.png"],
+    "significance_seeds": [
+        "results/tables/significance_seeds.csv",
+        "results/tables/significance_seeds.md",
+        "results/tables/significance_seeds.tex",
+        "results/tables/claims_seeds.csv",
+        "results/tables/claims_seeds.md",
+        "results/figures/claims_seeds.pdf",
+        "results/figures/claims_seeds.png",
+    ],
+}
 
 
 @pytest.mark.parametrize("paper", [False, True], ids=["default", "paper"])
@@ -136,12 +160,24 @@ def test_two_seeds_repeat_the_seeded_branch_only(paper):
         assert f"results/tables/table{n}.csv" in summary[0][1]
         assert f"results/seeds/1/tables/table{n}.csv" in summary[0][1]
     assert "results/seeds/1/judge/win_rates.csv" in summary[0][1]
-    all_jobs = {j[0]: j for j in one if j[0] == "all"}, {j[0]: j for j in two if j[0] == "all"}
+    across = {j[0]: j for j in two if j[0] in ACROSS_SEEDS}
+    assert {r: j[2].split(", ") for r, j in across.items()} == ACROSS_SEEDS  # each once
+    assert not ACROSS_SEEDS.keys() & {j[0] for j in one}
+    statistics = set(across["significance_seeds"][1].split(", "))
+    assert statistics == {
+        "results/tables/significance.csv", "results/seeds/1/tables/significance.csv",
+        "results/tables/claims.csv", "results/seeds/1/tables/claims.csv",
+    }  # fmt: skip
+    assert set(across["table5_seeds"][1].split(", ")) == {
+        "results/helm/summary.csv", "results/seeds/1/helm/summary.csv",
+    }  # fmt: skip
+    all_one, all_two = (next(j[1].split(", ") for j in dag if j[0] == "all") for dag in (one, two))
+    targets = [path for outputs in ACROSS_SEEDS.values() for path in outputs]
+    assert set(targets) <= set(all_two)
+    assert not set(targets) & set(all_one)
     second = [j for j in two if "seeds/1/" in j[2]]
-    first = [j for j in two if j not in second and j[0] not in ("seeds_summary", "all")]
+    first = [j for j in two if j not in second and j[0] not in ("all", *ACROSS_SEEDS)]
     assert first == [j for j in one if j[0] != "all"]
-    assert "results/tables/seeds_summary.csv" not in all_jobs[0]["all"][1]
-    assert "results/tables/seeds_summary.csv" in all_jobs[1]["all"][1]
     assert not any("seeds/" in j[1] + j[2] + j[3] for j in one)
 
     seeded = [j for j in first if j[0] not in SHARED_RULES]
