@@ -297,14 +297,15 @@ SYCOPHANCY_FIGURE = every_seed(rules.figure_sycophancy.output)
 
 
 # Beyond the paper, with more than one seed (config `seeds`; `rule all` asks for it then): every
-# value of Tables 3-8 and of the judge and win-rate summaries per seed, with the mean and a 95%
-# Student-t interval across seeds (stylized_dpo.report.seeds).
+# value of Tables 3-8, of the judge and win-rate summaries and of the style measures per seed,
+# with the mean and a 95% Student-t interval across seeds (stylized_dpo.report.seeds).
 SEED_SUMMARY_SOURCES = {
     **{
         f"table{n}": per_seed(f"results/tables/table{n}.csv") for n in [3] + HELM_TABLES
     },
     "judge_summary": per_seed("results/judge/summary.csv"),
     "win_rates": per_seed("results/judge/win_rates.csv"),
+    "style": per_seed("results/style/generations.csv"),
 }
 
 

@@ -158,6 +158,8 @@ def test_seeds_summary_reads_every_seeds_tables(workdir):
     """With seeds [0, 1] the summary builds each seed's Tables 3-8 from its own results and
     lists every value per seed with their mean (the first seed at today's paths)."""
     second = make_results(workdir / "results" / "seeds" / "1", seed=1)
+    make_style_results(workdir / "results", seed=1)
+    style1 = make_style_results(workdir / "results" / "seeds" / "1", seed=2)
     seeds_overlay = str(REPO / ".test" / "seeds.yaml")
     run(workdir, "results/tables/seeds_summary.csv", "--configfile", seeds_overlay)
     for n in (3, 4, 8):
@@ -166,7 +168,12 @@ def test_seeds_summary_reads_every_seeds_tables(workdir):
     summary = pd.read_csv(workdir / "results/tables/seeds_summary.csv")
     assert set(summary["source"]) == {
         "table3", "table4", "table5", "table6", "table7", "table8", "judge_summary", "win_rates",
+        "style",
     }  # fmt: skip
+    praise = summary[(summary.source == "style") & (summary.measure == "praise_per_100w")]
+    assert praise.set_index("row").seed_1.to_dict() == pytest.approx(
+        {m: v["praise_per_100w"] for m, v in style1["generations"].items()}
+    )
     first = pd.read_csv(workdir / "results/judge/win_rates.csv")
     rate0 = first[(first.model == "dpo-sycophantic") & (first.baseline == "base")].win_rate.item()
     rate1 = second["win_rates"]["dpo-sycophantic"][6]

@@ -38,7 +38,6 @@ from stylized_dpo.report.tables import (
     Table,
     is_missing,
     md_escape,
-    read_table_csv,
     write_text,
 )
 
@@ -160,9 +159,13 @@ def write_seeds_summary(
     md: str | os.PathLike[str],
     label: str = "",
 ) -> pd.DataFrame:
-    """Read every seed's tables (`paths[seed][source]`, "n/a" as missing) and write the summary."""
+    """Read every seed's tables (`paths[seed][source]`; "n/a", or an empty cell as the stage
+    CSVs write a missing measure, as missing) and write the summary."""
     tables = {
-        seed: {source: read_table_csv(path) for source, path in sources.items()}
+        seed: {
+            source: pd.read_csv(path, na_values=[NA, ""], keep_default_na=False)
+            for source, path in sources.items()
+        }
         for seed, sources in paths.items()
     }
     summary = seeds_summary(tables)
