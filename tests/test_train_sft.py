@@ -10,7 +10,7 @@ from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, 
 
 from stylized_dpo.model import IM_END
 from stylized_dpo.train.batching import collate_chats
-from stylized_dpo.train.logps import completion_logps
+from stylized_dpo.train.logps import completion_logps, right_padded
 from stylized_dpo.train.sft import SFTConfig, train_sft
 from stylized_dpo.train.tokens import encode_completions, filter_by_length, tokenize_sft
 
@@ -97,6 +97,28 @@ def test_padded_batch_equals_single_examples(tiny):
         [completion_logps(model, **collate_chats([c], tokenizer.pad_token_id)) for c in group]
     )
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-6)
+
+
+def test_left_padding_keeps_its_mask(tiny):
+    """A right-padded batch runs without its padding mask (causal attention never reaches the
+    padding); any other padding must keep the mask, or the real tokens would attend to pads."""
+    model, tokenizer, chats = tiny
+    group = chats[:6]
+    batch = collate_chats(group, tokenizer.pad_token_id)
+    assert right_padded(batch["attention_mask"])
+    shift = [int(n) for n in batch["attention_mask"].size(1) - batch["attention_mask"].sum(1)]
+    left = {
+        k: torch.stack([v[i].roll(shift[i]) for i in range(len(group))]) for k, v in batch.items()
+    }
+    assert not right_padded(left["attention_mask"])
+    single = torch.cat(
+        [completion_logps(model, **collate_chats([c], tokenizer.pad_token_id)) for c in group]
+    )
+    # pad ids at the start under their positions shift the real tokens' positions (RoPE is
+    # relative, so the scores stay the same to rounding); what the mask guards is attention
+    torch.testing.assert_close(completion_logps(model, **left), single, atol=1e-4, rtol=1e-5)
+    assert right_padded(torch.tensor([[1, 1, 0], [1, 1, 1]]))
+    assert not right_padded(torch.tensor([[1, 0, 1]]))
 
 
 def test_grad_accumulation_normalises_per_token_of_the_effective_batch(tmp_path):

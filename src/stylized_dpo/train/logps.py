@@ -32,12 +32,24 @@ def completion_logps(
     """
     if not completion_mask.any(dim=1).all():
         raise ValueError("a sequence has no completion token: its loss would be undefined")
+    if right_padded(attention_mask):
+        # Under causal attention no token before the padding ever sees it, so the padding mask
+        # changes nothing that is scored, and without it SDPA takes its causal kernel (faster
+        # than a masked one, and on CUDA the flash kernel) instead of a masked one.
+        attention_mask = None
     hidden = _last_hidden(model, input_ids=input_ids, attention_mask=attention_mask)  # (B, T, H)
     targets_mask = completion_mask[:, 1:].bool()  # (B, T-1): does position t predict a completion?
     h = hidden[:, :-1][targets_mask]  # (N, H), N = completion tokens in the batch
     targets = input_ids[:, 1:][targets_mask]  # (N,)
     row = torch.arange(input_ids.size(0), device=input_ids.device)[:, None].expand_as(targets_mask)
     return _summed_logps(model, h, targets, row[targets_mask], input_ids.size(0))
+
+
+def right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether every row of a (B, T) 0/1 mask is ones followed by zeros (padding on the right)."""
+    lengths = attention_mask.sum(dim=1, keepdim=True)
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    return bool(torch.equal(attention_mask.bool(), positions < lengths))
 
 
 def packed_completion_logps(
