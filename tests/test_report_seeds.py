@@ -12,17 +12,19 @@ from matplotlib.container import ErrorbarContainer
 
 from stylized_dpo.io import DataError
 from stylized_dpo.report.seeds import (
-    claims_across_seeds,
     long_values,
+    seeds_summary,
+    t_interval,
+    table_across_seeds,
+    write_seeds_summary,
+)
+from stylized_dpo.report.seeds_claims import (
+    claims_across_seeds,
     overall_verdict,
     read_claims,
     read_significance,
-    seeds_summary,
     significance_across_seeds,
-    t_interval,
-    table_across_seeds,
     write_claims_seeds,
-    write_seeds_summary,
     write_significance_seeds,
 )
 from stylized_dpo.report.seeds_figure import plot_seeds, seed_points

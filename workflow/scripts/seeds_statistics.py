@@ -3,7 +3,7 @@ verdict across seeds, and the claims-across-seeds figure."""
 
 import sys
 
-from stylized_dpo.report.seeds import (
+from stylized_dpo.report.seeds_claims import (
     HOLDS,
     claims_across_seeds,
     read_claims,

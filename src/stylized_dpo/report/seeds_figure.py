@@ -31,7 +31,8 @@ from stylized_dpo.report.common import (  # noqa: E402
 )
 from stylized_dpo.report.inputs import PathLike, read_judge_summary  # noqa: E402
 from stylized_dpo.report.plotting import legend_below, tidy, write_figure  # noqa: E402
-from stylized_dpo.report.seeds import HOLDS, t_interval  # noqa: E402
+from stylized_dpo.report.seeds import t_interval  # noqa: E402
+from stylized_dpo.report.seeds_claims import HOLDS  # noqa: E402
 from stylized_dpo.report.statistics import STATUS_COLORS, claim_label  # noqa: E402
 from stylized_dpo.report.tables import read_table_csv  # noqa: E402
 
