@@ -35,6 +35,13 @@ NON_VALUES = ("notes",)
 """Text columns of the tables that describe a value rather than name its row."""
 
 
+SEEDS_INTERVAL = (
+    "95% interval across seeds: mean +- t(0.975, n - 1) sd / sqrt(n) over the n seeds with the "
+    "value (sd with n - 1)."
+)
+"""`t_interval` in words, for the captions of the tables across seeds."""
+
+
 @dataclass(frozen=True)
 class SeedInterval:
     """Mean of one value over seeds and its t-interval (NaN bounds below two seeds)."""
@@ -239,6 +246,3 @@ def table_across_seeds(tables: Mapping[int, Table], label: str = "") -> Table:
         notes=notes,
         label=label,
     )
-
-
-# ---- the statistics across seeds -------------------------------------------------------------

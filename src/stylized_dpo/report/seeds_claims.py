@@ -15,7 +15,7 @@ import pandas as pd
 from stylized_dpo.io import DataError
 from stylized_dpo.report.common import display_name
 from stylized_dpo.report.inputs import read_csv_table
-from stylized_dpo.report.seeds import t_interval
+from stylized_dpo.report.seeds import SEEDS_INTERVAL, t_interval
 from stylized_dpo.report.statistics import (
     claim_label,
     fmt,
@@ -142,12 +142,6 @@ def claims_across_seeds(claims: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
 def _fmt(x: float) -> str:
     """`fmt`, without the "-0.000" a mean of differences that cancel can print."""
     return fmt(0.0 if math.isfinite(x) and round(x, 3) == 0 else x)
-
-
-SEEDS_INTERVAL = (
-    "95% interval across seeds: mean +- t(0.975, n - 1) sd / sqrt(n) over the n seeds with the "
-    "value (sd with n - 1)."
-)
 
 
 def write_significance_seeds(
