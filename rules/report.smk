@@ -334,11 +334,6 @@ rule seeds_summary:
 # With more than one seed (`rule all` asks for these then): each of Tables 3-8 with every cell
 # the mean over seeds and its 95% t-interval (stylized_dpo.report.seeds), built from every
 # seed's own inputs of that table, and the headline numbers of each model seed by seed.
-SEEDS_LABEL = (
-    f"{REPORT_LABEL} Seeds {', '.join(map(str, SEEDS))} "
-    f"(training seed {config['seed']} + each)."
-).lstrip()
-
 for n in [3] + HELM_TABLES:
 
     rule:

@@ -58,6 +58,13 @@ def seed_label(wildcards):
     return f"{label} Training seed {run_seed(wildcards)}.".lstrip()
 
 
+# The run label of the tables and figures across seeds.
+SEEDS_LABEL = (
+    f"{run_label(config)} Seeds {', '.join(map(str, SEEDS))} "
+    f"(training seed {config['seed']} + each)."
+).lstrip()
+
+
 def model_seeddir(name, seeddir):
     """The branch that holds a model of seed branch `seeddir` (a fetched base model: the
     first, its one copy)."""

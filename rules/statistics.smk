@@ -136,7 +136,7 @@ rule style_bias_report:
 # With more than one seed (`rule all` asks for it then): each comparison's difference in every
 # seed with its mean and t-interval, how many seeds found it significant in each direction,
 # and each paper claim's status seed by seed with the verdict across seeds
-# (stylized_dpo.report.seeds; read from each seed's tables, never recomputed).
+# (stylized_dpo.report.seeds_claims; read from each seed's tables, never recomputed).
 rule significance_seeds:
     input:
         significance=every_seed([rules.significance.output.csv]),
