@@ -67,7 +67,7 @@ from stylized_dpo.train.dpo import DPOConfig, dpo_forward
 from stylized_dpo.train.logps import completion_logps, pair_logps
 from stylized_dpo.train.metrics import DPOBatchStats
 from stylized_dpo.train.optim import adamw
-from stylized_dpo.train.runtime import speed_options
+from stylized_dpo.train.runtime import prepare_model
 from stylized_dpo.train.tokens import TokenizedChat, TokenizedPair
 
 QWEN25_05B = dict(
@@ -193,7 +193,7 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
         if reference == "model":  # a frozen copy of the starting weights, as train_dpo loads it
             ref_model = build_model(arch, device).eval().requires_grad_(False)
             ref_model.load_state_dict(model.state_dict())
-            speed_options(ref_model, gradient_checkpointing=False, compile=compile_)
+            prepare_model(ref_model, gradient_checkpointing=False, compile=compile_)
         else:  # precomputed before training (the workflow's reference_logps rule)
             model.eval()
             with torch.no_grad():
@@ -209,7 +209,7 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
         optimizer = torch.optim.RMSprop(  # Table 2, as train_dpo builds it
             model.parameters(), lr=1e-5, weight_decay=0.01, foreach=False
         )
-    speed_options(model, checkpointing, compile_)
+    prepare_model(model, checkpointing, compile_)
     model.train()
 
     times, n_tokens, model_tokens = [], 0, 0

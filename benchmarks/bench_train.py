@@ -174,20 +174,42 @@ def floor_mb(model) -> float:
     return 16 * sum(p.numel() for p in model.parameters()) / 2**20
 
 
+PROCESS_PEAK_MB = [0.0]  # the peak over the resets below
+
+
 def rss_mb() -> tuple[float, float]:
-    """(peak so far, current) resident memory of this process."""
+    """(peak since the last call, current) resident memory of this process. Each call resets
+    the kernel's high-water mark (/proc/self/clear_refs), so that a step's peak is its own."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    PROCESS_PEAK_MB[0] = max(PROCESS_PEAK_MB[0], peak)
     with open("/proc/self/statm") as f:
         current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
     return peak, current
 
 
-def steady(args) -> None:
-    """Our engine's allocator setting, as train_sft and train_dpo make it."""
-    if not args.glibc_default:
+def process_settings(args, ours: bool) -> None:
+    """The process settings of train_sft and train_dpo: flush-to-zero for both sides (unless
+    `--keep-denormals`), and for ours the engine's allocator setting (unless `--glibc-default`)."""
+    import torch
+
+    torch.set_flush_denormal(not args.keep_denormals)
+    if ours and not args.glibc_default:
         from stylized_dpo.train.runtime import steady_allocator
 
         steady_allocator()
+
+
+def model_settings(model, args) -> None:
+    """Our engine's model settings (`prepare_model`); with `--plain-mlp`, checkpointing only."""
+    from stylized_dpo.train.runtime import prepare_model
+
+    if args.plain_mlp:
+        if args.gradient_checkpointing:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        return
+    prepare_model(model, args.gradient_checkpointing, compile=False)
 
 
 def after_step(times: list, memory: list, args) -> None:
@@ -223,13 +245,12 @@ def ours_sft(args) -> dict:
     from stylized_dpo.train.batching import collate_chats
     from stylized_dpo.train.logps import completion_logps
     from stylized_dpo.train.optim import adamw
-    from stylized_dpo.train.runtime import speed_options
     from stylized_dpo.train.tokens import tokenize_sft
 
-    steady(args)
+    process_settings(args, ours=True)
     model, tokenizer, sft, _ = build(args, args.batch)
     chats = tokenize_sft(tokenizer, sft)
-    speed_options(model, args.gradient_checkpointing, compile=False)
+    model_settings(model, args)
     optimizer = adamw(model, 1e-3, (0.9, 0.95), 0.01)
     model.train()
     times, memory, n_tokens = [], [], 0
@@ -256,10 +277,9 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
     from stylized_dpo.train.dpo import DPOConfig, dpo_forward
     from stylized_dpo.train.logps import pair_logps
     from stylized_dpo.train.optim import adamw
-    from stylized_dpo.train.runtime import speed_options
     from stylized_dpo.train.tokens import tokenize_pairs
 
-    steady(args)
+    process_settings(args, ours=True)
     pairs_per_step = args.batch // 2
     model, tokenizer, _, prefs = build(args, pairs_per_step)
     pairs = tokenize_pairs(tokenizer, prefs)
@@ -275,7 +295,7 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
                 ).chunk(2)
                 for i in range(0, len(pairs), pairs_per_step)
             ]
-    speed_options(model, args.gradient_checkpointing, compile=False)
+    model_settings(model, args)
     optimizer = adamw(model, 1e-5, (0.9, 0.95), 0.0)
     model.train()
     times, memory, n_tokens = [], [], 0
@@ -361,6 +381,7 @@ def trl_sft(args) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    process_settings(args, ours=False)
     model, tokenizer, sft, _ = build(args, args.batch)
     rows = [
         {
@@ -383,6 +404,7 @@ def trl_dpo(args, precompute: bool = True) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    process_settings(args, ours=False)
     pairs_per_step = args.batch // 2
     model, tokenizer, _, prefs = build(args, pairs_per_step)
     rows = [
@@ -439,7 +461,7 @@ def child(name: str, args) -> None:
 
     torch.set_num_threads(1)
     result = MEASUREMENTS[name](args)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = max(rss_mb()[0], PROCESS_PEAK_MB[0])
     print("RESULT " + json.dumps(result))
 
 
@@ -488,6 +510,14 @@ def main() -> None:
         help="ours: glibc's dynamic mmap threshold (not the engine's steady_allocator)",
     )
     parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="both: float32 denormals computed, not flushed to zero (the engine flushes them)",
+    )
+    parser.add_argument(
+        "--plain-mlp", action="store_true", help="ours: transformers' MLP, not LeanSwiGLU"
+    )
+    parser.add_argument(
         "--repeat-batch", action="store_true", help="every step the same lengths (memory check)"
     )
     parser.add_argument("--only", help="comma-separated measurements (default: all)")
@@ -513,6 +543,8 @@ def main() -> None:
         *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
         *(["--trim"] if args.trim else []),
         *(["--glibc-default"] if args.glibc_default else []),
+        *(["--keep-denormals"] if args.keep_denormals else []),
+        *(["--plain-mlp"] if args.plain_mlp else []),
         *(["--repeat-batch"] if args.repeat_batch else []),
     ]
     names = args.only.split(",") if args.only else list(MEASUREMENTS)
@@ -530,7 +562,9 @@ def main() -> None:
         f"DPO batch {args.batch // 2} pairs, float32, gradient checkpointing "
         f"{'on' if args.gradient_checkpointing else 'off'} (both), AdamW (both), 1 thread"
         f"{', malloc_trim after each step' if args.trim else ''}"
-        f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}"
+        f", denormals {'kept' if args.keep_denormals else 'flushed to zero'} (both)"
+        f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}, "
+        f"{'plain MLP' if args.plain_mlp else 'LeanSwiGLU'}"
         f"{', the same batch lengths every step' if args.repeat_batch else ''}; {TRL_SETTINGS}; "
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
@@ -549,7 +583,7 @@ def main() -> None:
                 f"{result['cpu_s_per_step']:7.1f} CPU-s/step "
                 f"{result['tokens_per_step']:6.0f} tok/step  "
                 f"peak RSS {result['peak_rss_mb']:6.0f} MB  floor {result['floor_mb']:6.0f} MB; "
-                f"GB peak/current after each step: {steps}",
+                f"GB step peak/current after each step: {steps}",
                 flush=True,
             )
     best = {

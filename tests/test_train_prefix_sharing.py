@@ -16,7 +16,7 @@ from stylized_dpo.train.attention import PACKED_PAIRS_ATTENTION, rejected_block_
 from stylized_dpo.train.batching import collate_packed_pairs, collate_pairs
 from stylized_dpo.train.dpo import DPOConfig, dpo_forward, train_dpo
 from stylized_dpo.train.logps import completion_logps, pair_logps
-from stylized_dpo.train.runtime import speed_options
+from stylized_dpo.train.runtime import prepare_model
 from stylized_dpo.train.tokens import TokenizedPair
 
 torch.set_num_threads(1)
@@ -145,7 +145,7 @@ def test_gradient_checkpointing_with_prefix_sharing(model_and_pairs):
     model, pairs, pad_id = model_and_pairs
     batch = collate_packed_pairs(pairs, pad_id)
     plain = logps_and_grads(model, batch)
-    speed_options(model, gradient_checkpointing=True, compile=False)
+    prepare_model(model, gradient_checkpointing=True, compile=False)
     checkpointed = logps_and_grads(model, batch)
     torch.testing.assert_close(checkpointed[0], plain[0], rtol=0, atol=0)
     assert_same_grads(plain[1], checkpointed[1])

@@ -11,7 +11,7 @@ from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, 
 from stylized_dpo.train.batching import collate_chats
 from stylized_dpo.train.dpo import DPOConfig, train_dpo
 from stylized_dpo.train.logps import completion_logps
-from stylized_dpo.train.runtime import speed_options
+from stylized_dpo.train.runtime import prepare_model
 from stylized_dpo.train.sft import SFTConfig, train_sft
 from stylized_dpo.train.tokens import tokenize_sft
 
@@ -22,7 +22,7 @@ def test_gradient_checkpointing_gives_the_same_log_probs_and_gradients():
     grads = []
     for checkpointing in (False, True):
         model, tokenizer = tiny_model_and_tokenizer()
-        speed_options(model, gradient_checkpointing=checkpointing, compile=False)
+        prepare_model(model, gradient_checkpointing=checkpointing, compile=False)
         model.train()
         batch = collate_chats(tokenize_sft(tokenizer, toy_world()["sft"][:6]), 0)
         logps = completion_logps(model, **batch)

@@ -36,7 +36,7 @@ from stylized_dpo.train.logps import pair_logps
 from stylized_dpo.train.metrics import DPOBatchStats, MetricsWriter, NullMetrics, Throughput
 from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
 from stylized_dpo.train.reference import read_reference_logps
-from stylized_dpo.train.runtime import speed_options, steady_allocator
+from stylized_dpo.train.runtime import prepare_model, training_process
 from stylized_dpo.train.shards import batch_lengths, keep_share, load_pairs
 from stylized_dpo.train.tokens import TokenizedPair
 
@@ -226,12 +226,12 @@ def train_dpo(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
-    steady_allocator()  # resident memory flat over the steps
+    training_process()  # resident memory flat over the steps; denormals flushed
     dist = init_distributed(cfg.device)
     device = dist.device
     tokenizer = load_tokenizer(model_dir)
     policy = load_model(model_dir, torch.float32, device)
-    speed_options(policy, cfg.gradient_checkpointing, cfg.compile)
+    prepare_model(policy, cfg.gradient_checkpointing, cfg.compile)
     policy.train()
     pad_id = tokenizer.pad_token_id
     train = load_pairs(train_path, tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens)
@@ -242,7 +242,7 @@ def train_dpo(
         pass
     elif cfg.reference == "model":
         ref_model = load_model(model_dir, torch.float32, device).eval().requires_grad_(False)
-        speed_options(ref_model, gradient_checkpointing=False, compile=cfg.compile)
+        prepare_model(ref_model, gradient_checkpointing=False, compile=cfg.compile)
     else:
         if ref_train_path is None or ref_test_path is None:
             raise ValueError("reference='precomputed' needs ref_train_path and ref_test_path")

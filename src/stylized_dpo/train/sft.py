@@ -30,7 +30,7 @@ from stylized_dpo.train.distributed import Dist, init_distributed
 from stylized_dpo.train.logps import completion_logps
 from stylized_dpo.train.metrics import MetricsWriter, NullMetrics, Throughput
 from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
-from stylized_dpo.train.runtime import speed_options, steady_allocator
+from stylized_dpo.train.runtime import prepare_model, training_process
 from stylized_dpo.train.shards import batch_lengths, completion_tokens, keep_share, load_chats
 from stylized_dpo.train.tokens import TokenizedChat
 
@@ -100,12 +100,12 @@ def train_sft(
     """
     cfg = config
     torch.manual_seed(cfg.seed)
-    steady_allocator()  # resident memory flat over the steps
+    training_process()  # resident memory flat over the steps; denormals flushed
     dist = init_distributed(cfg.device)
     device = dist.device
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, torch.float32, device)
-    speed_options(model, cfg.gradient_checkpointing, cfg.compile)
+    prepare_model(model, cfg.gradient_checkpointing, cfg.compile)
     model.train()
     pad_id = tokenizer.pad_token_id
 
