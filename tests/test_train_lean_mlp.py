@@ -1,0 +1,126 @@
+"""`LeanSwiGLU`: the same log-probs and gradients as transformers' MLP bit for bit, with half
+the MLP activations kept for backward; and the training process's flush-to-zero."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from train_helpers import tiny_model_and_tokenizer, toy_world
+
+from stylized_dpo.train.batching import collate_chats
+from stylized_dpo.train.lean_mlp import is_swiglu, use_lean_mlp
+from stylized_dpo.train.logps import completion_logps
+from stylized_dpo.train.runtime import prepare_model
+from stylized_dpo.train.tokens import tokenize_sft
+
+torch.set_num_threads(1)
+
+
+def logps_and_grads(model, batch, autocast: bool = False):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logps = completion_logps(model, **batch)
+    logps.sum().backward()
+    return logps.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("checkpointing, autocast", [(False, False), (True, False), (False, True)])
+def test_same_log_probs_and_gradients_bit_for_bit(checkpointing, autocast):
+    stock, tokenizer = tiny_model_and_tokenizer()
+    lean = copy.deepcopy(stock)
+    prepare_model(lean, gradient_checkpointing=checkpointing, compile=False)
+    if checkpointing:  # checkpointing alone: prepare_model, then transformers' MLP back
+        prepare_model(stock, gradient_checkpointing=True, compile=False)
+        for layer in lean_layers(stock):
+            del layer.mlp.forward
+    assert all("forward" in vars(layer.mlp) for layer in lean_layers(lean))
+    assert not any("forward" in vars(layer.mlp) for layer in lean_layers(stock))
+    batch = collate_chats(tokenize_sft(tokenizer, toy_world()["sft"][:6]), 0)
+    stock.train(), lean.train()
+    want_logps, want_grads = logps_and_grads(stock, batch, autocast)
+    got_logps, got_grads = logps_and_grads(lean, batch, autocast)
+    assert torch.equal(got_logps, want_logps)
+    assert want_grads.keys() == got_grads.keys()
+    for name, grad in want_grads.items():
+        assert torch.equal(got_grads[name], grad), name
+
+
+def lean_layers(model):
+    return model.get_decoder().layers
+
+
+def saved_activation_bytes(module, *inputs) -> int:
+    """Bytes autograd keeps for backward from one forward of `module`, parameters excluded."""
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            kept[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(*inputs)
+    return sum(kept.values())
+
+
+def test_keeps_x_gate_and_up_only():
+    model, _ = tiny_model_and_tokenizer()
+    mlp = lean_layers(model)[0].mlp
+    hidden, inner = mlp.hidden_size, mlp.intermediate_size
+    tokens = 2 * 9
+    x = torch.randn(2, 9, hidden, requires_grad=True)
+    # transformers' MLP keeps x, gate(x), up(x), silu(gate(x)) and their product
+    assert saved_activation_bytes(mlp, x) == 4 * tokens * (hidden + 4 * inner)
+    use_lean_mlp(model)
+    assert saved_activation_bytes(mlp, x) == 4 * tokens * (hidden + 2 * inner)
+
+
+def test_switches_swiglu_mlps_only():
+    model, _ = tiny_model_and_tokenizer()
+    n_layers = len(lean_layers(model))
+    assert use_lean_mlp(model) == n_layers
+    gelu = copy.deepcopy(lean_layers(model)[0].mlp)
+    gelu.act_fn = torch.nn.GELU()
+    assert not is_swiglu(gelu)
+    with_bias = copy.deepcopy(lean_layers(model)[0].mlp)
+    with_bias.up_proj = torch.nn.Linear(4, 4, bias=True)
+    assert not is_swiglu(with_bias)
+    state = model.state_dict()  # saved files keep transformers' parameter names
+    assert set(state) == set(tiny_model_and_tokenizer()[0].state_dict())
+
+
+FLUSH_SCRIPT = """
+import sys, torch
+from stylized_dpo.train.runtime import training_process
+if sys.argv[1] == "training":
+    training_process()
+product = (torch.tensor([1e-39]) * 3).item()
+print(torch.set_flush_denormal(False), product)
+"""
+
+
+def test_training_process_flushes_denormals_to_zero():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def product(mode: str) -> tuple[bool, float]:
+        """(whether this CPU can flush, 3 x 1e-39 in float32), computed before resetting."""
+        out = subprocess.run(
+            [sys.executable, "-c", FLUSH_SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout.split()
+        return out[-2] == "True", float(out[-1])
+
+    supported, plain = product("plain")
+    assert plain == pytest.approx(3e-39, rel=1e-3)  # a float32 denormal
+    if supported:  # x86 with SSE3: flush-to-zero exists
+        assert product("training")[1] == 0.0
