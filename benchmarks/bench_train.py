@@ -5,24 +5,25 @@
     flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_train.py --shape qwen2.5-0.5b
         [--layers 24] [--steps 4] [--warmup 1]
 
-Each measurement runs in its own subprocess so that its peak RSS (ru_maxrss) is its own. The
-model is the miniature's shape (Qwen2, hidden 128, 2 layers, 2,048-token BPE); every sequence
-has about `--tokens` tokens, half prompt, half answer (`--prompt-fraction` changes the split).
-SFT steps take `--batch` sequences, DPO steps `--batch / 2` pairs (chosen + rejected: the same
-number of sequences per step, as the paper's SFT batch 8 and DPO batch 4 pairs). DPO is
-measured with reference log-probs precomputed before training (ours: `reference="precomputed"`;
-trl: `precompute_ref_log_probs=True`), so a step is one policy forward/backward, and with the
-reference model in memory (ours: `reference="model"`; trl: `precompute_ref_log_probs=False` and
-a `ref_model`), so a step adds a reference forward. Our DPO step is the engine's own
-`dpo_forward`, measured with `prefix_sharing` on (the default: each pair packed as [prompt,
-chosen, rejected], the prompt computed once) and off (chosen and rejected sequences
-concatenated, as trl does). Every DPO row counts the same tokens per pair, prompt + chosen +
-prompt + rejected (trl's count), whichever way the forward pass packs them, so the ratios are
-ratios of pairs per second. The first steps are warm-up, not timed. Throughput is given per
-wall-clock second and per CPU second of the process (with one thread the latter is the work
-itself, robust to other jobs sharing the machine). With `--repeats N` the measurements are
-interleaved N times and the best of each is kept (lowest peak RSS): other jobs only ever slow a
-run down.
+Each measurement runs in its own subprocess so that its peak RSS (ru_maxrss) is its own. The model
+is the miniature's shape (Qwen2, hidden 128, 2 layers, 2,048-token BPE); every sequence has about
+`--tokens` tokens, half prompt, half answer (`--prompt-fraction` changes the split). SFT steps take
+`--batch` sequences, DPO steps `--batch / 2` pairs (chosen + rejected: the same number of sequences
+per step, as the paper's SFT batch 8 and DPO batch 4 pairs). DPO is measured with reference
+log-probs precomputed before training (ours: `reference="precomputed"`; trl:
+`precompute_ref_log_probs=True`), so a step is one policy forward/backward, and with the reference
+model in memory (ours: `reference="model"`; trl: `precompute_ref_log_probs=False` and a
+`ref_model`), so a step adds a reference forward. Our DPO step is the engine's own `dpo_forward`,
+measured with `prefix_sharing` on (the default: each pair packed as [prompt, chosen, rejected], the
+prompt computed once), off (chosen and rejected sequences concatenated, as trl does), and with
+several prefix-shared pairs a row (`ours_dpo_rows`: `pair_rows_tokens=--row-tokens`, a
+block-diagonal mask, no padding between pairs; trl's own padding-free mode needs FlashAttention).
+Every DPO row counts the same tokens per pair, prompt + chosen + prompt + rejected (trl's count),
+whichever way the forward pass packs them, so the ratios are ratios of pairs per second. The first
+steps are warm-up, not timed. Throughput is given per wall-clock second and per CPU second of the
+process (with one thread the latter is the work itself, robust to other jobs sharing the machine).
+With `--repeats N` the measurements are interleaved N times and the best of each is kept (lowest
+peak RSS): other jobs only ever slow a run down.
 
 Like for like: both sides run in float32 (trl: `bf16=False`), with the same batch, and with
 gradient checkpointing on for both (`--gradient-checkpointing`) or off for both (the default;
@@ -38,8 +39,12 @@ Qwen tokens (prompt p50/p90/p99 76/435/1103, chosen 204/621/914: a log-length in
 between those quantiles), keeping only pairs with prompt <= 256 and answers <= 1024 tokens as the
 length filter does; the rejected answer is drawn from the chosen answers' distribution. Token
 ids come from the miniature's tokenizer (only the head's size matters for the cost). It prints
-the floor, weights + gradients + AdamW state (16 bytes a parameter), and the peak RSS after each
-step (flat from step 2 on, or not).
+the floor, weights + gradients + AdamW state (16 bytes a parameter), and each step's own peak
+RSS (the high-water mark is reset after every step) with the resident memory after it.
+
+The process settings are the engine's (`training_process`: float32 denormals flushed to zero,
+for trl too unless `--keep-denormals`; glibc's mmap threshold fixed, ours only, unless
+`--glibc-default`) and so are the model's (`prepare_model`: LeanSwiGLU unless `--plain-mlp`).
 """
 
 from __future__ import annotations
@@ -268,7 +273,9 @@ def ours_sft(args) -> dict:
     return throughput(n_tokens, times, memory, args, model)
 
 
-def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) -> dict:
+def ours_dpo(
+    args, reference: str = "precomputed", prefix_sharing: bool = True, rows: bool = False
+) -> dict:
     import copy
 
     import torch
@@ -283,7 +290,13 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
     pairs_per_step = args.batch // 2
     model, tokenizer, _, prefs = build(args, pairs_per_step)
     pairs = tokenize_pairs(tokenizer, prefs)
-    cfg = DPOConfig(beta=0.1, reference=reference, device="cpu", prefix_sharing=prefix_sharing)
+    cfg = DPOConfig(
+        beta=0.1,
+        reference=reference,
+        device="cpu",
+        prefix_sharing=prefix_sharing,
+        pair_rows_tokens=args.row_tokens if rows else None,
+    )
     ref_model, refs = None, [None] * args.steps
     if reference == "model":  # a frozen copy of the starting policy, as train_dpo loads it
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -310,6 +323,10 @@ def ours_dpo(args, reference: str = "precomputed", prefix_sharing: bool = True) 
         if step >= args.warmup:
             n_tokens += tokens
     return throughput(n_tokens, times, memory, args, model)
+
+
+def ours_dpo_rows(args) -> dict:
+    return ours_dpo(args, rows=True)
 
 
 def ours_dpo_model(args) -> dict:
@@ -442,6 +459,7 @@ MEASUREMENTS = {
     "trl_sft": trl_sft,
     "ours_dpo": ours_dpo,
     "ours_dpo_concat": ours_dpo_concat,
+    "ours_dpo_rows": ours_dpo_rows,
     "trl_dpo": trl_dpo,
     "ours_dpo_model": ours_dpo_model,
     "ours_dpo_model_concat": ours_dpo_model_concat,
@@ -451,6 +469,7 @@ ROWS = [  # (label, our measurement, trl's)
     ("SFT", "ours_sft", "trl_sft"),
     ("DPO, precomputed ref, shared prefix", "ours_dpo", "trl_dpo"),
     ("DPO, precomputed ref, concatenated", "ours_dpo_concat", "trl_dpo"),
+    ("DPO, precomputed ref, pair rows", "ours_dpo_rows", "trl_dpo"),
     ("DPO, ref model on the fly, shared", "ours_dpo_model", "trl_dpo_model"),
     ("DPO, ref model on the fly, concat.", "ours_dpo_model_concat", "trl_dpo_model"),
 ]
@@ -496,6 +515,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, help="untimed first steps (3; qwen2.5-0.5b: 1)")
     parser.add_argument("--batch", type=int, default=8, help="SFT sequences per step (even)")
     parser.add_argument("--tokens", type=int, default=256, help="miniature: tokens per sequence")
+    parser.add_argument(
+        "--row-tokens",
+        type=int,
+        help="ours_dpo_rows: pair_rows_tokens (3 x --tokens; qwen2.5-0.5b: 256 + 2 x 1024)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; best kept")
     parser.add_argument(
         "--prompt-fraction", type=float, default=0.5, help="miniature: share that is prompt"
@@ -526,6 +550,7 @@ def main() -> None:
     real = args.shape != "miniature"
     args.steps = args.steps or (4 if real else 20)
     args.warmup = args.warmup if args.warmup is not None else (1 if real else 3)
+    args.row_tokens = args.row_tokens or (MAX_PROMPT + 2 * MAX_ANSWER if real else 3 * args.tokens)
     if args.batch < 2 or args.batch % 2:
         parser.error("--batch must be even: DPO steps take batch / 2 pairs")
     if args.steps <= args.warmup:
@@ -540,6 +565,7 @@ def main() -> None:
         f"--batch={args.batch}",
         f"--tokens={args.tokens}",
         f"--prompt-fraction={args.prompt_fraction}",
+        f"--row-tokens={args.row_tokens}",
         *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
         *(["--trim"] if args.trim else []),
         *(["--glibc-default"] if args.glibc_default else []),
