@@ -44,7 +44,8 @@ RSS (the high-water mark is reset after every step) with the resident memory aft
 
 The process settings are the engine's (`training_process`: float32 denormals flushed to zero,
 for trl too unless `--keep-denormals`; glibc's mmap threshold fixed, ours only, unless
-`--glibc-default`) and so are the model's (`prepare_model`: LeanSwiGLU unless `--plain-mlp`).
+`--glibc-default`) and so are the model's (`prepare_model`: lean MLPs and RMSNorms unless
+`--plain-layers`).
 """
 
 from __future__ import annotations
@@ -207,12 +208,14 @@ def process_settings(args, ours: bool) -> None:
 
 
 def model_settings(model, args) -> None:
-    """Our engine's model settings (`prepare_model`); with `--plain-mlp`, checkpointing only."""
+    """Our engine's model settings (`prepare_model`); with `--plain-layers`, checkpointing only."""
     from stylized_dpo.train.runtime import prepare_model
 
-    if args.plain_mlp:
+    if args.plain_layers:
         if args.gradient_checkpointing:
-            model.activation_checkpointing_enable({"use_reentrant": False})
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": False}
+            )
         return
     prepare_model(model, args.gradient_checkpointing, compile=False)
 
@@ -539,7 +542,7 @@ def main() -> None:
         help="both: float32 denormals computed, not flushed to zero (the engine flushes them)",
     )
     parser.add_argument(
-        "--plain-mlp", action="store_true", help="ours: transformers' MLP, not LeanSwiGLU"
+        "--plain-layers", action="store_true", help="ours: transformers' MLP and RMSNorm forwards"
     )
     parser.add_argument(
         "--repeat-batch", action="store_true", help="every step the same lengths (memory check)"
@@ -570,7 +573,7 @@ def main() -> None:
         *(["--trim"] if args.trim else []),
         *(["--glibc-default"] if args.glibc_default else []),
         *(["--keep-denormals"] if args.keep_denormals else []),
-        *(["--plain-mlp"] if args.plain_mlp else []),
+        *(["--plain-layers"] if args.plain_layers else []),
         *(["--repeat-batch"] if args.repeat_batch else []),
     ]
     names = args.only.split(",") if args.only else list(MEASUREMENTS)
@@ -590,7 +593,7 @@ def main() -> None:
         f"{', malloc_trim after each step' if args.trim else ''}"
         f", denormals {'kept' if args.keep_denormals else 'flushed to zero'} (both)"
         f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}, "
-        f"{'plain MLP' if args.plain_mlp else 'LeanSwiGLU'}"
+        f"{'plain layers' if args.plain_layers else 'lean layers'}"
         f"{', the same batch lengths every step' if args.repeat_batch else ''}; {TRL_SETTINGS}; "
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,

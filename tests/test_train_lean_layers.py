@@ -1,5 +1,5 @@
-"""`LeanSwiGLU`: the same log-probs and gradients as transformers' MLP bit for bit, with half
-the MLP activations kept for backward; and the training process's flush-to-zero."""
+"""Lean layers: the same log-probs and gradients as transformers' MLP and RMSNorm bit for bit,
+with fewer activations kept for backward; and the training process's flush-to-zero."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from train_helpers import tiny_model_and_tokenizer, toy_world
 
 from stylized_dpo.train.batching import collate_chats
-from stylized_dpo.train.lean_mlp import is_swiglu, use_lean_mlp
+from stylized_dpo.train.lean_layers import RMS_NORMS, is_swiglu, use_lean_layers
 from stylized_dpo.train.logps import completion_logps
 from stylized_dpo.train.runtime import prepare_model
 from stylized_dpo.train.tokens import tokenize_sft
@@ -34,12 +34,12 @@ def test_same_log_probs_and_gradients_bit_for_bit(checkpointing, autocast):
     stock, tokenizer = tiny_model_and_tokenizer()
     lean = copy.deepcopy(stock)
     prepare_model(lean, gradient_checkpointing=checkpointing, compile=False)
-    if checkpointing:  # checkpointing alone: prepare_model, then transformers' MLP back
+    if checkpointing:  # checkpointing alone: prepare_model, then transformers' forwards back
         prepare_model(stock, gradient_checkpointing=True, compile=False)
-        for layer in lean_layers(stock):
-            del layer.mlp.forward
-    assert all("forward" in vars(layer.mlp) for layer in lean_layers(lean))
-    assert not any("forward" in vars(layer.mlp) for layer in lean_layers(stock))
+        for module in switched(stock):
+            del module.forward
+    assert len(switched(lean)) == 3 * len(lean_layers(lean)) + 1  # MLP, 2 norms; final norm
+    assert not switched(stock)
     batch = collate_chats(tokenize_sft(tokenizer, toy_world()["sft"][:6]), 0)
     stock.train(), lean.train()
     want_logps, want_grads = logps_and_grads(stock, batch, autocast)
@@ -52,6 +52,10 @@ def test_same_log_probs_and_gradients_bit_for_bit(checkpointing, autocast):
 
 def lean_layers(model):
     return model.get_decoder().layers
+
+
+def switched(model):
+    return [m for m in model.modules() if "forward" in vars(m)]
 
 
 def saved_activation_bytes(module, *inputs) -> int:
@@ -78,14 +82,26 @@ def test_keeps_x_gate_and_up_only():
     x = torch.randn(2, 9, hidden, requires_grad=True)
     # transformers' MLP keeps x, gate(x), up(x), silu(gate(x)) and their product
     assert saved_activation_bytes(mlp, x) == 4 * tokens * (hidden + 4 * inner)
-    use_lean_mlp(model)
+    use_lean_layers(model)
     assert saved_activation_bytes(mlp, x) == 4 * tokens * (hidden + 2 * inner)
 
 
-def test_switches_swiglu_mlps_only():
+def test_rms_norm_keeps_its_input_and_inverse_rms_only():
+    model, _ = tiny_model_and_tokenizer()
+    norm = lean_layers(model)[0].input_layernorm
+    assert type(norm) in RMS_NORMS
+    tokens, hidden = 2 * 9, norm.weight.numel()
+    x = torch.randn(2, 9, hidden, requires_grad=True)
+    # transformers' RMSNorm keeps x, 1/rms(x) and x/rms(x)
+    assert saved_activation_bytes(norm, x) == 4 * tokens * (2 * hidden + 1)
+    use_lean_layers(model)
+    assert saved_activation_bytes(norm, x) == 4 * tokens * (hidden + 1)
+
+
+def test_switches_swiglu_mlps_and_rms_norms_only():
     model, _ = tiny_model_and_tokenizer()
     n_layers = len(lean_layers(model))
-    assert use_lean_mlp(model) == n_layers
+    assert use_lean_layers(model) == 3 * n_layers + 1
     gelu = copy.deepcopy(lean_layers(model)[0].mlp)
     gelu.act_fn = torch.nn.GELU()
     assert not is_swiglu(gelu)
