@@ -39,8 +39,9 @@ Qwen tokens (prompt p50/p90/p99 76/435/1103, chosen 204/621/914: a log-length in
 between those quantiles), keeping only pairs with prompt <= 256 and answers <= 1024 tokens as the
 length filter does; the rejected answer is drawn from the chosen answers' distribution. Token
 ids come from the miniature's tokenizer (only the head's size matters for the cost). It prints
-the floor, weights + gradients + AdamW state (16 bytes a parameter), and each step's own peak
-RSS (the high-water mark is reset after every step) with the resident memory after it.
+the floor, weights + gradients + AdamW state (16 bytes a parameter), and for each step the peak
+RSS of its forward + backward pass (with gradient clipping), that of its optimizer step (the
+high-water mark is reset between them) and the resident memory after it.
 
 The process settings are the engine's (`training_process`: float32 denormals flushed to zero,
 for trl too unless `--keep-denormals`; glibc's mmap threshold fixed, ours only, unless
@@ -220,11 +221,17 @@ def model_settings(model, args) -> None:
     prepare_model(model, args.gradient_checkpointing, compile=False)
 
 
+def before_optimizer_step(memory: list) -> None:
+    """Close the step's first phase (forward, backward, clipping): its own peak RSS."""
+    memory.append(rss_mb()[0])
+
+
 def after_step(times: list, memory: list, args) -> None:
+    """Close the step: the optimizer step's own peak, and the resident memory after it."""
     if args.trim:  # hand freed heap pages back to the OS (glibc)
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     times.append(clock())
-    memory.append(rss_mb())
+    memory[-1] = (memory[-1], *rss_mb())
 
 
 def clock() -> tuple[float, float]:
@@ -268,6 +275,7 @@ def ours_sft(args) -> dict:
         loss = -completion_logps(model, **batch).sum() / n
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        before_optimizer_step(memory)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         after_step(times, memory, args)
@@ -320,6 +328,7 @@ def ours_dpo(
         losses, *_, tokens = dpo_forward(model, batch, refs[step], ref_model, cfg, 0, "cpu")
         losses.mean().backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        before_optimizer_step(memory)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         after_step(times, memory, args)
@@ -374,10 +383,13 @@ def run_trl(trainer, args) -> dict:
     from transformers import TrainerCallback
 
     times: list[tuple[float, float]] = []
-    memory: list[tuple[float, float]] = []
+    memory: list = []
     tokens: list[int] = []
 
     class Clock(TrainerCallback):
+        def on_pre_optimizer_step(self, *_, **__):  # after backward and clipping
+            before_optimizer_step(memory)
+
         def on_step_end(self, *_, **__):
             after_step(times, memory, args)
 
@@ -604,7 +616,7 @@ def main() -> None:
             result = measure(name, args)
             runs[name].append(result)
             steps = " ".join(
-                f"{peak / 1024:.1f}/{now / 1024:.1f}" for peak, now in result["rss_by_step_mb"]
+                "/".join(f"{mb / 1024:.1f}" for mb in step) for step in result["rss_by_step_mb"]
             )
             print(
                 f"[{repeat + 1}/{args.repeats}] {name:21s} {result['tokens_per_s']:8.0f} tok/s "
@@ -612,7 +624,8 @@ def main() -> None:
                 f"{result['cpu_s_per_step']:7.1f} CPU-s/step "
                 f"{result['tokens_per_step']:6.0f} tok/step  "
                 f"peak RSS {result['peak_rss_mb']:6.0f} MB  floor {result['floor_mb']:6.0f} MB; "
-                f"GB step peak/current after each step: {steps}",
+                "GB peak in forward+backward/in the optimizer step/resident after, each step: "
+                f"{steps}",
                 flush=True,
             )
     best = {
