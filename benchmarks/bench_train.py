@@ -163,17 +163,40 @@ def build(args, per_step: int, seed: int = 0):
             )
             - 1
         )
+        drawn = per_step if args.repeat_batch else n
+        if args.grouped:
+            drawn = per_step * GROUP_FACTOR
         lengths = [
             (max(1, p - template), max(1, c - 1), max(1, r - 1))
-            for p, c, r in real_lengths(per_step if args.repeat_batch else n, seed)
+            for p, c, r in real_lengths(drawn, seed)
         ]
-        lengths = (lengths * args.steps)[:n]
-    sft = [SFTExample(f"s{i}", text(i, p), text(i + 1, c)) for i, (p, c, _) in enumerate(lengths)]
+        lengths = (lengths * args.steps)[:n] if not args.grouped else lengths
+    sft_lengths, pref_lengths = lengths, lengths
+    if args.grouped:  # as train_sft and train_dpo batch: by prompt + (longer) answer
+        sft_lengths = first_grouped_steps(lengths, lambda x: x[0] + x[1], per_step, args.steps)
+        pref_lengths = first_grouped_steps(
+            lengths, lambda x: x[0] + max(x[1:]), per_step, args.steps
+        )
+    sft = [
+        SFTExample(f"s{i}", text(i, p), text(i + 1, c)) for i, (p, c, _) in enumerate(sft_lengths)
+    ]
     prefs = [
         PreferencePair(f"p{i}", text(i, p), text(i + 1, c), text(i + 2, r))
-        for i, (p, c, r) in enumerate(lengths)
+        for i, (p, c, r) in enumerate(pref_lengths)
     ]
     return model, tokenizer, sft, prefs
+
+
+GROUP_FACTOR = 50  # length_grouped_batches' default: batches sorted together
+
+
+def first_grouped_steps(lengths: list, key, per_step: int, steps: int) -> list:
+    """The examples of the first `steps` batches of the engine's length-grouped epoch
+    (`length_grouped_batches`) over `lengths`, in order."""
+    from stylized_dpo.train.batching import length_grouped_batches
+
+    batches = length_grouped_batches([key(x) for x in lengths], per_step, seed=0)
+    return [lengths[i] for batch in batches[:steps] for i in batch]
 
 
 def floor_mb(model) -> float:
@@ -557,6 +580,11 @@ def main() -> None:
         "--plain-layers", action="store_true", help="ours: transformers' MLP and RMSNorm forwards"
     )
     parser.add_argument(
+        "--grouped",
+        action="store_true",
+        help="qwen2.5-0.5b: batches as the engine's schedule makes them (length-grouped)",
+    )
+    parser.add_argument(
         "--repeat-batch", action="store_true", help="every step the same lengths (memory check)"
     )
     parser.add_argument("--only", help="comma-separated measurements (default: all)")
@@ -587,6 +615,7 @@ def main() -> None:
         *(["--keep-denormals"] if args.keep_denormals else []),
         *(["--plain-layers"] if args.plain_layers else []),
         *(["--repeat-batch"] if args.repeat_batch else []),
+        *(["--grouped"] if args.grouped else []),
     ]
     names = args.only.split(",") if args.only else list(MEASUREMENTS)
     if unknown := set(names) - set(MEASUREMENTS):
@@ -606,7 +635,9 @@ def main() -> None:
         f", denormals {'kept' if args.keep_denormals else 'flushed to zero'} (both)"
         f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}, "
         f"{'plain layers' if args.plain_layers else 'lean layers'}"
-        f"{', the same batch lengths every step' if args.repeat_batch else ''}; {TRL_SETTINGS}; "
+        f"{', the same batch lengths every step' if args.repeat_batch else ''}"
+        f"{', length-grouped batches' if args.grouped else ', unsorted batches' if real else ''}"
+        f"; {TRL_SETTINGS}; "
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )
