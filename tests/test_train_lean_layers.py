@@ -32,12 +32,13 @@ def logps_and_grads(model, batch, autocast: bool = False):
 @pytest.mark.parametrize("checkpointing, autocast", [(False, False), (True, False), (False, True)])
 def test_same_log_probs_and_gradients_bit_for_bit(checkpointing, autocast):
     stock, tokenizer = tiny_model_and_tokenizer()
+    prepare_model(stock, gradient_checkpointing=checkpointing, compile=False)
     lean = copy.deepcopy(stock)
-    prepare_model(lean, gradient_checkpointing=checkpointing, compile=False)
-    if checkpointing:  # checkpointing alone: prepare_model, then transformers' forwards back
-        prepare_model(stock, gradient_checkpointing=True, compile=False)
+    if not checkpointing:  # prepare_model switched to the lean layers: transformers' back
         for module in switched(stock):
             del module.forward
+    else:  # checkpointed models keep transformers' layers: the lean ones under checkpoints
+        use_lean_layers(lean)
     assert len(switched(lean)) == 3 * len(lean_layers(lean)) + 1  # MLP, 2 norms; final norm
     assert not switched(stock)
     batch = collate_chats(tokenize_sft(tokenizer, toy_world()["sft"][:6]), 0)
@@ -48,6 +49,15 @@ def test_same_log_probs_and_gradients_bit_for_bit(checkpointing, autocast):
     assert want_grads.keys() == got_grads.keys()
     for name, grad in want_grads.items():
         assert torch.equal(got_grads[name], grad), name
+
+
+def test_prepare_model_uses_lean_layers_without_checkpointing_only():
+    plain, _ = tiny_model_and_tokenizer()
+    checkpointed = copy.deepcopy(plain)
+    prepare_model(plain, gradient_checkpointing=False, compile=False)
+    prepare_model(checkpointed, gradient_checkpointing=True, compile=False)
+    assert len(switched(plain)) == 3 * len(lean_layers(plain)) + 1
+    assert not switched(checkpointed)
 
 
 def lean_layers(model):

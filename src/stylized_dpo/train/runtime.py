@@ -24,21 +24,25 @@ def autocast(device: str) -> AbstractContextManager[Any]:
 def prepare_model(model: PreTrainedModel, gradient_checkpointing: bool, compile: bool) -> None:
     """Set up a model for training (or the reference model beside it).
 
-    Always: its SwiGLU MLPs and RMSNorms keep fewer activations for backward (`use_lean_layers`:
-    43% fewer at Qwen2.5-0.5B's shape; the same gradients bit for bit). Optional (both off by
-    default): `gradient_checkpointing` recomputes each decoder layer's activations in the
-    backward pass (non-reentrant checkpoints): less memory for about one more forward pass,
-    same maths. `compile` runs the decoder through `torch.compile` in place (parameter names
-    and saved files are unchanged); kernels are fused, so float results may differ in the last
-    bits.
+    `gradient_checkpointing` recomputes each decoder layer's activations in the backward pass
+    (non-reentrant checkpoints): less memory for about one more forward pass, same maths.
+    Without it, the SwiGLU MLPs and RMSNorms keep fewer activations for backward
+    (`use_lean_layers`: 43% fewer at Qwen2.5-0.5B's shape; the same gradients bit for bit).
+    With it a layer's activations only live during its own backward, so keeping fewer of them
+    saves little, and recomputing the SwiGLU a third time cost 2-4% (`bench_train.py
+    --plain-layers`, 4 layers of Qwen2.5-0.5B's shape): checkpointed models keep
+    transformers' layers. `compile` runs the decoder through `torch.compile` in place
+    (parameter names and saved files are unchanged); kernels are fused, so float results may
+    differ in the last bits.
     """
-    use_lean_layers(model)
     if gradient_checkpointing:
         kwargs = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:  # the older name (deprecated since)
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        use_lean_layers(model)
     if compile:
         model.get_decoder().compile()
 
