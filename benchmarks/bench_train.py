@@ -545,6 +545,17 @@ def measure(name: str, args) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+SWITCHES = {  # the on/off options, passed on to each measurement's process
+    "--gradient-checkpointing": "on for ours and for trl",
+    "--trim": "malloc_trim(0) after each step",
+    "--glibc-default": "ours: glibc's dynamic mmap threshold (not the engine's steady_allocator)",
+    "--keep-denormals": "both: float32 denormals computed (the engine flushes them to zero)",
+    "--plain-layers": "ours: transformers' MLP and RMSNorm forwards (not the lean layers)",
+    "--grouped": "qwen2.5-0.5b: batches as the engine's schedule makes them (length-grouped)",
+    "--repeat-batch": "every step the same lengths (memory check)",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", choices=["miniature", "qwen2.5-0.5b"], default="miniature")
@@ -562,31 +573,8 @@ def main() -> None:
     parser.add_argument(
         "--prompt-fraction", type=float, default=0.5, help="miniature: share that is prompt"
     )
-    parser.add_argument(
-        "--gradient-checkpointing", action="store_true", help="on for ours and for trl"
-    )
-    parser.add_argument("--trim", action="store_true", help="malloc_trim(0) after each step")
-    parser.add_argument(
-        "--glibc-default",
-        action="store_true",
-        help="ours: glibc's dynamic mmap threshold (not the engine's steady_allocator)",
-    )
-    parser.add_argument(
-        "--keep-denormals",
-        action="store_true",
-        help="both: float32 denormals computed, not flushed to zero (the engine flushes them)",
-    )
-    parser.add_argument(
-        "--plain-layers", action="store_true", help="ours: transformers' MLP and RMSNorm forwards"
-    )
-    parser.add_argument(
-        "--grouped",
-        action="store_true",
-        help="qwen2.5-0.5b: batches as the engine's schedule makes them (length-grouped)",
-    )
-    parser.add_argument(
-        "--repeat-batch", action="store_true", help="every step the same lengths (memory check)"
-    )
+    for flag, text in SWITCHES.items():
+        parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument("--only", help="comma-separated measurements (default: all)")
     parser.add_argument("--child", choices=sorted(MEASUREMENTS))
     args = parser.parse_args()
@@ -609,13 +597,7 @@ def main() -> None:
         f"--tokens={args.tokens}",
         f"--prompt-fraction={args.prompt_fraction}",
         f"--row-tokens={args.row_tokens}",
-        *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
-        *(["--trim"] if args.trim else []),
-        *(["--glibc-default"] if args.glibc_default else []),
-        *(["--keep-denormals"] if args.keep_denormals else []),
-        *(["--plain-layers"] if args.plain_layers else []),
-        *(["--repeat-batch"] if args.repeat_batch else []),
-        *(["--grouped"] if args.grouped else []),
+        *(flag for flag in SWITCHES if getattr(args, flag[2:].replace("-", "_"))),
     ]
     names = args.only.split(",") if args.only else list(MEASUREMENTS)
     if unknown := set(names) - set(MEASUREMENTS):
@@ -634,7 +616,7 @@ def main() -> None:
         f"{', malloc_trim after each step' if args.trim else ''}"
         f", denormals {'kept' if args.keep_denormals else 'flushed to zero'} (both)"
         f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}, "
-        f"{'plain layers' if args.plain_layers else 'lean layers'}"
+        f"{'lean' if not (args.plain_layers or args.gradient_checkpointing) else 'plain'} layers"
         f"{', the same batch lengths every step' if args.repeat_batch else ''}"
         f"{', length-grouped batches' if args.grouped else ', unsorted batches' if real else ''}"
         f"; {TRL_SETTINGS}; "
