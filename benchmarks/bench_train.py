@@ -231,6 +231,14 @@ def process_settings(args, ours: bool) -> None:
         steady_allocator()
 
 
+def engine_heap_release(args) -> None:
+    """Ours after each optimizer step, as the training loops do (unless `--glibc-default`)."""
+    if not args.glibc_default:
+        from stylized_dpo.train.runtime import release_freed_heap
+
+        release_freed_heap()
+
+
 def model_settings(model, args) -> None:
     """Our engine's model settings (`prepare_model`); with `--plain-layers`, checkpointing only."""
     from stylized_dpo.train.runtime import prepare_model
@@ -301,6 +309,7 @@ def ours_sft(args) -> dict:
         before_optimizer_step(memory)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        engine_heap_release(args)
         after_step(times, memory, args)
         if step >= args.warmup:
             n_tokens += int(batch["attention_mask"].sum())
@@ -354,6 +363,7 @@ def ours_dpo(
         before_optimizer_step(memory)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        engine_heap_release(args)
         after_step(times, memory, args)
         if step >= args.warmup:
             n_tokens += tokens

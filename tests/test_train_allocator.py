@@ -40,3 +40,38 @@ def grown_mb(mode: str) -> float:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_freed_tensors_are_returned_to_the_os():
     assert grown_mb("steady") < 30  # 320 MB allocated and freed, almost nothing kept
+
+
+RELEASE_SCRIPT = """
+import sys, torch
+from stylized_dpo.train.runtime import release_freed_heap, steady_allocator
+steady_allocator()
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+blocks, pins = [], []
+for _ in range(int(sys.argv[1])):  # 2 MB tensors (heap: below the 4 MB threshold), each
+    blocks.append(torch.ones(1 << 19))  # followed by a 64 KB one that stays (past glibc's
+    pins.append(torch.ones(1 << 14))  # small-block caches, so it is cut from the heap's top)
+del blocks
+before = rss_mb()
+print(release_freed_heap(), before - rss_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+@pytest.mark.parametrize("blocks, trims", [(200, True), (50, False)])
+def test_freed_heap_is_released_past_its_slack(blocks, trims):
+    """400 MB freed on a fragmented heap is handed back; 100 MB (below 256 MB) is kept."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    out = subprocess.run(
+        [sys.executable, "-c", RELEASE_SCRIPT, str(blocks)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
+    assert out[-2] == str(trims)
+    released = float(out[-1])
+    assert released > 350 if trims else released < 20

@@ -36,7 +36,7 @@ from stylized_dpo.train.logps import pair_logps
 from stylized_dpo.train.metrics import DPOBatchStats, MetricsWriter, NullMetrics, Throughput
 from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
 from stylized_dpo.train.reference import read_reference_logps
-from stylized_dpo.train.runtime import prepare_model, training_process
+from stylized_dpo.train.runtime import prepare_model, release_freed_heap, training_process
 from stylized_dpo.train.shards import batch_lengths, keep_share, load_pairs
 from stylized_dpo.train.tokens import TokenizedPair
 
@@ -341,6 +341,7 @@ def train_dpo(
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        release_freed_heap()
         row = {"step": step, "split": "train", **stats.means()}
         row |= {
             "grad_norm": grad_norm.item(),

@@ -82,3 +82,39 @@ def steady_allocator() -> None:
     m_mmap_threshold = -3  # malloc.h
     if hasattr(libc, "mallopt"):
         libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [  # glibc's struct mallinfo2 (malloc.h), all size_t
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+HEAP_SLACK = 256 << 20
+
+
+def release_freed_heap() -> bool:
+    """Hand the heap's free pages back to the OS (`malloc_trim(0)`) once more than
+    `HEAP_SLACK` bytes (256 MB) of it are free; called after every optimizer step. Returns
+    whether it trimmed.
+
+    Below the mmap threshold, blocks come from glibc's heap, whose free space fragments and
+    stays resident: with the same batch at every step (Qwen2.5-0.5B's shape, 24 layers) the
+    resident memory between steps went 6.6 -> 7.4 GB over 10 steps, and each step's peak with
+    it. Trimming every step holds it flat but costs the miniature 13-20% of its speed (freed
+    pages fault back in at the next step); past 256 MB free, which the miniature never reaches,
+    a trim pays for itself. No-op without glibc >= 2.33 (mallinfo2)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return False
+    mallinfo2.restype = _MallInfo2
+    if mallinfo2().fordblks <= HEAP_SLACK:
+        return False
+    libc.malloc_trim(0)
+    return True

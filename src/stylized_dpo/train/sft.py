@@ -30,7 +30,7 @@ from stylized_dpo.train.distributed import Dist, init_distributed
 from stylized_dpo.train.logps import completion_logps
 from stylized_dpo.train.metrics import MetricsWriter, NullMetrics, Throughput
 from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
-from stylized_dpo.train.runtime import prepare_model, training_process
+from stylized_dpo.train.runtime import prepare_model, release_freed_heap, training_process
 from stylized_dpo.train.shards import batch_lengths, completion_tokens, keep_share, load_chats
 from stylized_dpo.train.tokens import TokenizedChat
 
@@ -169,6 +169,7 @@ def train_sft(
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        release_freed_heap()
         metrics.write(
             {
                 "step": step,
