@@ -21,9 +21,10 @@ block-diagonal mask, no padding between pairs; trl's own padding-free mode needs
 Every DPO row counts the same tokens per pair, prompt + chosen + prompt + rejected (trl's count),
 whichever way the forward pass packs them, so the ratios are ratios of pairs per second. The first
 steps are warm-up, not timed. Throughput is given per wall-clock second and per CPU second of the
-process (with one thread the latter is the work itself, robust to other jobs sharing the machine).
-With `--repeats N` the measurements are interleaved N times and the best of each is kept (lowest
-peak RSS): other jobs only ever slow a run down.
+process (with one thread the latter is the work itself: other jobs' CPU use barely moves it, though
+sharing the memory bandwidth raised it by up to 8% here). With `--repeats N` the measurements are
+interleaved N times and the best of each is kept (lowest peak RSS): other jobs only ever slow a run
+down.
 
 Like for like: both sides run in float32 (trl: `bf16=False`), with the same batch, and with
 gradient checkpointing on for both (`--gradient-checkpointing`) or off for both (the default;
