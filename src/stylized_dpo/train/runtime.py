@@ -106,8 +106,8 @@ def release_freed_heap() -> bool:
     stays resident: with the same batch at every step (Qwen2.5-0.5B's shape, 24 layers) the
     resident memory between steps went 6.6 -> 7.4 GB over 10 steps, and each step's peak with
     it. Trimming every step holds it flat but costs the miniature 13-20% of its speed (freed
-    pages fault back in at the next step); past 256 MB free, which the miniature never reaches,
-    a trim pays for itself. No-op without glibc >= 2.33 (mallinfo2)."""
+    pages fault back in at the next step), and the miniature never has 256 MB free. No-op
+    without glibc >= 2.33 (mallinfo2)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallinfo2 = libc.mallinfo2
