@@ -623,7 +623,8 @@ def main() -> None:
     print(
         f"{shape}; {args.steps} steps ({args.warmup} warm-up), SFT batch {args.batch} sequences, "
         f"DPO batch {args.batch // 2} pairs, float32, gradient checkpointing "
-        f"{'on' if args.gradient_checkpointing else 'off'} (both), AdamW (both), 1 thread"
+        f"{'on' if args.gradient_checkpointing else 'off'} (both), AdamW (ours single-tensor, "
+        "trl fused: its default), 1 thread"
         f"{', malloc_trim after each step' if args.trim else ''}"
         f", denormals {'kept' if args.keep_denormals else 'flushed to zero'} (both)"
         f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}, "
