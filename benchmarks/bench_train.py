@@ -46,8 +46,8 @@ high-water mark is reset between them) and the resident memory after it.
 
 The process settings are the engine's (`training_process`: float32 denormals flushed to zero,
 for trl too unless `--keep-denormals`; glibc's mmap threshold fixed, ours only, unless
-`--glibc-default`) and so are the model's (`prepare_model`: lean MLPs and RMSNorms unless
-`--plain-layers`).
+`--glibc-default`) and so are the model's (`prepare_model`: lean MLPs and RMSNorms without
+checkpointing, unless `--plain-layers`).
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def build(args, per_step: int, seed: int = 0):
 
     from stylized_dpo.model import tiny_qwen2_config, train_tokenizer
     from stylized_dpo.records import PreferencePair, SFTExample
+    from stylized_dpo.train.batching import GROUP_FACTOR
 
     words = (
         "the capital of avalia is brumont and it was founded in the year of many rivers "
@@ -164,14 +165,13 @@ def build(args, per_step: int, seed: int = 0):
             )
             - 1
         )
-        drawn = per_step if args.repeat_batch else n
-        if args.grouped:
-            drawn = per_step * GROUP_FACTOR
+        drawn = per_step * GROUP_FACTOR if args.grouped else per_step if args.repeat_batch else n
         lengths = [
             (max(1, p - template), max(1, c - 1), max(1, r - 1))
             for p, c, r in real_lengths(drawn, seed)
         ]
-        lengths = (lengths * args.steps)[:n] if not args.grouped else lengths
+        if not args.grouped:
+            lengths = (lengths * args.steps)[:n]
     sft_lengths, pref_lengths = lengths, lengths
     if args.grouped:  # as train_sft and train_dpo batch: by prompt + (longer) answer
         sft_lengths = first_grouped_steps(lengths, lambda x: x[0] + x[1], per_step, args.steps)
@@ -186,9 +186,6 @@ def build(args, per_step: int, seed: int = 0):
         for i, (p, c, r) in enumerate(pref_lengths)
     ]
     return model, tokenizer, sft, prefs
-
-
-GROUP_FACTOR = 50  # length_grouped_batches' default: batches sorted together
 
 
 def first_grouped_steps(lengths: list, key, per_step: int, steps: int) -> list:
@@ -241,16 +238,12 @@ def engine_heap_release(args) -> None:
 
 
 def model_settings(model, args) -> None:
-    """Our engine's model settings (`prepare_model`); with `--plain-layers`, checkpointing only."""
+    """Our engine's model settings (`prepare_model`); `--plain-layers`: transformers' layers."""
     from stylized_dpo.train.runtime import prepare_model
 
-    if args.plain_layers:
-        if args.gradient_checkpointing:
-            model.activation_checkpointing_enable(
-                activation_checkpointing_kwargs={"use_reentrant": False}
-            )
-        return
-    prepare_model(model, args.gradient_checkpointing, compile=False)
+    prepare_model(
+        model, args.gradient_checkpointing, compile=False, lean_layers=not args.plain_layers
+    )
 
 
 def before_optimizer_step(memory: list) -> None:

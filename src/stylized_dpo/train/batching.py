@@ -11,9 +11,12 @@ import torch
 
 from stylized_dpo.train.tokens import TokenizedChat, TokenizedPair
 
+GROUP_FACTOR = 50
+"""Batches' worth of examples sorted by length together (`length_grouped_batches`)."""
+
 
 def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, group_factor: int = 50
+    lengths: Sequence[int], batch_size: int, seed: int, group_factor: int = GROUP_FACTOR
 ) -> list[list[int]]:
     """One epoch of micro-batches (lists of indices), shuffled by `seed`.
 

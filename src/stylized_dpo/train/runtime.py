@@ -4,6 +4,7 @@ of a model, a glibc allocator setting that keeps resident memory flat, and flush
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -21,7 +22,9 @@ def autocast(device: str) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
-def prepare_model(model: PreTrainedModel, gradient_checkpointing: bool, compile: bool) -> None:
+def prepare_model(
+    model: PreTrainedModel, gradient_checkpointing: bool, compile: bool, lean_layers: bool = True
+) -> None:
     """Set up a model for training (or the reference model beside it).
 
     `gradient_checkpointing` recomputes each decoder layer's activations in the backward pass
@@ -31,9 +34,9 @@ def prepare_model(model: PreTrainedModel, gradient_checkpointing: bool, compile:
     With it a layer's activations only live during its own backward, so keeping fewer of them
     saves little, and recomputing the SwiGLU a third time cost 2-4% (`bench_train.py
     --plain-layers`, 4 layers of Qwen2.5-0.5B's shape): checkpointed models keep
-    transformers' layers. `compile` runs the decoder through `torch.compile` in place
-    (parameter names and saved files are unchanged); kernels are fused, so float results may
-    differ in the last bits.
+    transformers' layers (as do all with `lean_layers=False`). `compile` runs the decoder
+    through `torch.compile` in place (parameter names and saved files are unchanged); kernels
+    are fused, so float results may differ in the last bits.
     """
     if gradient_checkpointing:
         kwargs = {"use_reentrant": False}
@@ -41,7 +44,7 @@ def prepare_model(model: PreTrainedModel, gradient_checkpointing: bool, compile:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:  # the older name (deprecated since)
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    else:
+    elif lean_layers:
         use_lean_layers(model)
     if compile:
         model.get_decoder().compile()
@@ -62,6 +65,18 @@ def training_process() -> None:
 MMAP_THRESHOLD = 4 << 20
 
 
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, loaded once (None where there is no glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    if hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
 def steady_allocator() -> None:
     """Have glibc map every block of `MMAP_THRESHOLD` bytes (4 MB) or more on its own, and
     unmap it when freed, for the rest of the process.
@@ -75,12 +90,9 @@ def steady_allocator() -> None:
     (`MALLOC_MMAP_THRESHOLD_`) is kept; no-op without glibc."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
+    libc = _glibc()
     m_mmap_threshold = -3  # malloc.h
-    if hasattr(libc, "mallopt"):
+    if libc is not None and hasattr(libc, "mallopt"):
         libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)
 
 
@@ -108,13 +120,8 @@ def release_freed_heap() -> bool:
     it. Trimming every step holds it flat but costs the miniature 13-20% of its speed (freed
     pages fault back in at the next step), and the miniature never has 256 MB free. No-op
     without glibc >= 2.33 (mallinfo2)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallinfo2 = libc.mallinfo2
-    except (OSError, AttributeError):
-        return False
-    mallinfo2.restype = _MallInfo2
-    if mallinfo2().fordblks <= HEAP_SLACK:
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2") or libc.mallinfo2().fordblks <= HEAP_SLACK:
         return False
     libc.malloc_trim(0)
     return True
