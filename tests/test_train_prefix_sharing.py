@@ -13,7 +13,7 @@ import torch
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, write_toy_files
 
 from stylized_dpo.train.attention import PACKED_PAIRS_ATTENTION, rejected_block_mask
-from stylized_dpo.train.batching import collate_packed_pairs, collate_pairs
+from stylized_dpo.train.batching import collate_packed_pairs, collate_pairs, collate_preferences
 from stylized_dpo.train.dpo import DPOConfig, dpo_forward, train_dpo
 from stylized_dpo.train.logps import completion_logps, pair_logps
 from stylized_dpo.train.runtime import prepare_model
@@ -141,9 +141,11 @@ def test_dpo_forward_is_the_same_with_and_without_prefix_sharing(model_and_pairs
         assert_same_grads(grads_a, grads_b)
 
 
-def test_gradient_checkpointing_with_prefix_sharing(model_and_pairs):
+@pytest.mark.parametrize("row_tokens", [None, 64], ids=["pair-a-row", "pair-rows"])
+def test_gradient_checkpointing_with_prefix_sharing(model_and_pairs, row_tokens):
+    """The packed layouts' attention arguments reach the checkpointed layers' recomputation."""
     model, pairs, pad_id = model_and_pairs
-    batch = collate_packed_pairs(pairs, pad_id)
+    batch = collate_preferences(pairs, pad_id, prefix_sharing=True, row_tokens=row_tokens)
     plain = logps_and_grads(model, batch)
     prepare_model(model, gradient_checkpointing=True, compile=False)
     checkpointed = logps_and_grads(model, batch)

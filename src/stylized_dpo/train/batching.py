@@ -159,13 +159,12 @@ def collate_pair_rows(
 
     Pairs are placed first-fit, longest first, into rows of `row_tokens` tokens (a longer pair
     gets a row of its own); every row is right-padded to the longest. Each pair keeps its own
-    positions (prompt + chosen from 0, the rejected answer restarting at len(prompt)) and the
-    block-diagonal `attention_mask` (R, 1, T, T), True = may attend, gives each of its tokens
-    exactly the attention of its own prompt + answer sequence: prompt and chosen causally, the
-    rejected answer its prompt and itself causally, never another pair (padding attends to
-    itself only, so no softmax row is empty). `logp_index`, `logp_targets`, `logp_segment` are
-    those of `collate_packed_pairs` (slot b: chosen of pair b in the order given, n + b: its
-    rejected answer).
+    positions (prompt + chosen from 0, the rejected answer restarting at len(prompt)), and
+    `pair_segments` (per row, each pair's (offset, prompt, chosen, rejected lengths)) gives each
+    of its tokens exactly the attention of its own prompt + answer sequence
+    (`pair_rows_attention`: the block-diagonal `pair_rows_mask`, computed in blocks).
+    `logp_index`, `logp_targets`, `logp_segment` are those of `collate_packed_pairs` (slot b:
+    chosen of pair b in the order given, n + b: its rejected answer).
     """
     for p in pairs:
         if not (p.prompt_ids and p.chosen_ids and p.rejected_ids):
@@ -184,10 +183,11 @@ def collate_pair_rows(
     width, n = max(used), len(pairs)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), 1, width, width), dtype=torch.bool)
+    segments: list[tuple[tuple[int, int, int, int], ...]] = []
     index, targets, slot = [], [], []
     for r, members in enumerate(rows):
         o = 0
+        row_segments = []
         for b in members:
             p = pairs[b]
             n_p, n_c, n_r = len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids)
@@ -197,21 +197,18 @@ def collate_pair_rows(
             )
             position_ids[r, o : o + first] = torch.arange(first)
             position_ids[r, rej : rej + n_r] = torch.arange(n_p, n_p + n_r)
-            mask[r, 0, o : o + first, o : o + first] = torch.ones(first, first).tril().bool()
-            mask[r, 0, rej : rej + n_r, o : o + n_p] = True
-            mask[r, 0, rej : rej + n_r, rej : rej + n_r] = torch.ones(n_r, n_r).tril().bool()
+            row_segments.append((o, n_p, n_c, n_r))
             base = r * width
             index += [base + o + n_p - 1 + i for i in range(n_c)]
             index += [base + o + n_p - 1] + [base + rej + j - 1 for j in range(1, n_r)]
             targets += p.chosen_ids + p.rejected_ids
             slot += [b] * n_c + [n + b] * n_r
             o += size[b]
-        pads = torch.arange(o, width)
-        mask[r, 0, pads, pads] = True
+        segments.append(tuple(row_segments))
     return {
         "input_ids": input_ids,
         "position_ids": position_ids,
-        "attention_mask": mask,
+        "pair_segments": tuple(segments),
         "logp_index": torch.tensor(index, dtype=torch.long),
         "logp_targets": torch.tensor(targets, dtype=torch.long),
         "logp_segment": torch.tensor(slot, dtype=torch.long),

@@ -34,7 +34,7 @@ from stylized_dpo.train.checkpoints import (
 from stylized_dpo.train.distributed import init_distributed
 from stylized_dpo.train.logps import pair_logps
 from stylized_dpo.train.metrics import DPOBatchStats, MetricsWriter, NullMetrics, Throughput
-from stylized_dpo.train.optim import FinetuneConfig, lr_at, set_lr
+from stylized_dpo.train.optim import ChunkedRMSprop, FinetuneConfig, lr_at, set_lr
 from stylized_dpo.train.reference import read_reference_logps
 from stylized_dpo.train.runtime import prepare_model, release_freed_heap, training_process
 from stylized_dpo.train.shards import batch_lengths, keep_share, load_pairs
@@ -93,9 +93,7 @@ class DPOConfig(FinetuneConfig):
 
     def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         if self.optimizer == "rmsprop":
-            return torch.optim.RMSprop(
-                model.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=False
-            )
+            return ChunkedRMSprop(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         return super().make_optimizer(model)
 
 

@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 
 from stylized_dpo.train.attention import (
     PACKED_PAIRS_ATTENTION,
+    PairSegment,
     register_packed_pairs_attention,
     rejected_block_mask,
 )
@@ -73,12 +74,7 @@ def packed_completion_logps(
     chosen block runs SDPA's flash kernel (no mask); the rejected block, under a mask, runs the
     memory-efficient one.
     """
-    implementation = model.config._attn_implementation
-    if implementation == "sdpa":
-        register_packed_pairs_attention()
-        model.set_attn_implementation(PACKED_PAIRS_ATTENTION)
-    elif implementation != PACKED_PAIRS_ATTENTION:
-        raise ValueError(f"prefix sharing needs the sdpa attention, not {implementation!r}")
+    use_packed_pairs_attention(model)
     mask = rejected_block_mask(prompt_lengths, prompt_width, input_ids.size(1) - rejected_start)
     hidden = _last_hidden(
         model,
@@ -96,19 +92,30 @@ def pair_rows_logps(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
     position_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    pair_segments: tuple[tuple[PairSegment, ...], ...],
     logp_index: torch.Tensor,
     logp_targets: torch.Tensor,
     logp_segment: torch.Tensor,
     n_pairs: int,
 ) -> torch.Tensor:
     """`completion_logps` of a `collate_pair_rows` batch: (2 n_pairs,), chosen then rejected,
-    in the pairs' order. One SDPA attention under the block-diagonal mask."""
+    in the pairs' order. Each pair's attention is its own (`pair_rows_attention`)."""
+    use_packed_pairs_attention(model)
     hidden = _last_hidden(
-        model, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        model, input_ids=input_ids, position_ids=position_ids, pair_segments=pair_segments
     )  # (R, T, H)
     h = hidden.flatten(0, 1)[logp_index]  # (N, H)
     return _summed_logps(model, h, logp_targets, logp_segment, 2 * n_pairs)
+
+
+def use_packed_pairs_attention(model: PreTrainedModel) -> None:
+    """Switch an SDPA model to `PACKED_PAIRS_ATTENTION` (registered on first use)."""
+    implementation = model.config._attn_implementation
+    if implementation == "sdpa":
+        register_packed_pairs_attention()
+        model.set_attn_implementation(PACKED_PAIRS_ATTENTION)
+    elif implementation != PACKED_PAIRS_ATTENTION:
+        raise ValueError(f"prefix sharing needs the sdpa attention, not {implementation!r}")
 
 
 def pair_logps(model: PreTrainedModel, **batch: Any) -> torch.Tensor:
