@@ -16,8 +16,10 @@ model in memory (ours: `reference="model"`; trl: `precompute_ref_log_probs=False
 `ref_model`), so a step adds a reference forward. Our DPO step is the engine's own `dpo_forward`,
 measured with `prefix_sharing` on (the default: each pair packed as [prompt, chosen, rejected], the
 prompt computed once), off (chosen and rejected sequences concatenated, as trl does), and with
-several prefix-shared pairs a row (`ours_dpo_rows`: `pair_rows_tokens=--row-tokens`, a
-block-diagonal mask, no padding between pairs; trl's own padding-free mode needs FlashAttention).
+several prefix-shared pairs a row (`ours_dpo_rows`: `pair_rows_tokens=--row-tokens`, each
+pair its own attention, no padding between pairs; trl's own padding-free mode needs
+FlashAttention). SFT is measured one chat a row (`ours_sft`) and with several chats a row
+(`ours_sft_rows`: `pack_rows_tokens=--chat-row-tokens`, each chat its own causal attention).
 Every DPO row counts the same tokens per pair, prompt + chosen + prompt + rejected (trl's count),
 whichever way the forward pass packs them, so the ratios are ratios of pairs per second. The first
 steps are warm-up, not timed. Throughput is given per wall-clock second and per CPU second of the
@@ -40,7 +42,8 @@ Qwen tokens (prompt p50/p90/p99 76/435/1103, chosen 204/621/914: a log-length in
 between those quantiles), keeping only pairs with prompt <= 256 and answers <= 1024 tokens as the
 length filter does; the rejected answer is drawn from the chosen answers' distribution. Token
 ids come from the miniature's tokenizer (only the head's size matters for the cost). It prints
-the floor, weights + gradients + AdamW state (16 bytes a parameter), and for each step the peak
+the floor, weights + gradients + optimizer state (16 bytes a parameter with AdamW, 12 with
+RMSprop: `--dpo-optimizer`, paper.yaml's DPO optimizer), and for each step the peak
 RSS of its forward + backward pass (with gradient clipping), that of its optimizer step (the
 high-water mark is reset between them) and the resident memory after it.
 
@@ -197,9 +200,11 @@ def first_grouped_steps(lengths: list, key, per_step: int, steps: int) -> list:
     return [lengths[i] for batch in batches[:steps] for i in batch]
 
 
-def floor_mb(model) -> float:
-    """Weights + gradients + AdamW's two moments, float32: 16 bytes per parameter."""
-    return 16 * sum(p.numel() for p in model.parameters()) / 2**20
+def floor_mb(model, optimizer: str = "adamw") -> float:
+    """Weights + gradients + the optimizer's state, float32: 16 bytes per parameter with AdamW's
+    two moments, 12 with RMSprop's one."""
+    per_parameter = 16 if optimizer == "adamw" else 12
+    return per_parameter * sum(p.numel() for p in model.parameters()) / 2**20
 
 
 PROCESS_PEAK_MB = [0.0]  # the peak over the resets below
@@ -265,7 +270,9 @@ def clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def throughput(tokens: int, step_clocks: list, memory: list, args, model) -> dict:
+def throughput(
+    tokens: int, step_clocks: list, memory: list, args, model, optimizer: str = "adamw"
+) -> dict:
     """Tokens per wall second and per CPU second over the steps after the warm-up, the floor,
     and the (peak, current) RSS after each step."""
     (wall0, cpu0), (wall1, cpu1) = step_clocks[args.warmup - 1], step_clocks[-1]
@@ -274,16 +281,16 @@ def throughput(tokens: int, step_clocks: list, memory: list, args, model) -> dic
         "tokens_per_cpu_s": tokens / (cpu1 - cpu0),
         "cpu_s_per_step": (cpu1 - cpu0) / (args.steps - args.warmup),
         "tokens_per_step": tokens / (args.steps - args.warmup),
-        "floor_mb": floor_mb(model),
+        "floor_mb": floor_mb(model, optimizer),
         "rss_by_step_mb": memory,
     }
 
 
-def ours_sft(args) -> dict:
+def ours_sft(args, rows: bool = False) -> dict:
     import torch
 
-    from stylized_dpo.train.batching import collate_chats
-    from stylized_dpo.train.logps import completion_logps
+    from stylized_dpo.train.batching import collate_sft
+    from stylized_dpo.train.logps import pair_logps
     from stylized_dpo.train.optim import adamw
     from stylized_dpo.train.tokens import tokenize_sft
 
@@ -294,10 +301,12 @@ def ours_sft(args) -> dict:
     optimizer = adamw(model, 1e-3, (0.9, 0.95), 0.01)
     model.train()
     times, memory, n_tokens = [], [], 0
+    row_tokens = args.chat_row_tokens if rows else None
     for step in range(args.steps):
-        batch = collate_chats(chats[step * args.batch : (step + 1) * args.batch], 0)
-        n = int(batch["completion_mask"][:, 1:].sum())
-        loss = -completion_logps(model, **batch).sum() / n
+        step_chats = chats[step * args.batch : (step + 1) * args.batch]
+        batch = collate_sft(step_chats, 0, row_tokens)
+        n = sum(len(c.completion_ids) for c in step_chats)
+        loss = -pair_logps(model, **batch).sum() / n
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         before_optimizer_step(memory)
@@ -306,8 +315,12 @@ def ours_sft(args) -> dict:
         engine_heap_release(args)
         after_step(times, memory, args)
         if step >= args.warmup:
-            n_tokens += int(batch["attention_mask"].sum())
+            n_tokens += sum(len(c.input_ids) for c in step_chats)
     return throughput(n_tokens, times, memory, args, model)
+
+
+def ours_sft_rows(args) -> dict:
+    return ours_sft(args, rows=True)
 
 
 def ours_dpo(
@@ -320,7 +333,6 @@ def ours_dpo(
     from stylized_dpo.train.batching import collate_preferences
     from stylized_dpo.train.dpo import DPOConfig, dpo_forward
     from stylized_dpo.train.logps import pair_logps
-    from stylized_dpo.train.optim import adamw
     from stylized_dpo.train.tokens import tokenize_pairs
 
     process_settings(args, ours=True)
@@ -333,6 +345,9 @@ def ours_dpo(
         device="cpu",
         prefix_sharing=prefix_sharing,
         pair_rows_tokens=args.row_tokens if rows else None,
+        optimizer=args.dpo_optimizer,
+        lr=1e-5,
+        weight_decay=0.0,
     )
     ref_model, refs = None, [None] * args.steps
     if reference == "model":  # a frozen copy of the starting policy, as train_dpo loads it
@@ -346,7 +361,7 @@ def ours_dpo(
                 for i in range(0, len(pairs), pairs_per_step)
             ]
     model_settings(model, args)
-    optimizer = adamw(model, 1e-5, (0.9, 0.95), 0.0)
+    optimizer = cfg.make_optimizer(model)  # the engine's: chunked AdamW or RMSprop steps
     model.train()
     times, memory, n_tokens = [], [], 0
     for step in range(args.steps):
@@ -361,7 +376,7 @@ def ours_dpo(
         after_step(times, memory, args)
         if step >= args.warmup:
             n_tokens += tokens
-    return throughput(n_tokens, times, memory, args, model)
+    return throughput(n_tokens, times, memory, args, model, args.dpo_optimizer)
 
 
 def ours_dpo_rows(args) -> dict:
@@ -431,7 +446,8 @@ def run_trl(trainer, args) -> dict:
     trainer.data_collator = counting_collator
     trainer.train()
     n_tokens = sum(tokens[-args.steps :][args.warmup :])  # after any precompute pass's batches
-    return throughput(n_tokens, times, memory, args, trainer.model)
+    optimizer = "rmsprop" if trainer.args.optim == "rmsprop" else "adamw"
+    return throughput(n_tokens, times, memory, args, trainer.model, optimizer)
 
 
 def trl_sft(args) -> dict:
@@ -480,6 +496,7 @@ def trl_dpo(args, precompute: bool = True) -> dict:
         beta=0.1,
         precompute_ref_log_probs=precompute,
         precompute_ref_batch_size=pairs_per_step,
+        **({"optim": "rmsprop"} if args.dpo_optimizer == "rmsprop" else {}),
     )
     trainer = DPOTrainer(
         # trl patches model.forward in place: the reference, on the fly, gets its own copy
@@ -498,6 +515,7 @@ def trl_dpo_model(args) -> dict:
 
 MEASUREMENTS = {
     "ours_sft": ours_sft,
+    "ours_sft_rows": ours_sft_rows,
     "trl_sft": trl_sft,
     "ours_dpo": ours_dpo,
     "ours_dpo_concat": ours_dpo_concat,
@@ -509,6 +527,7 @@ MEASUREMENTS = {
 }
 ROWS = [  # (label, our measurement, trl's)
     ("SFT", "ours_sft", "trl_sft"),
+    ("SFT, chat rows", "ours_sft_rows", "trl_sft"),
     ("DPO, precomputed ref, shared prefix", "ours_dpo", "trl_dpo"),
     ("DPO, precomputed ref, concatenated", "ours_dpo_concat", "trl_dpo"),
     ("DPO, precomputed ref, pair rows", "ours_dpo_rows", "trl_dpo"),
@@ -573,12 +592,23 @@ def main() -> None:
         type=int,
         help="ours_dpo_rows: pair_rows_tokens (3 x --tokens; qwen2.5-0.5b: 256 + 2 x 1024)",
     )
+    parser.add_argument(
+        "--chat-row-tokens",
+        type=int,
+        help="ours_sft_rows: pack_rows_tokens (4 x --tokens; qwen2.5-0.5b: 256 + 1024)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs; best kept")
     parser.add_argument(
         "--prompt-fraction", type=float, default=0.5, help="miniature: share that is prompt"
     )
     for flag, text in SWITCHES.items():
         parser.add_argument(flag, action="store_true", help=text)
+    parser.add_argument(
+        "--dpo-optimizer",
+        choices=["adamw", "rmsprop"],
+        default="adamw",
+        help="DPO steps' optimizer, both sides (paper.yaml's DPO: rmsprop; SFT: always AdamW)",
+    )
     parser.add_argument("--only", help="comma-separated measurements (default: all)")
     parser.add_argument("--child", choices=sorted(MEASUREMENTS))
     args = parser.parse_args()
@@ -586,6 +616,9 @@ def main() -> None:
     args.steps = args.steps or (4 if real else 20)
     args.warmup = args.warmup if args.warmup is not None else (1 if real else 3)
     args.row_tokens = args.row_tokens or (MAX_PROMPT + 2 * MAX_ANSWER if real else 3 * args.tokens)
+    args.chat_row_tokens = args.chat_row_tokens or (
+        MAX_PROMPT + MAX_ANSWER if real else 4 * args.tokens
+    )
     if args.batch < 2 or args.batch % 2:
         parser.error("--batch must be even: DPO steps take batch / 2 pairs")
     if args.steps <= args.warmup:
@@ -601,6 +634,8 @@ def main() -> None:
         f"--tokens={args.tokens}",
         f"--prompt-fraction={args.prompt_fraction}",
         f"--row-tokens={args.row_tokens}",
+        f"--chat-row-tokens={args.chat_row_tokens}",
+        f"--dpo-optimizer={args.dpo_optimizer}",
         *(flag for flag in SWITCHES if getattr(args, flag[2:].replace("-", "_"))),
     ]
     names = args.only.split(",") if args.only else list(MEASUREMENTS)
@@ -616,8 +651,13 @@ def main() -> None:
     print(
         f"{shape}; {args.steps} steps ({args.warmup} warm-up), SFT batch {args.batch} sequences, "
         f"DPO batch {args.batch // 2} pairs, float32, gradient checkpointing "
-        f"{'on' if args.gradient_checkpointing else 'off'} (both), AdamW (ours single-tensor, "
-        "trl fused: its default), 1 thread"
+        f"{'on' if args.gradient_checkpointing else 'off'} (both), "
+        + (
+            "DPO RMSprop (ours: chunked single-tensor steps; trl: optim=rmsprop), SFT AdamW"
+            if args.dpo_optimizer == "rmsprop"
+            else "AdamW"
+        )
+        + " (ours: chunked single-tensor steps; trl: fused, its default), 1 thread"
         f"{', malloc_trim after each step' if args.trim else ''}"
         f", denormals {'kept' if args.keep_denormals else 'flushed to zero'} (both)"
         f"; ours: {'glibc default' if args.glibc_default else 'steady_allocator'}, "

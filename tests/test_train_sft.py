@@ -9,10 +9,16 @@ import torch
 from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
 
 from stylized_dpo.model import IM_END
-from stylized_dpo.train.batching import collate_chats
-from stylized_dpo.train.logps import completion_logps, right_padded
+from stylized_dpo.train.attention import pair_rows_mask
+from stylized_dpo.train.batching import collate_chat_rows, collate_chats
+from stylized_dpo.train.logps import completion_logps, pair_logps, right_padded
 from stylized_dpo.train.sft import SFTConfig, train_sft
-from stylized_dpo.train.tokens import encode_completions, filter_by_length, tokenize_sft
+from stylized_dpo.train.tokens import (
+    TokenizedChat,
+    encode_completions,
+    filter_by_length,
+    tokenize_sft,
+)
 
 torch.set_num_threads(1)
 
@@ -99,6 +105,44 @@ def test_padded_batch_equals_single_examples(tiny):
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-6)
 
 
+@pytest.mark.parametrize("row_tokens", [1, 150, 10_000], ids=["alone", "150", "one-row"])
+def test_chat_rows_give_the_padded_batch_log_probs_and_gradients(tiny, row_tokens):
+    model, tokenizer, chats = tiny
+    group = chats[:7]
+    rows = collate_chat_rows(group, tokenizer.pad_token_id, row_tokens)
+    n_rows = rows["input_ids"].size(0)
+    assert n_rows == {1: len(group), 10_000: 1}.get(row_tokens, n_rows)
+    if row_tokens == 150:
+        assert 1 < n_rows < len(group)  # some rows really hold several chats
+    results = []
+    for batch in (collate_chats(group, tokenizer.pad_token_id), rows):
+        model.zero_grad(set_to_none=True)
+        logps = pair_logps(model, **batch)
+        logps.sum().backward()
+        results.append((logps.detach(), [p.grad.clone() for p in model.parameters()]))
+    (padded, padded_grads), (packed, packed_grads) = results
+    torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
+    for a, b in zip(padded_grads, packed_grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_chat_rows_layout():
+    chats = [TokenizedChat("a", [1, 2], [3, 4]), TokenizedChat("b", [5], [6, 7, 8, 9])]
+    batch = collate_chat_rows(chats, 0, 100)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 1, 2, 3, 4]]  # longest first
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3]]
+    assert batch["pair_segments"] == (((0, 5, 0, 0), (5, 4, 0, 0)),)
+    mask = pair_rows_mask(batch["pair_segments"], 9)[0, 0].int().tolist()
+    assert mask[6] == [0, 0, 0, 0, 0, 1, 1, 0, 0]  # chat a sees itself, causally, never chat b
+    # each completion token -> the position predicting it, and its chat's slot
+    assert batch["logp_targets"].tolist() == [6, 7, 8, 9, 3, 4]
+    assert batch["logp_index"].tolist() == [0, 1, 2, 3, 6, 7]
+    assert batch["logp_segment"].tolist() == [1, 1, 1, 1, 0, 0]
+    assert batch["n_slots"] == 2
+    with pytest.raises(ValueError, match="fewer than 2 tokens"):
+        collate_chat_rows([TokenizedChat("c", [], [9])], 0, 100)
+
+
 def test_left_padding_keeps_its_mask(tiny):
     """A right-padded batch runs without its padding mask (causal attention never reaches the
     padding); any other padding must keep the mask, or the real tokens would attend to pads."""
@@ -147,3 +191,36 @@ def test_grad_accumulation_normalises_per_token_of_the_effective_batch(tmp_path)
     for accum in (2, 8):
         assert rows[accum]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-5)
         assert rows[accum]["grad_norm"] == pytest.approx(rows[1]["grad_norm"], rel=1e-4)
+
+
+def test_training_with_chat_rows_logs_the_same_run(tmp_path):
+    """Three steps with and without packing: the same losses and gradient norms (to float
+    rounding); the packed run's micro-batches really share rows."""
+    paths = write_toy_files(tmp_path)
+    model_dir = save_tiny_model(tmp_path / "model")
+    runs = []
+    for rows in (None, 150):
+        out = tmp_path / f"rows{rows}"
+        cfg = SFTConfig(batch_size=6, max_steps=3, lr=1e-3, eval_every=2, pack_rows_tokens=rows)
+        train_sft(
+            model_dir,
+            paths["sft_train"],
+            paths["sft_test"],
+            out / "model",
+            out / "metrics.jsonl",
+            out / "ckpt",
+            cfg,
+        )
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        runs.append([json.loads(line) for line in lines])
+    plain, packed = runs
+    assert [r["split"] for r in plain] == [r["split"] for r in packed]
+    for a, b in zip(plain, packed, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+        if a["split"] == "train":
+            assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+    _, tokenizer = tiny_model_and_tokenizer()
+    chats = tokenize_sft(tokenizer, toy_world()["sft"])[:6]
+    assert collate_chat_rows(chats, 0, 150)["input_ids"].size(0) < 6
+    with pytest.raises(ValueError, match="pack_rows_tokens"):
+        SFTConfig(pack_rows_tokens=0)

@@ -170,17 +170,8 @@ def collate_pair_rows(
         if not (p.prompt_ids and p.chosen_ids and p.rejected_ids):
             raise ValueError(f"pair {p.prompt_id}: an empty prompt or answer cannot be scored")
     size = [len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs]
-    rows: list[list[int]] = []
-    used: list[int] = []
-    for b in sorted(range(len(pairs)), key=lambda i: -size[i]):
-        row = next((r for r in range(len(rows)) if used[r] + size[b] <= row_tokens), None)
-        if row is None:
-            rows.append([])
-            used.append(0)
-            row = len(rows) - 1
-        rows[row].append(b)
-        used[row] += size[b]
-    width, n = max(used), len(pairs)
+    rows = first_fit_rows(size, row_tokens)
+    width, n = max(sum(size[b] for b in row) for row in rows), len(pairs)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     segments: list[tuple[tuple[int, int, int, int], ...]] = []
@@ -212,8 +203,78 @@ def collate_pair_rows(
         "logp_index": torch.tensor(index, dtype=torch.long),
         "logp_targets": torch.tensor(targets, dtype=torch.long),
         "logp_segment": torch.tensor(slot, dtype=torch.long),
-        "n_pairs": n,
+        "n_slots": 2 * n,
     }
+
+
+def collate_chat_rows(
+    chats: Sequence[TokenizedChat], pad_id: int, row_tokens: int
+) -> dict[str, Any]:
+    """Several chats per row (SFT packing), placed as `collate_pair_rows` places pairs, so that
+    short chats share a row instead of paying for padding.
+
+    Each chat restarts its positions at 0 and is one causal block of the row: its segment in
+    `pair_segments` is (offset, length, 0, 0), a pair without answers, so `pair_rows_attention`
+    gives it exactly its own causal attention. `logp_index`, `logp_targets`, `logp_segment`:
+    the flat position predicting each completion token, the token, and its chat (slot b: chat b
+    in the order given), so the summed log-probs are `collate_chats`' to float rounding.
+    """
+    size = [len(c.input_ids) for c in chats]
+    if min(size) < 2:
+        raise ValueError("a chat of fewer than 2 tokens has nothing to predict")
+    rows = first_fit_rows(size, row_tokens)
+    width = max(sum(size[b] for b in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    segments, index, targets, slot = [], [], [], []
+    for r, members in enumerate(rows):
+        o, row_segments = 0, []
+        for b in members:
+            chat = chats[b]
+            input_ids[r, o : o + size[b]] = torch.tensor(chat.input_ids)
+            position_ids[r, o : o + size[b]] = torch.arange(size[b])
+            row_segments.append((o, size[b], 0, 0))
+            predicted = [t for t in range(1, size[b]) if chat.completion_mask[t]]
+            index += [r * width + o + t - 1 for t in predicted]
+            targets += [chat.input_ids[t] for t in predicted]
+            slot += [b] * len(predicted)
+            o += size[b]
+        segments.append(tuple(row_segments))
+    return {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "pair_segments": tuple(segments),
+        "logp_index": torch.tensor(index, dtype=torch.long),
+        "logp_targets": torch.tensor(targets, dtype=torch.long),
+        "logp_segment": torch.tensor(slot, dtype=torch.long),
+        "n_slots": len(chats),
+    }
+
+
+def collate_sft(
+    chats: Sequence[TokenizedChat], pad_id: int, row_tokens: int | None = None
+) -> dict[str, Any]:
+    """The batch of a micro-batch of chats: one a row (`collate_chats`) or, with `row_tokens`,
+    several (`collate_chat_rows`)."""
+    if row_tokens is None:
+        return collate_chats(chats, pad_id)
+    return collate_chat_rows(chats, pad_id, row_tokens)
+
+
+def first_fit_rows(sizes: Sequence[int], row_tokens: int) -> list[list[int]]:
+    """Indices of `sizes` placed first-fit, longest first, into rows of up to `row_tokens`
+    (an item longer than that gets a row of its own)."""
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for b in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        row = next((r for r in range(len(rows)) if used[r] + sizes[b] <= row_tokens), None)
+        if row is None:
+            rows.append([])
+            used.append(0)
+            row = len(rows) - 1
+        rows[row].append(b)
+        used[row] += sizes[b]
+    return rows
 
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -96,16 +96,17 @@ def pair_rows_logps(
     logp_index: torch.Tensor,
     logp_targets: torch.Tensor,
     logp_segment: torch.Tensor,
-    n_pairs: int,
+    n_slots: int,
 ) -> torch.Tensor:
-    """`completion_logps` of a `collate_pair_rows` batch: (2 n_pairs,), chosen then rejected,
-    in the pairs' order. Each pair's attention is its own (`pair_rows_attention`)."""
+    """`completion_logps` of a `collate_pair_rows` batch (chosen then rejected, in the pairs'
+    order) or a `collate_chat_rows` one (the chats'), (n_slots,). Each pair's or chat's
+    attention is its own (`pair_rows_attention`)."""
     use_packed_pairs_attention(model)
     hidden = _last_hidden(
         model, input_ids=input_ids, position_ids=position_ids, pair_segments=pair_segments
     )  # (R, T, H)
     h = hidden.flatten(0, 1)[logp_index]  # (N, H)
-    return _summed_logps(model, h, logp_targets, logp_segment, 2 * n_pairs)
+    return _summed_logps(model, h, logp_targets, logp_segment, n_slots)
 
 
 def use_packed_pairs_attention(model: PreTrainedModel) -> None:
@@ -120,8 +121,9 @@ def use_packed_pairs_attention(model: PreTrainedModel) -> None:
 
 def pair_logps(model: PreTrainedModel, **batch: Any) -> torch.Tensor:
     """Chosen then rejected log-probs, (2B,), of a `collate_pairs`, `collate_packed_pairs` or
-    `collate_pair_rows` batch (or the completion log-probs of a `collate_chats` batch)."""
-    if "n_pairs" in batch:
+    `collate_pair_rows` batch (or the completion log-probs of a `collate_chats` or
+    `collate_chat_rows` batch)."""
+    if "pair_segments" in batch:
         return pair_rows_logps(model, **batch)
     if "logp_index" in batch:
         return packed_completion_logps(model, **batch)  # type: ignore[arg-type]

@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from stylized_dpo.hashing import config_fingerprint, files_digest
 from stylized_dpo.model import load_model, load_tokenizer, set_chat_eos
-from stylized_dpo.train.batching import collate_chats, iter_chunks, step_schedule
+from stylized_dpo.train.batching import (
+    batch_to,
+    collate_chats,
+    collate_sft,
+    iter_chunks,
+    step_schedule,
+)
 from stylized_dpo.train.checkpoints import (
     load_checkpoint,
     restore_checkpoint,
@@ -49,11 +55,17 @@ class SFTConfig(FinetuneConfig):
     """AdamW decoupled weight decay, on weight matrices only."""
     eval_every: int = 100
     """Steps between evaluations on the test split (also at step 0 and at the end)."""
+    pack_rows_tokens: int | None = None
+    """Pack the chats of each training micro-batch into rows of up to this many tokens (each
+    chat its own causal block and positions), so short chats pay no padding; the same loss and
+    gradients to float rounding. None: one chat per row."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("SFTConfig.warmup_ratio must be in [0, 1)")
+        if self.pack_rows_tokens is not None and self.pack_rows_tokens < 1:
+            raise ValueError("SFTConfig.pack_rows_tokens must be >= 1 (or null)")
 
 
 @torch.no_grad()
@@ -159,12 +171,12 @@ def train_sft(
         mine, weight = dist.step_share(micro_batches)
         for j, idx in enumerate(mine):
             chats = [train[i] for i in idx]
-            batch = {k: v.to(device) for k, v in collate_chats(chats, pad_id).items()}
+            batch = batch_to(collate_sft(chats, pad_id, cfg.pack_rows_tokens), device)
             with dist.no_sync(logps, last=j == len(mine) - 1):
                 loss = -logps(**batch).sum() / n_completion
                 dist.backward(loss, weight)
             step_loss += loss.item() * weight
-            n_tokens += int(batch["attention_mask"].sum() * weight)
+            n_tokens += int(sum(len(c.input_ids) for c in chats) * weight)
         step_loss, n_tokens = dist.sum([step_loss, n_tokens])
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
