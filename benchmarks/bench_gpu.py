@@ -17,6 +17,8 @@ Measured steps, each one optimizer step over one micro-batch with the engine's c
   dpo-pre-concat    the same with prefix sharing off (chosen and rejected sequences concatenated)
   dpo-model         `dpo_forward` with the frozen reference model in memory (a forward per step)
   dpo-model-concat  the same with prefix sharing off
+  sft-rows          sft with two chats a row (`sft.pack_rows_tokens`: each its own attention)
+  dpo-rows          dpo-pre with two pairs a row (`dpo.pair_rows_tokens`)
 
 Tokens/s counts every (non-pad) token of the step's sequences; chosen and rejected both count,
 and so does the prompt of each (prompt + chosen + prompt + rejected per pair, whether or not
@@ -62,9 +64,9 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import stylized_dpo.train.logps as logps
-from stylized_dpo.train.batching import batch_to, collate_chats, collate_preferences
+from stylized_dpo.train.batching import batch_to, collate_preferences, collate_sft
 from stylized_dpo.train.dpo import DPOConfig, dpo_forward
-from stylized_dpo.train.logps import completion_logps, pair_logps
+from stylized_dpo.train.logps import pair_logps
 from stylized_dpo.train.metrics import DPOBatchStats
 from stylized_dpo.train.optim import adamw
 from stylized_dpo.train.runtime import prepare_model
@@ -102,7 +104,15 @@ VARIANTS = {
     "compile+bf16head": (False, True),
     "compile+gc+bf16head": (True, True),
 }  # name -> (gradient_checkpointing, compile); "+bf16head": the LM head's matmuls in bf16
-KINDS = ("sft", "dpo-pre", "dpo-pre-concat", "dpo-model", "dpo-model-concat")
+KINDS = (
+    "sft",
+    "dpo-pre",
+    "dpo-pre-concat",
+    "dpo-model",
+    "dpo-model-concat",
+    "sft-rows",
+    "dpo-rows",
+)
 
 
 def build_model(arch: dict, device: str) -> Qwen2ForCausalLM:
@@ -130,14 +140,16 @@ def random_sequences(n: int, prompt: int, completion: int, vocab: int, seed: int
     return [(ids(prompt), ids(completion), ids(completion)) for _ in range(n)]
 
 
-def sft_step(model, optimizer, chats: list[TokenizedChat], device: str) -> int:
+def sft_step(
+    model, optimizer, chats: list[TokenizedChat], device: str, row_tokens: int | None
+) -> int:
     """One step of the SFT loop (train_sft's micro-batch body, grad_accum 1)."""
     n_completion = sum(len(c.completion_ids) for c in chats)
-    batch = {k: v.to(device) for k, v in collate_chats(chats, 0).items()}
-    loss = -completion_logps(model, **batch).sum() / n_completion
+    batch = batch_to(collate_sft(chats, 0, row_tokens), device)
+    loss = -pair_logps(model, **batch).sum() / n_completion
     loss.backward()
     loss.item()  # the loop logs the loss of each micro-batch
-    n_tokens = int(batch["attention_mask"].sum())
+    n_tokens = sum(len(c.input_ids) for c in chats)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -167,7 +179,9 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
     logps.LM_HEAD_DTYPE = torch.bfloat16 if variant.endswith("bf16head") else torch.float32
     arch = TINY if args.tiny else QWEN25_05B
     steps = args.warmup + args.steps
-    n_seq = args.sft_batch if kind == "sft" else args.dpo_pairs
+    sft = kind.startswith("sft")
+    n_seq = args.sft_batch if sft else args.dpo_pairs
+    rows = kind.endswith("-rows")
     data = random_sequences(n_seq * steps, args.prompt, args.completion, arch["vocab_size"], 0)
     gc.collect()
     if device.startswith("cuda"):
@@ -176,7 +190,7 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
     model = build_model(arch, device)
     n_params = sum(p.numel() for p in model.parameters())
     ref_model, refs, cfg = None, [None] * steps, None
-    if kind == "sft":
+    if sft:
         batches = [
             [TokenizedChat(f"s{i}", p, c) for i, (p, c, _) in enumerate(data[s::steps])]
             for s in range(steps)
@@ -189,7 +203,15 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
         ]
         sharing = not kind.endswith("-concat")
         reference = "model" if kind.startswith("dpo-model") else "precomputed"
-        cfg = DPOConfig(beta=0.1, reference=reference, device=device, prefix_sharing=sharing)
+        cfg = DPOConfig(
+            beta=0.1,
+            reference=reference,
+            device=device,
+            prefix_sharing=sharing,
+            pair_rows_tokens=2 * (args.prompt + 2 * args.completion) if rows else None,
+            lr=1e-5,
+            weight_decay=0.01,
+        )  # Table 2
         if reference == "model":  # a frozen copy of the starting weights, as train_dpo loads it
             ref_model = build_model(arch, device).eval().requires_grad_(False)
             ref_model.load_state_dict(model.state_dict())
@@ -201,14 +223,15 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
                     tuple(
                         t.cpu()
                         for t in pair_logps(
-                            model, **batch_to(collate_preferences(b, 0, sharing), device)
+                            model,
+                            **batch_to(
+                                collate_preferences(b, 0, sharing, cfg.pair_rows_tokens), device
+                            ),
                         ).chunk(2)
                     )
                     for b in batches
                 ]
-        optimizer = torch.optim.RMSprop(  # Table 2, as train_dpo builds it
-            model.parameters(), lr=1e-5, weight_decay=0.01, foreach=False
-        )
+        optimizer = cfg.make_optimizer(model)  # RMSprop, as train_dpo builds it
     prepare_model(model, checkpointing, compile_)
     model.train()
 
@@ -216,8 +239,9 @@ def measure(kind: str, variant: str, args, device: str) -> dict:
     sync(device)
     start = time.perf_counter()
     for s, batch in enumerate(batches):
-        if kind == "sft":
-            tokens = sft_step(model, optimizer, batch, device)
+        if sft:
+            row_tokens = 2 * (args.prompt + args.completion) if rows else None
+            tokens = sft_step(model, optimizer, batch, device, row_tokens)
         else:
             tokens = dpo_step(model, optimizer, batch, refs[s], ref_model, cfg, device)
         sync(device)

@@ -13,7 +13,12 @@ import torch
 from train_helpers import tiny_model_and_tokenizer, toy_world
 
 from stylized_dpo.train.batching import collate_chats
-from stylized_dpo.train.lean_layers import RMS_NORMS, is_swiglu, use_lean_layers
+from stylized_dpo.train.lean_layers import (
+    RMS_NORMS,
+    is_swiglu,
+    use_lean_layers,
+    use_row_sums_embedding,
+)
 from stylized_dpo.train.logps import completion_logps
 from stylized_dpo.train.runtime import prepare_model
 from stylized_dpo.train.tokens import tokenize_sft
@@ -65,7 +70,45 @@ def lean_layers(model):
 
 
 def switched(model):
-    return [m for m in model.modules() if "forward" in vars(m)]
+    """The MLPs and norms whose forward was replaced (the embedding's: `row_sums_embedding`)."""
+    return [
+        m for m in model.modules() if "forward" in vars(m) and not isinstance(m, torch.nn.Embedding)
+    ]
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_row_sums_embedding_gives_the_tied_gradient_bit_for_bit(checkpointing):
+    """The input embedding's gradient as per-token sums, added into the tied head's: the same
+    gradients as the stock dense embedding backward, with the padding id (`padding_idx`) and
+    repeated tokens."""
+    stock, tokenizer = tiny_model_and_tokenizer()
+    assert stock.get_input_embeddings().padding_idx == tokenizer.pad_token_id is not None
+    prepare_model(stock, gradient_checkpointing=checkpointing, compile=False)
+    embedding = stock.get_input_embeddings()
+    assert "forward" in vars(embedding)
+    rows = copy.deepcopy(stock)
+    del embedding.forward  # the stock embedding back
+    batch = collate_chats(tokenize_sft(tokenizer, toy_world()["sft"][:6]), tokenizer.pad_token_id)
+    # the padding id inside a prompt, where its row's upstream gradient is not zero: the stock
+    # backward leaves the padding row out all the same
+    batch["input_ids"][0, 2] = tokenizer.pad_token_id
+    assert batch["input_ids"].unique().numel() < batch["input_ids"].numel()  # repeated tokens
+    stock.train(), rows.train()
+    want_logps, want_grads = logps_and_grads(stock, batch)
+    got_logps, got_grads = logps_and_grads(rows, batch)
+    assert torch.equal(got_logps, want_logps)
+    for name, grad in want_grads.items():
+        assert got_grads[name].layout == torch.strided, name
+        assert torch.equal(got_grads[name], grad), name
+
+
+def test_row_sums_embedding_only_for_a_tied_head():
+    model, _ = tiny_model_and_tokenizer()
+    model.get_output_embeddings().weight = torch.nn.Parameter(
+        model.get_input_embeddings().weight.clone()
+    )
+    assert not use_row_sums_embedding(model)  # its sparse gradient would reach the optimizer
+    assert "forward" not in vars(model.get_input_embeddings())
 
 
 def saved_activation_bytes(module, *inputs) -> int:

@@ -118,6 +118,63 @@ def _lean_rms_norm_forward(norm: nn.Module, hidden_states: torch.Tensor) -> torc
     )
 
 
+class TiedEmbeddingRowSums(torch.autograd.Function):
+    """`F.embedding(ids, weight)` whose weight gradient is the sum per distinct token, a
+    coalesced sparse tensor, rather than a dense (V, H) one.
+
+    Autograd then adds it in place into the dense gradient that the tied LM head gives the same
+    weight, where the stock backward first builds a zero (V, H) tensor, adds each token's row
+    in order (skipping `padding_idx`) and then adds that whole tensor: a 545 MB temporary for
+    Qwen2.5-0.5B, at the end of the backward pass, when every gradient is resident. The sums
+    run in the stock kernel's order from zero (`index_add_`), so the head's gradient plus them
+    is the same, bit for bit.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, ids: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
+    ) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.weight_shape, ctx.padding_idx = weight.shape, padding_idx
+        return F.embedding(ids, weight, padding_idx)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (ids,) = ctx.saved_tensors
+        ids = ids.reshape(-1)
+        grad_out = grad_out.reshape(-1, grad_out.size(-1))
+        if ctx.padding_idx is not None:
+            kept = ids != ctx.padding_idx
+            ids, grad_out = ids[kept], grad_out[kept]
+        rows, slot = torch.unique(ids, return_inverse=True)
+        sums = grad_out.new_zeros(rows.numel(), grad_out.size(-1)).index_add_(0, slot, grad_out)
+        grad_weight = torch.sparse_coo_tensor(
+            rows[None], sums, ctx.weight_shape, is_coalesced=True, check_invariants=False
+        )
+        return None, grad_weight, None
+
+
+def _row_sums_embedding_forward(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    if embedding.weight.is_cuda or not torch.is_grad_enabled():
+        # a GPU has room for the dense gradient, and CUDA's index_add_ would sum in a
+        # nondeterministic order
+        return F.embedding(ids, embedding.weight, embedding.padding_idx)
+    return TiedEmbeddingRowSums.apply(ids, embedding.weight, embedding.padding_idx)
+
+
+def use_row_sums_embedding(model: nn.Module) -> bool:
+    """Give `model`'s input embedding the gradient of `TiedEmbeddingRowSums` when it is tied to
+    the LM head (a sparse gradient alone would reach the optimizer); returns whether it did."""
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    stock = type(embedding) is nn.Embedding and not (
+        embedding.max_norm or embedding.scale_grad_by_freq or embedding.sparse
+    )
+    if not (stock and head is not None and head.weight is embedding.weight):
+        return False
+    embedding.forward = MethodType(_row_sums_embedding_forward, embedding)
+    return True
+
+
 def use_lean_layers(model: nn.Module) -> int:
     """Run every SwiGLU MLP of `model` through `LeanSwiGLU` and every Qwen2/Llama RMSNorm
     through `WeightTimesNormalized` (parameters and saved files are unchanged); returns how

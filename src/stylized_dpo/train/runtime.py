@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from stylized_dpo.train.lean_layers import use_lean_layers
+from stylized_dpo.train.lean_layers import use_lean_layers, use_row_sums_embedding
 
 
 def autocast(device: str) -> AbstractContextManager[Any]:
@@ -36,8 +36,11 @@ def prepare_model(
     --plain-layers`, 4 layers of Qwen2.5-0.5B's shape): checkpointed models keep
     transformers' layers (as do all with `lean_layers=False`). `compile` runs the decoder
     through `torch.compile` in place (parameter names and saved files are unchanged); kernels
-    are fused, so float results may differ in the last bits.
+    are fused, so float results may differ in the last bits. A tied input embedding (Qwen2.5's
+    small models) gives its gradient as per-token sums on CPU (`use_row_sums_embedding`: no
+    dense (V, H) temporary; the same gradient bit for bit).
     """
+    use_row_sums_embedding(model)
     if gradient_checkpointing:
         kwargs = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
