@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
+from train_helpers import (
+    run_sft,
+    save_tiny_model,
+    tiny_model_and_tokenizer,
+    toy_world,
+    write_toy_files,
+)
 
 from stylized_dpo.model import IM_END
 from stylized_dpo.train.attention import pair_rows_mask
 from stylized_dpo.train.batching import collate_chat_rows, collate_chats
 from stylized_dpo.train.logps import completion_logps, pair_logps, right_padded
-from stylized_dpo.train.sft import SFTConfig, train_sft
+from stylized_dpo.train.sft import SFTConfig
 from stylized_dpo.train.tokens import (
     TokenizedChat,
     encode_completions,
@@ -177,16 +181,7 @@ def test_grad_accumulation_normalises_per_token_of_the_effective_batch(tmp_path)
     for batch_size, grad_accum in [(8, 1), (4, 2), (1, 8)]:
         out = tmp_path / f"run{batch_size}"
         cfg = SFTConfig(batch_size=batch_size, grad_accum=grad_accum, max_steps=1, lr=1e-3)
-        train_sft(
-            model_dir,
-            paths["sft_train"],
-            paths["sft_test"],
-            out / "model",
-            out / "metrics.jsonl",
-            out / "ckpt",
-            cfg,
-        )
-        metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        metrics = run_sft(model_dir, paths, out, cfg)
         rows[grad_accum] = next(r for r in metrics if r["split"] == "train")
     for accum in (2, 8):
         assert rows[accum]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-5)
@@ -202,17 +197,7 @@ def test_training_with_chat_rows_logs_the_same_run(tmp_path):
     for rows in (None, 150):
         out = tmp_path / f"rows{rows}"
         cfg = SFTConfig(batch_size=6, max_steps=3, lr=1e-3, eval_every=2, pack_rows_tokens=rows)
-        train_sft(
-            model_dir,
-            paths["sft_train"],
-            paths["sft_test"],
-            out / "model",
-            out / "metrics.jsonl",
-            out / "ckpt",
-            cfg,
-        )
-        lines = (out / "metrics.jsonl").read_text().splitlines()
-        runs.append([json.loads(line) for line in lines])
+        runs.append(run_sft(model_dir, paths, out, cfg))
     plain, packed = runs
     assert [r["split"] for r in plain] == [r["split"] for r in packed]
     for a, b in zip(plain, packed, strict=True):

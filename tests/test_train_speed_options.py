@@ -6,13 +6,19 @@ import json
 
 import pytest
 import torch
-from train_helpers import save_tiny_model, tiny_model_and_tokenizer, toy_world, write_toy_files
+from train_helpers import (
+    run_sft,
+    save_tiny_model,
+    tiny_model_and_tokenizer,
+    toy_world,
+    write_toy_files,
+)
 
 from stylized_dpo.train.batching import collate_chats
 from stylized_dpo.train.dpo import DPOConfig, train_dpo
 from stylized_dpo.train.logps import completion_logps
 from stylized_dpo.train.runtime import prepare_model
-from stylized_dpo.train.sft import SFTConfig, train_sft
+from stylized_dpo.train.sft import SFTConfig
 from stylized_dpo.train.tokens import tokenize_sft
 
 torch.set_num_threads(1)
@@ -55,15 +61,7 @@ def test_loops_accept_gradient_checkpointing(tmp_path, stage):
                 device="cpu",
                 gradient_checkpointing=checkpointing,
             )
-            train_sft(
-                model_dir,
-                paths["sft_train"],
-                paths["sft_test"],
-                out / "model",
-                out / "metrics.jsonl",
-                out / "ckpt",
-                cfg,
-            )
+            run_sft(model_dir, paths, out, cfg)
         else:
             cfg = DPOConfig(
                 batch_size=4,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -106,3 +107,20 @@ def save_tiny_model(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def run_sft(model_dir: Path, paths: dict[str, Path], out: Path, config) -> list[dict]:
+    """`train_sft` on the toy files into `out`; its metrics rows."""
+    from stylized_dpo.train.sft import train_sft
+
+    metrics = out / "metrics.jsonl"
+    train_sft(
+        model_dir,
+        paths["sft_train"],
+        paths["sft_test"],
+        out / "model",
+        metrics,
+        out / "ckpt",
+        config,
+    )
+    return [json.loads(line) for line in metrics.read_text().splitlines()]

@@ -196,15 +196,7 @@ def collate_pair_rows(
             slot += [b] * n_c + [n + b] * n_r
             o += size[b]
         segments.append(tuple(row_segments))
-    return {
-        "input_ids": input_ids,
-        "position_ids": position_ids,
-        "pair_segments": tuple(segments),
-        "logp_index": torch.tensor(index, dtype=torch.long),
-        "logp_targets": torch.tensor(targets, dtype=torch.long),
-        "logp_segment": torch.tensor(slot, dtype=torch.long),
-        "n_slots": 2 * n,
-    }
+    return _rows_batch(input_ids, position_ids, segments, index, targets, slot, 2 * n)
 
 
 def collate_chat_rows(
@@ -240,6 +232,19 @@ def collate_chat_rows(
             slot += [b] * len(predicted)
             o += size[b]
         segments.append(tuple(row_segments))
+    return _rows_batch(input_ids, position_ids, segments, index, targets, slot, len(chats))
+
+
+def _rows_batch(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    segments: list[tuple[tuple[int, int, int, int], ...]],
+    index: list[int],
+    targets: list[int],
+    slot: list[int],
+    n_slots: int,
+) -> dict[str, Any]:
+    """The batch of rows of several pairs or chats (`pair_rows_logps` reads it)."""
     return {
         "input_ids": input_ids,
         "position_ids": position_ids,
@@ -247,7 +252,7 @@ def collate_chat_rows(
         "logp_index": torch.tensor(index, dtype=torch.long),
         "logp_targets": torch.tensor(targets, dtype=torch.long),
         "logp_segment": torch.tensor(slot, dtype=torch.long),
-        "n_slots": len(chats),
+        "n_slots": n_slots,
     }
 
 

@@ -74,13 +74,33 @@ def _chunks(*tensors: torch.Tensor, elements: int) -> Iterator[tuple[torch.Tenso
         yield tuple(t[start : start + elements] for t in flat)
 
 
-def _plain_options(group: dict, name: str, **unsupported: object) -> None:
-    for option, off in {"maximize": False, "differentiable": False, **unsupported}.items():
-        if group.get(option, off) != off:
-            raise ValueError(f"{name}: {option}={group[option]!r} is not supported")
+class _ChunkedSteps(torch.optim.Optimizer):
+    """The loop of torch's single-tensor optimizers over groups and parameters with gradients;
+    a subclass updates one parameter in `_update`, chunk by chunk (`_chunks`)."""
+
+    chunk_elements = OPTIMIZER_CHUNK_ELEMENTS
+    supported_only: dict[str, object] = {}
+    """Options whose other values torch's step supports and `_update` does not."""
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        name = type(self).__name__
+        if closure is not None:
+            raise ValueError(f"{name}.step takes no closure")
+        for group in self.param_groups:
+            plain = {"maximize": False, "differentiable": False, **self.supported_only}
+            for option, value in plain.items():
+                if group.get(option, value) != value:
+                    raise ValueError(f"{name}: {option}={group[option]!r} is not supported")
+            for param in group["params"]:
+                if param.grad is not None:
+                    self._update(group, param, self.state[param])
+
+    def _update(self, group: dict, param: torch.Tensor, state: dict) -> None:
+        raise NotImplementedError
 
 
-class ChunkedAdamW(torch.optim.AdamW):
+class ChunkedAdamW(_ChunkedSteps, torch.optim.AdamW):
     """torch's AdamW, its single-tensor step taken `OPTIMIZER_CHUNK_ELEMENTS` elements at a time.
 
     The same operations in the same order on each element as `torch.optim.AdamW(foreach=False)`,
@@ -90,75 +110,52 @@ class ChunkedAdamW(torch.optim.AdamW):
     for Qwen2.5-0.5B's embedding, the peak of a small-batch step).
     """
 
-    chunk_elements = OPTIMIZER_CHUNK_ELEMENTS
+    supported_only = {"amsgrad": False, "capturable": False, "fused": None}
 
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
-        if closure is not None:
-            raise ValueError("ChunkedAdamW.step takes no closure")
-        for group in self.param_groups:
-            _plain_options(group, "ChunkedAdamW", amsgrad=False, capturable=False, fused=None)
-            lr, (beta1, beta2) = group["lr"], group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.tensor(0.0, dtype=torch.get_default_dtype())
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(
-                        param, memory_format=torch.preserve_format
-                    )
-                state["step"] += 1
-                step = state["step"].item()
-                step_size = lr / (1 - beta1**step)
-                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-                for p, grad, exp_avg, exp_avg_sq in _chunks(
-                    param, param.grad, state["exp_avg"], state["exp_avg_sq"],
-                    elements=self.chunk_elements,
-                ):  # fmt: skip
-                    if weight_decay != 0:
-                        p.mul_(1 - lr * weight_decay)
-                    exp_avg.lerp_(grad, 1 - beta1)
-                    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-                    p.addcdiv_(exp_avg, denom, value=-step_size)
+    def _update(self, group: dict, param: torch.Tensor, state: dict) -> None:
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        eps, weight_decay = group["eps"], group["weight_decay"]
+        if not state:
+            state["step"] = torch.tensor(0.0, dtype=torch.get_default_dtype())
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["step"] += 1
+        step = state["step"].item()
+        step_size = lr / (1 - beta1**step)
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        for p, grad, exp_avg, exp_avg_sq in _chunks(
+            param, param.grad, state["exp_avg"], state["exp_avg_sq"], elements=self.chunk_elements
+        ):
+            if weight_decay != 0:
+                p.mul_(1 - lr * weight_decay)
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            p.addcdiv_(exp_avg, denom, value=-step_size)
 
 
-class ChunkedRMSprop(torch.optim.RMSprop):
+class ChunkedRMSprop(_ChunkedSteps, torch.optim.RMSprop):
     """torch's RMSprop (no momentum, not centred), its single-tensor step taken
     `OPTIMIZER_CHUNK_ELEMENTS` elements at a time: the same bits and state dict as
     `torch.optim.RMSprop(foreach=False)`, with chunk-sized temporaries (the L2-penalised
     gradient and the denominator) instead of two copies of the largest parameter."""
 
-    chunk_elements = OPTIMIZER_CHUNK_ELEMENTS
+    supported_only = {"momentum": 0, "centered": False, "capturable": False}
 
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
-        if closure is not None:
-            raise ValueError("ChunkedRMSprop.step takes no closure")
-        for group in self.param_groups:
-            _plain_options(group, "ChunkedRMSprop", momentum=0, centered=False, capturable=False)
-            lr, alpha = group["lr"], group["alpha"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.get_default_dtype())
-                    state["square_avg"] = torch.zeros_like(
-                        param, memory_format=torch.preserve_format
-                    )
-                state["step"] += 1
-                for p, grad, square_avg in _chunks(
-                    param, param.grad, state["square_avg"], elements=self.chunk_elements
-                ):
-                    if weight_decay != 0:
-                        grad = grad.add(p, alpha=weight_decay)
-                    square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
-                    p.addcdiv_(grad, square_avg.sqrt().add_(eps), value=-lr)
+    def _update(self, group: dict, param: torch.Tensor, state: dict) -> None:
+        lr, alpha = group["lr"], group["alpha"]
+        eps, weight_decay = group["eps"], group["weight_decay"]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.get_default_dtype())
+            state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["step"] += 1
+        for p, grad, square_avg in _chunks(
+            param, param.grad, state["square_avg"], elements=self.chunk_elements
+        ):
+            if weight_decay != 0:
+                grad = grad.add(p, alpha=weight_decay)
+            square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+            p.addcdiv_(grad, square_avg.sqrt().add_(eps), value=-lr)
 
 
 class OptimizerConfig(Section):
