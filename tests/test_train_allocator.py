@@ -75,3 +75,25 @@ def test_freed_heap_is_released_past_its_slack(blocks, trims):
     assert out[-2] == str(trims)
     released = float(out[-1])
     assert released > 350 if trims else released < 20
+
+
+def test_the_backward_pass_releases_freed_heap_at_each_layer(monkeypatch):
+    """`prepare_model` has each decoder layer's backward call `release_freed_heap` (on CPU, with
+    or without checkpointing); a forward without gradients registers nothing."""
+    import torch
+    from train_helpers import tiny_model_and_tokenizer
+
+    from stylized_dpo.train import runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "release_freed_heap", lambda: calls.append(1) or False)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    for checkpointing in (False, True):
+        model, _ = tiny_model_and_tokenizer()
+        runtime.prepare_model(model, gradient_checkpointing=checkpointing, compile=False)
+        model.train()
+        with torch.no_grad():
+            model(input_ids=ids)
+        calls.clear()
+        model(input_ids=ids).logits.sum().backward()
+        assert len(calls) == len(model.get_decoder().layers), checkpointing

@@ -38,9 +38,12 @@ def prepare_model(
     through `torch.compile` in place (parameter names and saved files are unchanged); kernels
     are fused, so float results may differ in the last bits. A tied input embedding (Qwen2.5's
     small models) gives its gradient as per-token sums on CPU (`use_row_sums_embedding`: no
-    dense (V, H) temporary; the same gradient bit for bit).
+    dense (V, H) temporary; the same gradient bit for bit), and on CPU the backward pass hands
+    freed heap back to the OS as it goes (`release_heap_in_backward`).
     """
     use_row_sums_embedding(model)
+    if model.device.type == "cpu":
+        release_heap_in_backward(model)
     if gradient_checkpointing:
         kwargs = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
@@ -128,3 +131,24 @@ def release_freed_heap() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def release_heap_in_backward(model: PreTrainedModel) -> None:
+    """Call `release_freed_heap` as the backward pass reaches each decoder layer.
+
+    Activations below the mmap threshold (a small batch's [tokens x hidden] tensors at
+    Qwen2.5-0.5B's shape) live on glibc's heap, whose freed pages stay resident: without this,
+    every activation the backward pass frees still counts in its peak beside the gradients it
+    allocates. The miniature never frees 256 MB (`HEAP_SLACK`), so it never trims."""
+
+    def trim_when_reached(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output
+        if isinstance(hidden, torch.Tensor) and hidden.requires_grad:
+            hidden.register_hook(_release_freed_heap_hook)
+
+    for layer in model.get_decoder().layers:
+        layer.register_forward_hook(trim_when_reached)
+
+
+def _release_freed_heap_hook(grad: torch.Tensor) -> None:
+    release_freed_heap()
