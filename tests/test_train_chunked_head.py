@@ -21,8 +21,9 @@ from stylized_dpo.train.tokens import tokenize_sft
 torch.set_num_threads(1)
 
 
-def full_token_logps(h, weight, bias, targets):
-    """The full-logits path the chunked head replaces: (N, V) float32 log-softmax, gathered."""
+def full_token_logps(h, weight, bias, targets, token_grad=None):
+    """The full-logits path the chunked head replaces: (N, V) float32 log-softmax, gathered
+    (`token_grad`, a speed hint of the chunked head, changes nothing)."""
     logits = F.linear(h.float(), weight.float(), None if bias is None else bias.float())
     return logits.log_softmax(-1).gather(1, targets[:, None]).squeeze(1)
 
@@ -74,6 +75,53 @@ def test_token_logps_without_bias_and_frozen_head(head_inputs):
             token_logps(h, frozen, None, targets, chunk_tokens=3),
             full_token_logps(h, frozen, None, targets),
         )
+
+
+class HeadMatmuls(TorchDispatchMode):
+    """Counts the matmuls whose result has the vocabulary as its last dimension (the logits)."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab, self.count = vocab, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.linear):
+            self.count += out.shape[-1] == self.vocab
+        return out
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 37, 1000])
+def test_a_known_token_gradient_is_taken_in_the_forward_pass_bit_for_bit(head_inputs, chunk):
+    """With the gradient each token will receive known before the forward pass (SFT's), the
+    head computes its gradients there, from its own logits: the same bits as recomputing them
+    in backward, one logits matmul fewer; an other gradient falls back to recomputing."""
+    h, weight, bias, targets, _ = head_inputs
+    grad = -(torch.ones(()) / 29)  # -1/n, as SFT's loss gives every completion token
+    results, matmuls = [], []
+    for hint in (None, grad):
+        with HeadMatmuls(weight.size(0)) as count:
+            got = value_and_grads(
+                lambda *a, hint=hint: token_logps(*a, chunk_tokens=chunk, token_grad=hint),
+                h, weight, bias, targets, grad.expand(h.size(0)),
+            )  # fmt: skip
+        results.append(got)
+        matmuls.append(count.count)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    n_chunks = -(-h.size(0) // chunk)
+    recomputed = 0 if n_chunks == 1 else n_chunks  # one chunk keeps its softmax instead
+    assert matmuls == [n_chunks + recomputed, n_chunks]
+    other = value_and_grads(  # not the gradient announced: recomputed, still right
+        lambda *a: token_logps(*a, chunk_tokens=chunk, token_grad=grad),
+        h, weight, bias, targets, 2 * grad.expand(h.size(0)),
+    )  # fmt: skip
+    plain = value_and_grads(
+        lambda *a: token_logps(*a, chunk_tokens=chunk), h, weight, bias, targets,
+        2 * grad.expand(h.size(0)),
+    )  # fmt: skip
+    for a, b in zip(other, plain, strict=True):
+        assert torch.equal(a, b)
 
 
 class LargestTensor(TorchDispatchMode):

@@ -209,3 +209,31 @@ def test_training_with_chat_rows_logs_the_same_run(tmp_path):
     assert collate_chat_rows(chats, 0, 150)["input_ids"].size(0) < 6
     with pytest.raises(ValueError, match="pack_rows_tokens"):
         SFTConfig(pack_rows_tokens=0)
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.3])
+def test_sft_token_grad_is_the_gradient_the_loss_gives(tiny, monkeypatch, weight):
+    """`sft_token_grad` announces, before the forward pass, exactly the gradient SFT's loss
+    sends each completion token's log-prob (so the head keeps the gradients it took early)."""
+    import stylized_dpo.train.logps as common
+    from stylized_dpo.train.distributed import Dist
+    from stylized_dpo.train.sft import sft_token_grad
+
+    model, tokenizer, chats = tiny
+    seen = []
+    chunked = common.token_logps
+
+    def spying(*args, **kwargs):
+        out = chunked(*args, **kwargs)
+        out.register_hook(lambda g: seen.append(g))
+        return out
+
+    monkeypatch.setattr(common, "token_logps", spying)
+    dist = Dist(world_size=3)  # the DDP path's scaling (its backward is a plain one here)
+    batch = collate_chats(chats[:5], tokenizer.pad_token_id)
+    n = int(batch["completion_mask"][:, 1:].sum())
+    for d in (Dist(), dist):
+        seen.clear()
+        announced = sft_token_grad(d, n, weight)
+        d.backward(-completion_logps(model, **batch, token_grad=announced).sum() / n, weight)
+        assert torch.equal(seen[0], announced.expand_as(seen[0]))

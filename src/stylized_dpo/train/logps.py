@@ -23,6 +23,7 @@ def completion_logps(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     completion_mask: torch.Tensor,
+    token_grad: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Summed log-probabilities of the completion tokens of each sequence, (B,), float32.
 
@@ -43,7 +44,7 @@ def completion_logps(
     h = hidden[:, :-1][targets_mask]  # (N, H), N = completion tokens in the batch
     targets = input_ids[:, 1:][targets_mask]  # (N,)
     row = torch.arange(input_ids.size(0), device=input_ids.device)[:, None].expand_as(targets_mask)
-    return _summed_logps(model, h, targets, row[targets_mask], input_ids.size(0))
+    return _summed_logps(model, h, targets, row[targets_mask], input_ids.size(0), token_grad)
 
 
 def right_padded(attention_mask: torch.Tensor) -> bool:
@@ -97,6 +98,7 @@ def pair_rows_logps(
     logp_targets: torch.Tensor,
     logp_segment: torch.Tensor,
     n_slots: int,
+    token_grad: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`completion_logps` of a `collate_pair_rows` batch (chosen then rejected, in the pairs'
     order) or a `collate_chat_rows` one (the chats'), (n_slots,). Each pair's or chat's
@@ -106,7 +108,7 @@ def pair_rows_logps(
         model, input_ids=input_ids, position_ids=position_ids, pair_segments=pair_segments
     )  # (R, T, H)
     h = hidden.flatten(0, 1)[logp_index]  # (N, H)
-    return _summed_logps(model, h, logp_targets, logp_segment, n_slots)
+    return _summed_logps(model, h, logp_targets, logp_segment, n_slots, token_grad)
 
 
 def use_packed_pairs_attention(model: PreTrainedModel) -> None:
@@ -143,12 +145,13 @@ def _summed_logps(
     targets: torch.Tensor,
     slots: torch.Tensor,
     n_slots: int,
+    token_grad: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sum per slot of log p(target | hidden state): the LM head and log-softmax in float32,
-    outside autocast, on the N given rows only (`token_logps`)."""
+    outside autocast, on the N given rows only (`token_logps`, `token_grad` its)."""
     head = model.get_output_embeddings()
     with torch.autocast(h.device.type, enabled=False):
-        token_logps_ = token_logps(h, head.weight, head.bias, targets)
+        token_logps_ = token_logps(h, head.weight, head.bias, targets, token_grad=token_grad)
     return torch.zeros(n_slots, device=h.device).index_add(0, slots, token_logps_)
 
 
@@ -167,6 +170,7 @@ def token_logps(
     bias: torch.Tensor | None,
     targets: torch.Tensor,
     chunk_tokens: int | None = None,
+    token_grad: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log softmax(h W^T + b)[target] of each row, (N,) float32, never holding the (N, V) logits.
 
@@ -175,6 +179,13 @@ def token_logps(
     of Liger's fused linear cross-entropy): one more head matmul instead of keeping N x V
     float32 log-probs, their gradient and a scatter buffer. On CUDA, Liger's fused kernel
     (`liger-kernel`, optional) does the same when installed.
+
+    `token_grad`, a float32 scalar tensor: the gradient each token's log-prob will receive, when
+    it is known before the forward pass (SFT's loss, -1/n per completion token: `sft_token_grad`).
+    The forward pass then computes the gradients from its own logits, with the backward pass's
+    operations in its order, and the backward pass uses them if its incoming gradient is that
+    value at every token (bit for bit what recomputing would give), recomputing otherwise: one
+    head matmul of four saved.
     """
     liger = _liger_cross_entropy() if h.is_cuda else None
     if liger is not None:
@@ -184,7 +195,7 @@ def token_logps(
         )
         return -out.float()
     chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // weight.size(0))
-    return _ChunkedTokenLogps.apply(h, weight, bias, targets, chunk, LM_HEAD_DTYPE)
+    return _ChunkedTokenLogps.apply(h, weight, bias, targets, chunk, LM_HEAD_DTYPE, token_grad)
 
 
 def _liger_cross_entropy() -> Any:
@@ -204,66 +215,92 @@ def _liger_cross_entropy() -> Any:
 
 class _ChunkedTokenLogps(torch.autograd.Function):
     """`token_logps` on CPU (and on CUDA without Liger): chunks of logits (matmuls in `dtype`,
-    log-softmax in float32), recomputed in backward."""
+    log-softmax in float32), recomputed in backward unless the forward pass could take the
+    gradients already (`token_grad`)."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, chunk, dtype):  # type: ignore[override]
+    def forward(ctx, h, weight, bias, targets, chunk, dtype, token_grad=None):  # type: ignore[override]
         w = weight.to(dtype)
         b = None if bias is None else bias.to(dtype)
         n = h.size(0)
         out = torch.empty(n, dtype=torch.float32, device=h.device)
         lse = torch.empty(n, dtype=torch.float32, device=h.device)
+        needs = ctx.needs_input_grad[:3]
+        early = None
+        if token_grad is not None and any(needs):
+            token_grad = token_grad.to(device=h.device, dtype=torch.float32)
+            early = _HeadGrads(h, weight, bias, needs)
+            g = token_grad.expand(n)
         for s in range(0, n, chunk):
             logits = F.linear(h[s : s + chunk].to(dtype), w, b).float()  # (chunk, V)
             lse[s : s + chunk] = logits.logsumexp(-1)
             picked = logits.gather(1, targets[s : s + chunk, None]).squeeze(1)
             out[s : s + chunk] = picked - lse[s : s + chunk]
+            if early is not None:
+                early.add_chunk(s, logits, lse, targets, g, w, h, dtype)
         ctx.save_for_backward(h, weight, bias, targets, lse)
-        ctx.chunk, ctx.dtype = chunk, dtype
+        ctx.chunk, ctx.dtype, ctx.token_grad, ctx.early = chunk, dtype, token_grad, early
         # a single chunk (a small vocabulary or batch): keep its softmax, within the chunk's
         # memory budget, rather than recompute the head in backward
         ctx.probs = None
-        if n <= chunk and any(ctx.needs_input_grad[:3]):
+        if early is None and n <= chunk and any(needs):
             ctx.probs = logits.sub_(lse[:, None]).exp_()
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         h, weight, bias, targets, lse = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        with torch.autocast(h.device.type, enabled=False):
-            dtype = ctx.dtype
-            w = weight.to(dtype)
-            b = None if bias is None else bias.to(dtype)
-            grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if need_h else None
-            grad_w = torch.zeros_like(w, dtype=torch.float32) if need_w else None
-            grad_b = torch.zeros_like(b, dtype=torch.float32) if need_b else None
-            g = grad_out.float()
-            for s in range(0, h.size(0), ctx.chunk):
-                hc = h[s : s + ctx.chunk].to(dtype)
-                gc = g[s : s + ctx.chunk, None]
-                # d logp[t] / d logits = onehot(t) - softmax: built in place in the logits
-                if ctx.probs is not None:
-                    dlogits, ctx.probs = ctx.probs, None  # consumed: a second backward recomputes
-                else:
-                    logits = F.linear(hc, w, b).float()
-                    dlogits = logits.sub_(lse[s : s + ctx.chunk, None]).exp_()
-                dlogits.mul_(-gc).scatter_add_(1, targets[s : s + ctx.chunk, None], gc)
-                if dtype != torch.float32:
-                    dlogits = dlogits.to(dtype)
-                if need_h:
-                    grad_h[s : s + ctx.chunk] = dlogits @ w
-                if need_w and dtype == torch.float32:
-                    grad_w.addmm_(dlogits.t(), hc)  # in place: no (V, H) temporary
-                elif need_w:
-                    grad_w += dlogits.t() @ hc
-                if need_b:
-                    grad_b += dlogits.sum(0, dtype=torch.float32)
+        grads, ctx.early = ctx.early, None  # consumed: a second backward recomputes
+        g = grad_out.float()
+        if grads is None or not bool((g == ctx.token_grad).all()):
+            grads = _HeadGrads(h, weight, bias, ctx.needs_input_grad[:3])
+            with torch.autocast(h.device.type, enabled=False):
+                dtype = ctx.dtype
+                w = weight.to(dtype)
+                b = None if bias is None else bias.to(dtype)
+                for s in range(0, h.size(0), ctx.chunk):
+                    if ctx.probs is not None:
+                        probs, ctx.probs = ctx.probs, None
+                    else:
+                        probs = F.linear(h[s : s + ctx.chunk].to(dtype), w, b).float()
+                        probs.sub_(lse[s : s + ctx.chunk, None]).exp_()
+                    grads.add_chunk(s, probs, None, targets, g, w, h, dtype)
+        return (*grads.result(h, weight, bias), None, None, None, None)
+
+
+class _HeadGrads:
+    """The LM head's gradients, accumulated chunk by chunk in one order whether the forward
+    pass takes them (`token_grad`) or the backward pass does."""
+
+    def __init__(self, h, weight, bias, needs) -> None:
+        need_h, need_w, need_b = needs
+        self.grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if need_h else None
+        self.grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        self.grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b else None
+
+    def add_chunk(self, s, logits, lse, targets, g, w, h, dtype) -> None:
+        """The chunk of rows from `s`: `logits` (chunk, V) float32, consumed in place (given
+        `lse`: the raw logits; without it: the softmax already)."""
+        n = logits.size(0)
+        # d logp[t] / d logits = onehot(t) - softmax: built in place in the logits
+        dlogits = logits if lse is None else logits.sub_(lse[s : s + n, None]).exp_()
+        gc = g[s : s + n, None]
+        dlogits.mul_(-gc).scatter_add_(1, targets[s : s + n, None], gc)
+        if dtype != torch.float32:
+            dlogits = dlogits.to(dtype)
+        hc = h[s : s + n].to(dtype)
+        if self.grad_h is not None:
+            self.grad_h[s : s + n] = dlogits @ w
+        if self.grad_w is not None and dtype == torch.float32:
+            self.grad_w.addmm_(dlogits.t(), hc)  # in place: no (V, H) temporary
+        elif self.grad_w is not None:
+            self.grad_w += dlogits.t() @ hc
+        if self.grad_b is not None:
+            self.grad_b += dlogits.sum(0, dtype=torch.float32)
+
+    def result(self, h, weight, bias) -> tuple:
         return (
-            None if grad_h is None else grad_h.to(h.dtype),
-            None if grad_w is None else grad_w.to(weight.dtype),
-            None if grad_b is None else grad_b.to(bias.dtype),
-            None,
-            None,
-            None,
+            None if self.grad_h is None else self.grad_h.to(h.dtype),
+            None if self.grad_w is None else self.grad_w.to(weight.dtype),
+            None if self.grad_b is None else self.grad_b.to(bias.dtype),
         )

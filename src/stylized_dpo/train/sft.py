@@ -94,6 +94,15 @@ def evaluate_sft(
     return nll / tokens
 
 
+def sft_token_grad(dist: Dist, n_completion: int, weight: float) -> torch.Tensor:
+    """The gradient that the loss below gives each completion token's log-prob, before the
+    forward pass: autograd's own, on a stand-in of the same expression, so the same float. The
+    LM head takes its gradients in the forward pass when it matches (`token_logps`)."""
+    stand_in = torch.zeros(1, requires_grad=True)
+    dist.backward(-stand_in.sum() / n_completion, weight)
+    return stand_in.grad[0]
+
+
 def train_sft(
     model_dir: str | os.PathLike[str],
     train_path: str | os.PathLike[str],
@@ -172,8 +181,9 @@ def train_sft(
         for j, idx in enumerate(mine):
             chats = [train[i] for i in idx]
             batch = batch_to(collate_sft(chats, pad_id, cfg.pack_rows_tokens), device)
+            token_grad = sft_token_grad(dist, n_completion, weight)
             with dist.no_sync(logps, last=j == len(mine) - 1):
-                loss = -logps(**batch).sum() / n_completion
+                loss = -logps(**batch, token_grad=token_grad).sum() / n_completion
                 dist.backward(loss, weight)
             step_loss += loss.item() * weight
             n_tokens += int(sum(len(c.input_ids) for c in chats) * weight)
