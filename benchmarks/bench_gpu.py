@@ -65,11 +65,13 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import stylized_dpo.train.logps as logps
 from stylized_dpo.train.batching import batch_to, collate_preferences, collate_sft
+from stylized_dpo.train.distributed import Dist
 from stylized_dpo.train.dpo import DPOConfig, dpo_forward
 from stylized_dpo.train.logps import pair_logps
 from stylized_dpo.train.metrics import DPOBatchStats
 from stylized_dpo.train.optim import adamw
 from stylized_dpo.train.runtime import prepare_model
+from stylized_dpo.train.sft import sft_token_grad
 from stylized_dpo.train.tokens import TokenizedChat, TokenizedPair
 
 QWEN25_05B = dict(
@@ -146,7 +148,8 @@ def sft_step(
     """One step of the SFT loop (train_sft's micro-batch body, grad_accum 1)."""
     n_completion = sum(len(c.completion_ids) for c in chats)
     batch = batch_to(collate_sft(chats, 0, row_tokens), device)
-    loss = -pair_logps(model, **batch).sum() / n_completion
+    token_grad = sft_token_grad(Dist(), n_completion, 1.0)
+    loss = -pair_logps(model, **batch, token_grad=token_grad).sum() / n_completion
     loss.backward()
     loss.item()  # the loop logs the loss of each micro-batch
     n_tokens = sum(len(c.input_ids) for c in chats)

@@ -290,8 +290,10 @@ def ours_sft(args, rows: bool = False) -> dict:
     import torch
 
     from stylized_dpo.train.batching import collate_sft
+    from stylized_dpo.train.distributed import Dist
     from stylized_dpo.train.logps import pair_logps
     from stylized_dpo.train.optim import adamw
+    from stylized_dpo.train.sft import sft_token_grad
     from stylized_dpo.train.tokens import tokenize_sft
 
     process_settings(args, ours=True)
@@ -306,7 +308,8 @@ def ours_sft(args, rows: bool = False) -> dict:
         step_chats = chats[step * args.batch : (step + 1) * args.batch]
         batch = collate_sft(step_chats, 0, row_tokens)
         n = sum(len(c.completion_ids) for c in step_chats)
-        loss = -pair_logps(model, **batch).sum() / n
+        token_grad = sft_token_grad(Dist(), n, 1.0)  # as train_sft: the head's early gradients
+        loss = -pair_logps(model, **batch, token_grad=token_grad).sum() / n
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         before_optimizer_step(memory)
